@@ -1,0 +1,24 @@
+# The two commands of the README: `make demo` and `make test`. Both set up what is missing first.
+SHELL := /bin/bash
+VENV := .venv/bin
+
+.PHONY: setup demo test bench lint twin-down
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup
+	$(VENV)/pytest
+
+bench: setup
+	$(VENV)/python -m benchmarks
+
+lint: setup
+	$(VENV)/ruff check src tests benchmarks
+	shellcheck -x bootstrap/*.sh bootstrap/steps/*.sh scripts/*.sh
+
+twin-down:
+	$(VENV)/hpctool local down

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install what hpctool needs on a Debian 12 machine: Debian packages, uv, and the .venv.
+# Idempotent: a second run checks and returns in about a second.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  slurm-wlm slurm-client slurmdbd munge mariadb-server   # the local twin
+  lmod                                                   # module system of the node bootstrap
+  bwa samtools bcftools tabix                            # the germline workflow's tools
+  shellcheck bats                                        # tests of bootstrap/
+  mdadm                                                  # NVMe RAID0 scratch (bootstrap)
+)
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: Debian packages missing: ${missing[*]}; run 'make setup' as root" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! command -v uv >/dev/null 2>&1; then
+  echo "setup: installing uv"
+  python3 -m pip install -q uv
+fi
+# Never let uv download an interpreter: the machine's Python 3.11+ is used.
+export UV_PYTHON_DOWNLOADS=never
+uv sync --frozen --quiet
+echo "setup: ready (.venv with $(.venv/bin/python --version))"

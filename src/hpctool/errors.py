@@ -1,0 +1,47 @@
+"""The one exception family of hpctool.
+
+Every error carries a message (what went wrong) and a hint (what to do). The CLI prints both,
+without a traceback, and exits with ``exit_code``.
+"""
+
+from __future__ import annotations
+
+
+class HpctoolError(Exception):
+    """Base of every error hpctool raises on purpose."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, hint: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\nhint: {self.hint}" if self.hint else self.message
+
+
+class UsageError(HpctoolError):
+    """The command line itself is wrong."""
+
+    exit_code = 2
+
+
+class ConfigError(HpctoolError):
+    """A cluster config or values file is missing, unreadable or wrong."""
+
+
+class SetupError(HpctoolError):
+    """The machine lacks something hpctool needs (packages, root, a free port)."""
+
+
+class SlurmError(HpctoolError):
+    """A Slurm command failed or Slurm is unreachable."""
+
+
+class TwinError(HpctoolError):
+    """The local Slurm twin could not be started, queried or stopped."""
+
+
+class AwsError(HpctoolError):
+    """An AWS API call failed."""

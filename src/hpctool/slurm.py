@@ -1,0 +1,150 @@
+"""The one module that runs Slurm's binaries.
+
+Everything goes through :func:`run`: argv lists, a timeout, never a shell. Output is handed to
+the pure parsers in :mod:`hpctool.slurm_parse`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+
+from hpctool.errors import SlurmError
+from hpctool.slurm_parse import (
+    SACCT_FIELDS,
+    AcctJob,
+    parse_delimited,
+    parse_sacct_jobs,
+    parse_sbatch_parsable,
+    parse_scontrol_records,
+)
+
+DEFAULT_TIMEOUT = 30.0
+
+
+def slurm_env(slurm_conf: str | os.PathLike[str] | None = None) -> dict[str, str]:
+    """The environment for a Slurm command, pointed at ``slurm_conf`` when given."""
+    env = dict(os.environ)
+    if slurm_conf is not None:
+        env["SLURM_CONF"] = str(slurm_conf)
+    return env
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    input_text: str | None = None,
+    check: bool = True,
+) -> subprocess.CompletedProcess[str]:
+    """Run one Slurm command; raise :class:`SlurmError` naming the command when it fails."""
+    argv = [str(a) for a in argv]
+    if shutil.which(argv[0], path=(env or os.environ).get("PATH")) is None:
+        raise SlurmError(
+            f"{argv[0]}: command not found",
+            "install Slurm's client tools (`make setup` installs slurm-client)",
+        )
+    try:
+        result = subprocess.run(
+            argv,
+            env=dict(env) if env is not None else None,
+            input=input_text,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise SlurmError(
+            f"{' '.join(argv)} did not answer within {timeout:.0f} s",
+            "is slurmctld running? (`hpctool local status` for the twin, `scontrol ping` on a cluster)",
+        ) from exc
+    if check and result.returncode != 0:
+        detail = (result.stderr or result.stdout).strip()
+        hint = "check that slurmctld is up (`scontrol ping`)"
+        if "Unable to contact slurm controller" in detail or "Connection refused" in detail:
+            hint = "slurmctld is not reachable: start the twin with `hpctool local up`, or check SLURM_CONF"
+        raise SlurmError(f"{' '.join(argv)} failed (exit {result.returncode}): {detail}", hint)
+    return result
+
+
+class Slurm:
+    """Slurm's commands against one cluster (given by its slurm.conf, or the default one)."""
+
+    def __init__(self, slurm_conf: str | os.PathLike[str] | None = None) -> None:
+        self.slurm_conf = str(slurm_conf) if slurm_conf is not None else None
+        self.env = slurm_env(self.slurm_conf)
+
+    def run(self, argv: Sequence[str], **kwargs) -> subprocess.CompletedProcess[str]:
+        kwargs.setdefault("env", self.env)
+        return run(argv, **kwargs)
+
+    # -- jobs ---------------------------------------------------------------------------------
+    def sbatch(self, options: Sequence[str], *, wrap: str | None = None, script: str | None = None) -> str:
+        """Submit a batch job; return its id. Give either a ``--wrap`` command or a script text."""
+        argv = ["sbatch", "--parsable", *options]
+        if wrap is not None:
+            argv += ["--wrap", wrap]
+        result = self.run(argv, input_text=script)
+        return parse_sbatch_parsable(result.stdout)
+
+    def requeue(self, job_id: str) -> None:
+        self.run(["scontrol", "requeue", job_id])
+
+    def cancel(self, job_ids: Sequence[str], signal: str | None = None, batch: bool = False) -> None:
+        argv = ["scancel"]
+        if signal:
+            argv.append(f"--signal={signal}")
+        if batch:
+            argv.append("--batch")
+        self.run([*argv, *job_ids])
+
+    def jobs(self) -> list[dict[str, str]]:
+        """Jobs slurmctld knows now (``scontrol show job``), as records."""
+        result = self.run(["scontrol", "-o", "show", "job"])
+        return parse_scontrol_records(result.stdout)
+
+    def job(self, job_id: str) -> dict[str, str]:
+        result = self.run(["scontrol", "-o", "show", "job", job_id])
+        records = parse_scontrol_records(result.stdout)
+        if not records:
+            raise SlurmError(f"job {job_id} is not known to slurmctld", "it may have aged out; use sacct")
+        return records[0]
+
+    def sacct(
+        self, job_ids: Sequence[str] | None = None, *, since: str = "now-7days", extra: Sequence[str] = ()
+    ) -> list[AcctJob]:
+        """Allocations from accounting (one row per job, steps left out)."""
+        argv = ["sacct", "-X", "-D", "--parsable2", "--noheader", "-o", ",".join(SACCT_FIELDS), *extra]
+        if job_ids:
+            argv += ["-j", ",".join(job_ids)]
+        else:
+            argv += ["-S", since]
+        return parse_sacct_jobs(self.run(argv).stdout)
+
+    # -- nodes --------------------------------------------------------------------------------
+    def nodes(self) -> list[dict[str, str]]:
+        result = self.run(["scontrol", "-o", "show", "node"])
+        return parse_scontrol_records(result.stdout)
+
+    def node_states(self) -> dict[str, str]:
+        """Node name -> long state (``idle``, ``mixed``, ``drained``, ``down*``...) from sinfo."""
+        result = self.run(["sinfo", "-h", "-N", "-o", "%N|%T"])
+        return {row["node"]: row["state"] for row in parse_delimited(result.stdout, ["node", "state"])}
+
+    def update_node(self, node: str, state: str, reason: str | None = None) -> None:
+        argv = ["scontrol", "update", f"nodename={node}", f"state={state}"]
+        if reason is not None:
+            argv.append(f"reason={reason}")
+        self.run(argv)
+
+    def ping(self) -> bool:
+        """True when slurmctld answers."""
+        try:
+            result = self.run(["scontrol", "ping"], timeout=10, check=False)
+        except SlurmError:
+            return False
+        return result.returncode == 0 and "UP" in result.stdout
