@@ -187,6 +187,7 @@ class Twin:
         """Start every daemon that is not running; return :meth:`status`. Safe to call twice."""
         check_prerequisites()
         config_path = Path(config).resolve() if config is not None else DEFAULT_CLUSTER_CONFIG
+        queues = load_queues(config_path)  # a bad config fails before anything starts
         if self.is_up():
             running = self.layout()
             assert running is not None
@@ -198,7 +199,6 @@ class Twin:
                 )
             self.progress("twin is already up")
             return self.status()
-        queues = load_queues(config_path)
         layout = plan_layout(queues, str(config_path), nodes_per_queue, port_base())
         self._stop_leftovers()
         daemons.check_ports_free(layout.ports)
