@@ -66,8 +66,14 @@ class AcctJob:
     end: str
 
     @property
+    def recorded(self) -> bool:
+        """False for the placeholder row slurmdbd shows when a job's steps reached it before the
+        job record itself (name ``allocation``, no partition): the job's final row is yet to come."""
+        return bool(self.partition)
+
+    @property
     def finished(self) -> bool:
-        return self.state not in {"PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "RESIZING"}
+        return self.recorded and self.state not in {"PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "RESIZING"}
 
 
 SACCT_FIELDS = [

@@ -1,0 +1,5 @@
+import sys
+
+from hpctool.cli import main
+
+sys.exit(main())

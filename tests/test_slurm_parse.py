@@ -1,0 +1,113 @@
+"""The pure parsers, on output pasted from Debian 12's Slurm 22.05.8 (the twin)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hpctool.slurm_parse import (
+    node_state_flags,
+    parse_delimited,
+    parse_elapsed,
+    parse_sacct_jobs,
+    parse_sbatch_parsable,
+    parse_scontrol_record,
+    parse_scontrol_records,
+)
+
+DATA = Path(__file__).parent / "data" / "slurm"
+
+
+def test_sacct_requeued_job_counts_its_earlier_runs_as_restarts():
+    jobs = {j.job_id: j for j in parse_sacct_jobs((DATA / "sacct-requeued.txt").read_text())}
+    assert sorted(jobs) == ["1", "2", "3", "4", "5"]
+    assert [jobs[i].partition for i in "1234"] == ["compute", "spot", "fpga", "storage"]
+    assert jobs["1"].state == "COMPLETED" and jobs["1"].finished and jobs["1"].restarts == 0
+    assert jobs["3"].node_list == "fpga-st-f26xl-1"
+    requeued = jobs["5"]
+    assert requeued.restarts == 1
+    assert requeued.state == "RUNNING" and not requeued.finished
+    assert requeued.elapsed_seconds == 13
+
+
+def test_sacct_cancelled_state_keeps_the_first_word():
+    line = "9|wrap|spot|CANCELLED by 0|0:0|spot-st-mixed16-1|4|2026-11-21T10:26:01|2026-11-21T10:26:01|2026-11-21T10:26:05"
+    (job,) = parse_sacct_jobs(line)
+    assert job.state == "CANCELLED" and job.finished
+
+
+def test_sacct_line_with_wrong_field_count_is_an_error():
+    with pytest.raises(ValueError, match="expected 10 fields"):
+        parse_sacct_jobs("1|wrap|compute")
+
+
+def test_scontrol_node_reason_with_spaces_is_one_value():
+    node = parse_scontrol_record((DATA / "scontrol-node-drained.txt").read_text())
+    assert node["NodeName"] == "spot-st-mixed16-2"
+    assert node["State"] == "IDLE+DRAIN"
+    assert node["Reason"] == "spot-interruption 2026-11-21T10:40:00Z [root@2026-11-21T10:28:15]"
+    assert node["OS"].startswith("Linux 6.18")  # a value with spaces, followed by more keys
+    assert node["RealMemory"] == "1807"
+    assert node["AvailableFeatures"].split(",")[-1] == "spot"
+    assert node["Port"] == "16830"
+
+
+def test_scontrol_job_fields_and_keys_with_colons():
+    (job,) = parse_scontrol_records((DATA / "scontrol-job-running.txt").read_text())
+    assert job["JobId"] == "6"
+    assert job["JobState"] == "RUNNING"
+    assert job["Restarts"] == "0"
+    assert job["Partition"] == "compute"
+    assert job["NodeList"] == "compute-st-c7i4xl-1"
+    assert job["AllocNode:Sid"] == "localhost:1028"
+    assert job["TRES"] == "cpu=1,mem=1807M,node=1,billing=1"
+
+
+def test_scontrol_no_records_message_is_empty():
+    assert parse_scontrol_records("No jobs in the system\n") == []
+
+
+def test_sinfo_rows():
+    rows = parse_delimited((DATA / "sinfo-nodes.txt").read_text(), ["node", "state"])
+    states = {r["node"]: r["state"] for r in rows}
+    assert len(states) == 8
+    assert states["spot-st-mixed16-2"] == "drained"
+
+
+@pytest.mark.parametrize(
+    ("state", "base", "flags"),
+    [
+        ("IDLE", "IDLE", set()),
+        ("IDLE+DRAIN", "IDLE", {"DRAIN"}),
+        ("DOWN*+NOT_RESPONDING", "DOWN", {"NOT_RESPONDING"}),
+        ("DOWN*", "DOWN", {"NOT_RESPONDING"}),
+        ("MIXED+DRAIN", "MIXED", {"DRAIN"}),
+        ("drained", "DRAINED", set()),
+    ],
+)
+def test_node_state_flags(state, base, flags):
+    assert node_state_flags(state) == (base, flags)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("13", 13), ("00:01:05", 65), ("1-02:00:00", 93600), ("05:30", 330), ("", 0), ("UNLIMITED", 0)],
+)
+def test_parse_elapsed(text, seconds):
+    assert parse_elapsed(text) == seconds
+
+
+def test_sbatch_parsable():
+    assert parse_sbatch_parsable("42\n") == "42"
+    assert parse_sbatch_parsable("42;twin\n") == "42"
+    with pytest.raises(ValueError):
+        parse_sbatch_parsable("sbatch: error: Batch job submission failed\n")
+
+
+def test_a_placeholder_row_before_the_job_record_is_not_finished():
+    # Pasted from the twin: slurmdbd had the job's step but not yet the job record.
+    line = "46|allocation||COMPLETED|0:0|compute-st-c7i4xl-1|0|2026-11-21T10:29:42|2026-11-21T10:29:43|2026-11-21T10:29:43"
+    (job,) = parse_sacct_jobs(line)
+    assert job.state == "COMPLETED"
+    assert not job.recorded and not job.finished

@@ -1,0 +1,290 @@
+"""The local twin, for real: munge, MariaDB + slurmdbd, slurmctld and one slurmd per node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_all_idle, wait_for, wait_job
+from hpctool import daemons, twin as twin_module
+from hpctool.cluster import load_queues
+from hpctool.errors import ConfigError, SetupError, TwinError
+from hpctool.twin import Twin
+
+HPCTOOL = [sys.executable, "-m", "hpctool.cli"]
+
+
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*HPCTOOL, *args], capture_output=True, text=True, timeout=120, env=env, check=False)
+
+
+def nodes_of(twin: Twin, queue: str) -> list[str]:
+    return [n.name for n in twin.layout().nodes if n.queue == queue]
+
+
+def test_partitions_mirror_the_cluster_config(twin):
+    queues = load_queues()
+    layout = twin.layout()
+    assert [q["name"] for q in layout.queues] == [q.name for q in queues]
+    assert {"compute", "spot", "fpga", "storage"} <= {q.name for q in queues}
+    sinfo = twin.slurm.run(["sinfo", "-h", "-o", "%R"]).stdout.split()
+    assert sorted(sinfo) == sorted(q.name for q in queues)
+    for node in layout.nodes:  # ParallelCluster's static node names
+        queue = next(q for q in queues if q.name == node.queue)
+        assert node.name.startswith(f"{queue.name}-st-")
+        assert node.compute_resource in {r.name for r in queue.compute_resources}
+    assert [n.spot for n in layout.nodes if n.queue == "spot"] == [True, True]
+    assert not any(n.spot for n in layout.nodes if n.queue != "spot")
+    spot_node = twin.slurm.nodes()[0]
+    assert "static" in spot_node["AvailableFeatures"]
+
+
+def test_a_job_in_every_partition_completes_on_a_node_of_that_partition(twin, tmp_path):
+    ids = {}
+    for queue in twin.layout().queues:
+        ids[queue["name"]] = twin.slurm.sbatch(
+            [f"--partition={queue['name']}", f"--output={tmp_path}/%j.out", "--job-name=twin-test"],
+            wrap='echo "$SLURMD_NODENAME $SLURM_JOB_PARTITION"',
+        )
+    for queue, job_id in ids.items():
+        assert wait_job(twin.slurm, job_id) == "COMPLETED"
+        node, partition = (tmp_path / f"{job_id}.out").read_text().split()
+        assert partition == queue
+        assert node in nodes_of(twin, queue)
+    # Accounting has every finished job with its partition.
+    records = {r.job_id: r for r in twin.slurm.sacct(list(ids.values()))}
+    assert {records[i].partition for i in ids.values()} == set(ids)
+    assert all(records[i].state == "COMPLETED" and records[i].exit_code == "0:0" for i in ids.values())
+
+
+def test_requeue_of_a_running_job_reruns_it_with_restart_count_1(twin, tmp_path):
+    out = tmp_path / "requeue.out"
+    job_id = twin.slurm.sbatch(
+        ["--partition=spot", "--requeue", f"--output={out}", "--open-mode=append"],
+        wrap='echo "restart=${SLURM_RESTART_COUNT:-0}"; sleep 4',
+    )
+    wait_for(lambda: out.exists() and "restart=0" in out.read_text(), what="first run")
+    twin.slurm.requeue(job_id)
+    assert wait_job(twin.slurm, job_id, timeout=120) == "COMPLETED"
+    runs = [line for line in out.read_text().splitlines() if line.startswith("restart=")]
+    assert runs == ["restart=0", "restart=1"]
+    assert "DUE TO JOB REQUEUE" in out.read_text()  # Slurm's own word on why the first run ended
+    (record,) = twin.slurm.sacct([job_id])
+    assert record.restarts == 1
+    assert twin.slurm.job(job_id)["Restarts"] == "1"
+
+
+def test_after_draining_a_spot_node_a_requeued_job_runs_on_another_spot_node(twin, tmp_path):
+    spot = nodes_of(twin, "spot")
+    out = tmp_path / "moved.out"
+    job_id = twin.slurm.sbatch(
+        ["--partition=spot", "--requeue", f"--output={out}", "--open-mode=append"],
+        wrap='echo "$SLURMD_NODENAME"; sleep 6',
+    )
+    first = wait_for(lambda: out.exists() and out.read_text().split(), what="first run")[0].strip()
+    assert first in spot
+    try:
+        twin.slurm.update_node(first, "drain", reason="test drain")
+        twin.slurm.requeue(job_id)
+        assert wait_job(twin.slurm, job_id, timeout=120) == "COMPLETED"
+        nodes = [line for line in out.read_text().splitlines() if not line.startswith("slurmstepd")]
+        assert len(nodes) == 2
+        assert nodes[1] in spot and nodes[1] != first
+    finally:
+        twin.slurm.update_node(first, "resume")
+    wait_all_idle(twin)
+
+
+def test_status_json_shape(twin):
+    result = run_cli("local", "status", "--json")
+    assert result.returncode == 0, result.stderr
+    status = json.loads(result.stdout)
+    assert status["up"] is True
+    assert status["slurm_conf"].endswith("etc/slurm.conf")
+    assert set(status) >= {"up", "home", "slurm_conf", "config", "daemons", "queues"}
+    assert {"mariadbd", "slurmdbd", "slurmctld"} <= set(status["daemons"])
+    assert all(d["running"] and isinstance(d["pid"], int) for d in status["daemons"].values())
+    assert [q["name"] for q in status["queues"]] == [q["name"] for q in twin.layout().queues]
+    spot = next(q for q in status["queues"] if q["name"] == "spot")
+    assert spot["spot"] is True and spot["capacity_type"] == "SPOT"
+    assert all(set(n) == {"name", "state"} for q in status["queues"] for n in q["nodes"])
+
+
+def test_env_prints_an_export_of_slurm_conf(twin):
+    result = run_cli("local", "env")
+    assert result.stdout == f"export SLURM_CONF={twin.slurm_conf}\n"
+    assert Path(twin_module.SYSTEM_SLURM_CONF).resolve() == twin.slurm_conf.resolve()
+
+
+def test_up_is_idempotent_and_down_stops_only_the_twins_daemons(twin):
+    before = twin.status()
+    pids = {name: d["pid"] for name, d in before["daemons"].items()}
+    again = twin.up()  # already up: reports status, starts nothing
+    assert {name: d["pid"] for name, d in again["daemons"].items()} == pids
+
+    bystander = subprocess.Popen(["sleep", "60"])  # a process the twin did not start
+    try:
+        stopped = twin.down()
+        assert {"slurmctld", "slurmdbd", "mariadbd"} <= set(stopped)
+        assert all(not daemons.pid_alive(pid) for name, pid in pids.items() if name != "munged")
+        assert bystander.poll() is None
+        assert not twin_module.SYSTEM_SLURM_CONF.is_symlink()
+        assert twin.status()["up"] is False
+        assert twin.down() == []  # down twice: nothing left to stop
+    finally:
+        bystander.kill()
+        restarted = twin.up()
+    assert restarted["up"] is True
+    assert twin.slurm.sacct()  # accounting kept its history across down/up
+    wait_all_idle(twin)
+
+
+def test_job_ids_go_on_after_a_restart(twin):
+    # A cold start would reuse ids that accounting already holds; the twin starts warm.
+    first = twin.slurm.sbatch(["--partition=compute"], wrap="true")
+    wait_job(twin.slurm, first)
+    last_before = max(int(r.job_id) for r in twin.slurm.sacct())
+    assert int(first) == last_before
+
+
+# -- errors a user can run into ---------------------------------------------------------------
+
+
+def test_not_root_is_refused_with_a_hint():
+    with pytest.raises(SetupError) as error:
+        twin_module.check_prerequisites(euid=1000)
+    assert "root" in error.value.message and "sudo" in error.value.hint
+
+
+def test_missing_packages_name_make_setup(tmp_path):
+    with pytest.raises(SetupError) as error:
+        twin_module.check_prerequisites(euid=0, path=str(tmp_path))
+    assert "slurmctld" in error.value.message and "mariadbd" in error.value.message
+    assert "make setup" in error.value.hint
+
+
+def test_a_port_in_use_is_named_with_its_setting(twin, tmp_path, monkeypatch):
+    import socket
+
+    base = 26817
+    monkeypatch.setenv("HPCTOOL_TWIN_PORT_BASE", str(base))
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", base + 1))
+    blocker.listen()
+    try:
+        with pytest.raises(SetupError) as error:
+            Twin(home=tmp_path / "other").up()
+    finally:
+        blocker.close()
+    assert f"port {base + 1} (DbdPort)" in error.value.message
+    assert "HPCTOOL_TWIN_PORT_BASE" in error.value.hint
+    assert twin.is_up()  # the running twin was not touched
+
+
+def test_a_config_without_slurm_queues_names_the_yaml_path(tmp_path):
+    config = tmp_path / "cluster.yaml"
+    config.write_text("Region: us-east-1\nScheduling:\n  Scheduler: slurm\n")
+    with pytest.raises(ConfigError) as error:
+        Twin(home=tmp_path / "home").up(config=config)
+    assert "Scheduling.SlurmQueues" in error.value.message and str(config) in error.value.message
+    assert not (tmp_path / "home").exists()  # nothing was started or written
+
+    result = run_cli("local", "up", "--config", str(config))
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: ") and "hint: " in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_config_file_is_a_clear_cli_error(tmp_path):
+    result = run_cli("local", "up", "--config", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 1
+    assert "nope.yaml: no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_daemon_that_fails_to_start_shows_its_log(tmp_path):
+    log = tmp_path / "slurmctld.log"
+    bad_conf = tmp_path / "slurm.conf"
+    bad_conf.write_text("ClusterName=broken\nNoSuchSetting=1\n")
+    process = daemons.spawn([daemons.find_program("slurmctld"), "-D", "-f", str(bad_conf)], log)
+    with pytest.raises(TwinError) as error:
+        daemons.wait_until(lambda: False, name="slurmctld", log_file=log, timeout=20,
+                           alive=lambda: process.poll() is None)
+    assert "slurmctld exited during start-up" in error.value.message
+    assert str(log) in error.value.message and str(log) in error.value.hint
+    assert "NoSuchSetting" in error.value.message  # the log's own words reach the user
+
+
+def test_a_real_slurm_conf_on_the_machine_is_never_overwritten(tmp_path, monkeypatch):
+    real = tmp_path / "etc-slurm" / "slurm.conf"
+    real.parent.mkdir()
+    real.write_text("ClusterName=production\n")
+    monkeypatch.setattr(twin_module, "SYSTEM_SLURM_CONF", real)
+    with pytest.raises(TwinError) as error:
+        Twin(home=tmp_path / "home")._claim_system_slurm_conf()
+    assert "real Slurm config" in error.value.message and "mv" in error.value.hint
+    assert real.read_text() == "ClusterName=production\n"
+
+
+def test_up_with_another_config_while_up_is_refused(twin, tmp_path):
+    other = tmp_path / "two-queues.yaml"
+    other.write_text(
+        "Scheduling:\n  Scheduler: slurm\n  SlurmQueues:\n"
+        "    - Name: a\n      ComputeResources: [{Name: r, InstanceType: c7i.large}]\n"
+    )
+    with pytest.raises(TwinError) as error:
+        twin.up(config=other)
+    assert "already up" in error.value.message and "hpctool local down" in error.value.hint
+
+
+def test_a_twin_from_another_config_has_its_partitions(tmp_path, twin, monkeypatch):
+    # The layout (nodes, ports, partitions) follows any config's SlurmQueues, not only the default.
+    config = tmp_path / "custom.yaml"
+    config.write_text(
+        "Scheduling:\n  Scheduler: slurm\n  SlurmQueues:\n"
+        "    - Name: short\n      CapacityType: SPOT\n      ComputeResources:\n"
+        "        - {Name: a, InstanceType: c7i.large}\n        - {Name: b, InstanceType: m7i.large}\n"
+        "    - Name: long\n      ComputeResources: [{Name: big, InstanceType: r7i.2xlarge}]\n"
+    )
+    layout = twin_module.plan_layout(load_queues(config), str(config), nodes_per_queue=3, base=30000)
+    assert [n.name for n in layout.nodes] == [
+        "short-st-a-1", "short-st-b-1", "short-st-a-2", "long-st-big-1", "long-st-big-2", "long-st-big-3",
+    ]
+    assert [q["spot"] for q in layout.queues] == [True, False]
+    assert len(set(layout.ports.values())) == len(layout.ports)
+    assert layout.memory_mb_per_node * len(layout.nodes) < 0.7 * _real_memory_mb()
+
+
+def _real_memory_mb() -> int:
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // (1024 * 1024)
+
+
+def test_down_cancels_running_jobs_first(twin, tmp_path):
+    job_id = twin.slurm.sbatch(["--partition=compute"], wrap="sleep 317")
+    wait_for(lambda: twin.slurm.job(job_id)["JobState"] == "RUNNING", what="job running")
+    wait_for(lambda: _running("sleep 317"), what="the job's process")
+    twin.down()
+    try:
+        assert not _running("sleep 317")
+    finally:
+        twin.up()
+    (record,) = twin.slurm.sacct([job_id])
+    assert record.state == "CANCELLED"
+    wait_all_idle(twin)
+
+
+def _running(command: str) -> bool:
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip() == command:
+                    return True
+            except OSError:
+                continue
+    return False
