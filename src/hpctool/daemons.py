@@ -141,11 +141,28 @@ def daemon_failed(name: str, log_file: Path, what: str) -> TwinError:
     return TwinError(f"{name} {what}{body}", f"read the whole log: less {log_file}")
 
 
+def runs_program(pid: int, program: str) -> bool:
+    """True when process ``pid`` is ``program`` (a PID file may outlive its process, and the PID
+    may since belong to something else, e.g. after a reboot)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    # The first words cover `slurmd ...`, `python3 script ...` and `python3 -m module ...`.
+    return any(Path(word).name == program for word in argv[:3])
+
+
 def stop_pid(pid: int | None, *, name: str, timeout: float = 15.0) -> bool:
-    """SIGTERM, then SIGKILL after ``timeout``; True when a process was stopped."""
+    """SIGTERM, then SIGKILL after ``timeout``; True when a process was stopped.
+
+    ``name`` starts with the program's name (``slurmd spot-st-x-1``; for a Python script its file
+    name or ``-m`` module): a live PID running any other program is not ours and is left alone.
+    """
     if not pid_alive(pid):
         return False
     assert pid is not None
+    if not runs_program(pid, name.split()[0]):
+        return False
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
