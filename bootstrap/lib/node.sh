@@ -1,0 +1,72 @@
+# shellcheck shell=bash
+# The node's privileged, device, network and AWS commands, one small function each.
+# The bats tests replace every function here (HPCTOOL_TEST_WRAPPERS); nothing else in the
+# bootstrap calls these programs directly.
+
+# IMDSv2 only (the cluster requires it): a session token first, then the metadata path.
+node_imds() {
+  local path="$1" token
+  token="$(curl -sS --fail --max-time 5 -X PUT "http://169.254.169.254/latest/api/token" \
+    -H "X-aws-ec2-metadata-token-ttl-seconds: 300")"
+  curl -sS --fail --max-time 5 -H "X-aws-ec2-metadata-token: ${token}" \
+    "http://169.254.169.254/latest/${path}"
+}
+
+node_aws() {
+  aws "$@"
+}
+
+node_fetch() {  # URL DESTINATION
+  curl -sS --fail --location --retry 5 --retry-delay 3 --max-time 900 -o "$2" "$1"
+}
+
+node_pkg_install() {
+  if command -v dnf >/dev/null 2>&1; then
+    dnf install -y -q "$@"
+  elif command -v yum >/dev/null 2>&1; then
+    yum install -y -q "$@"
+  elif command -v apt-get >/dev/null 2>&1; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+  else
+    echo "no dnf, yum or apt-get on this node" >&2
+    return 1
+  fi
+}
+
+node_systemctl() {
+  systemctl "$@"
+}
+
+node_mdadm() {
+  mdadm "$@"
+}
+
+node_mkfs_xfs() {
+  mkfs.xfs -q -f "$@"
+}
+
+node_mount() {
+  mount "$@"
+}
+
+# Prints a device's filesystem or RAID signature type; empty when it has none.
+node_blkid_type() {
+  blkid -o value -s TYPE "$1" 2>/dev/null || true
+}
+
+node_df_avail_gb() {
+  df -P -BG "$1" | awk 'NR == 2 { sub("G", "", $4); print $4 }'
+}
+
+node_chown() {
+  chown "$@"
+}
+
+# Runs an installer that was downloaded and checked: bash INSTALLER -b -p PREFIX.
+node_run_installer() {
+  bash "$1" -b -p "$2"
+}
+
+node_conda_env_create() {  # CONDA_ROOT PREFIX ENV_FILE
+  "$1/bin/mamba" env create --yes --quiet --prefix "$2" --file "$3"
+}
