@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from conftest import wait_all_idle, wait_for, wait_job
-from hpctool import daemons, twin as twin_module
+from hpctool import daemons
+from hpctool import twin as twin_module
 from hpctool.cluster import load_queues
 from hpctool.errors import ConfigError, SetupError, TwinError
 from hpctool.twin import Twin

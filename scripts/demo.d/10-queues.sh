@@ -3,13 +3,16 @@
 set -euo pipefail
 ids=()
 for partition in $(sinfo -h -o %R | sort -u); do
+  # shellcheck disable=SC2016  # expanded by the job, not here
   ids+=("$(sbatch --parsable --partition="$partition" --job-name="demo-$partition" \
     --wrap 'echo "hello from $SLURMD_NODENAME in $SLURM_JOB_PARTITION"')")
 done
 joined=$(IFS=,; echo "${ids[*]}")
 echo "submitted jobs $joined; waiting for them to finish"
-for _ in $(seq 1 60); do
-  [[ -z $(squeue -h -j "$joined" 2>/dev/null) ]] && break
-  sleep 1
+# Wait for accounting, not squeue: slurmdbd records a job shortly after it leaves the queue.
+for _ in $(seq 1 120); do
+  finished=$(sacct -X -n -P -j "$joined" -o Partition,State | grep -cE '^[a-z].*\|(COMPLETED|FAILED|CANCELLED|TIMEOUT)' || true)
+  [[ $finished -eq ${#ids[@]} ]] && break
+  sleep 0.5
 done
 sacct -X -j "$joined" -o JobID,JobName%14,Partition,NodeList%20,State,ExitCode

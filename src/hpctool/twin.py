@@ -135,6 +135,9 @@ def plan_layout(queues: list[Queue], config: str, nodes_per_queue: int, base: in
             names.append(node.name)
         queue_rows.append({"name": queue.name, "capacity_type": queue.capacity_type,
                            "spot": queue.is_spot, "nodes": names})
+    from hpctool import spot  # late: spot builds on the twin
+
+    ports.update(spot.plan_imds_ports([n.name for n in nodes if n.spot], base))
     return TwinLayout(config=config, nodes_per_queue=nodes_per_queue, cpus_per_node=CPUS_PER_NODE,
                       memory_mb_per_node=memory_mb, ports=ports, queues=queue_rows, nodes=nodes)
 
@@ -198,6 +201,7 @@ class Twin:
                     "run `hpctool local down` first to start it with another config",
                 )
             self.progress("twin is already up")
+            self._spot().start_services(self, running)
             return self.status()
         layout = plan_layout(queues, str(config_path), nodes_per_queue, port_base())
         self._stop_leftovers()
@@ -214,6 +218,7 @@ class Twin:
         self._start_slurmctld()
         self._start_slurmds(layout)
         self._wait_nodes_idle(layout)
+        self._spot().start_services(self, layout)
         self.progress(f"twin is up: {len(layout.nodes)} nodes in {len(layout.queues)} partitions "
                       f"in {time.monotonic() - started:.1f} s")
         return self.status()
@@ -226,7 +231,8 @@ class Twin:
         if layout is None:
             return result
         result["config"] = layout.config
-        for name, pid_file in self._pid_files(layout).items():
+        pid_files = {**self._pid_files(layout), **self._spot().service_pid_files(self, layout)}
+        for name, pid_file in pid_files.items():
             pid = daemons.read_pid(pid_file)
             result["daemons"][name] = {"pid": pid, "running": daemons.pid_alive(pid)}
         controller_up = result["daemons"].get("slurmctld", {}).get("running", False) and self.slurm.ping()
@@ -244,6 +250,9 @@ class Twin:
         stopped: list[str] = []
         layout = self.layout()
         if layout is not None:
+            for name in self._spot().stop_services(self, layout):
+                stopped.append(name)
+                self.progress(f"stopped {name}")
             if self.slurm.ping():
                 self._cancel_all_jobs()
             pid_files = self._pid_files(layout)
@@ -289,6 +298,12 @@ class Twin:
             raise TwinError(f"no twin at {self.home}", "start it with `hpctool local up`")
         return layout
 
+    @staticmethod
+    def _spot():
+        from hpctool import spot  # late: spot builds on the twin (IMDS emulators, handlers)
+
+        return spot
+
     def _pid_files(self, layout: TwinLayout) -> dict[str, Path]:
         files = {
             "mariadbd": self.run_dir / "mariadbd.pid",
@@ -305,6 +320,7 @@ class Twin:
         """A half-started twin (e.g. a crash) leaves daemons running: stop ours before starting."""
         layout = self.layout()
         if layout is not None:
+            self._spot().stop_services(self, layout)
             for name, pid_file in self._pid_files(layout).items():
                 if name != "munged":
                     daemons.stop_pid(daemons.read_pid(pid_file), name=name)

@@ -30,6 +30,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     down.add_argument("--purge", action="store_true", help="also delete the twin's folder (state, logs, database)")
     down.set_defaults(handler=cmd_down)
 
+    notice = commands.add_parser("spot-notice", help="serve a spot interruption notice to NODE's IMDS emulator; "
+                                 "the node is reclaimed (slurmd killed, DOWN) at the deadline")
+    notice.add_argument("node", metavar="NODE", help="a node of a spot queue (see `hpctool local status`)")
+    notice.add_argument("--deadline", type=float, default=120, metavar="SECONDS",
+                        help="seconds from the notice to the reclaim (120, as EC2)")
+    notice.add_argument("--wait", action="store_true", help="wait until the node's handler has requeued its jobs")
+    notice.add_argument("--json", action="store_true", help="machine-readable output")
+    notice.set_defaults(handler=cmd_spot_notice)
+
+    restore = commands.add_parser("spot-restore", help="bring a noticed or reclaimed spot node back")
+    restore.add_argument("node", metavar="NODE")
+    restore.set_defaults(handler=cmd_spot_restore)
+
 
 def _print_status(status: dict, as_json: bool) -> None:
     if as_json:
@@ -66,4 +79,33 @@ def cmd_env(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     stopped = Twin(progress=progress).down(purge=args.purge)
     print(f"stopped {len(stopped)} daemon(s)" if stopped else "nothing was running")
+    return 0
+
+
+def cmd_spot_notice(args: argparse.Namespace) -> int:
+    from hpctool import spot
+
+    twin = Twin(progress=progress)
+    notice = spot.send_spot_notice(twin, args.node, args.deadline)
+    result: dict = {"notice": notice.to_dict(), "handled": None}
+    if args.wait:
+        result["handled"] = spot.wait_notice_handled(twin, args.node, notice, timeout=args.deadline + 30)
+    if args.json:
+        print_json(result)
+        return 0
+    print(f"{args.node}: {notice.action} notice served; reclaim at {notice.time}")
+    done = result["handled"]
+    if done:
+        print(f"handler: drained, requeued {', '.join(done['requeued'] + done['requeued_by_job']) or 'no job'}"
+              f"{'; left alone (--no-requeue): ' + ', '.join(done['left_alone']) if done['left_alone'] else ''}"
+              f" in {done['seconds']:.1f} s")
+    print(f"handler log: {spot.files(twin, args.node).handler_log}")
+    return 0
+
+
+def cmd_spot_restore(args: argparse.Namespace) -> int:
+    from hpctool import spot
+
+    state = spot.restore_node(Twin(progress=progress), args.node)
+    print(f"{args.node}: {state}")
     return 0
