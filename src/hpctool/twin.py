@@ -194,7 +194,9 @@ class Twin:
         if self.is_up():
             running = self.layout()
             assert running is not None
-            if Path(running.config) != config_path or running.nodes_per_queue != nodes_per_queue:
+            wanted = plan_layout(queues, str(config_path), nodes_per_queue, port_base())
+            # Same partitions and nodes (e.g. the default config of another checkout): the same twin.
+            if (wanted.queues, wanted.nodes) != (running.queues, running.nodes):
                 raise TwinError(
                     f"the twin at {self.home} is already up with {running.config} "
                     f"({running.nodes_per_queue} node(s) per queue)",
