@@ -95,7 +95,8 @@ def slurm_queues(config: Any, source: str = "config") -> list[Queue]:
             )
         if not resources:
             raise ConfigError(f"{source}: {q_path}.ComputeResources is empty", "give the queue a compute resource")
-        tags = {t["Key"]: t["Value"] for t in raw_queue.get("Tags") or [] if isinstance(t, dict) and "Key" in t}
+        # ParallelCluster puts the cluster's Tags on every queue's instances; a queue's own Tags win.
+        tags = {**_tags(config.get("Tags")), **_tags(raw_queue.get("Tags"))}
         queues.append(
             Queue(
                 name=raw_queue["Name"],
@@ -105,6 +106,11 @@ def slurm_queues(config: Any, source: str = "config") -> list[Queue]:
             )
         )
     return queues
+
+
+def _tags(raw: Any) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in raw if isinstance(t, dict) and "Key" in t and "Value" in t} \
+        if isinstance(raw, list) else {}
 
 
 def load_queues(path: str | Path | None = None) -> list[Queue]:

@@ -1,0 +1,58 @@
+"""`hpctool config ...`: render cluster configs from templates and validate them offline."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from hpctool.cli.output import print_json, progress
+from hpctool.errors import UsageError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    config = subparsers.add_parser("config", help="render and validate ParallelCluster cluster configs")
+    commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+
+    render = commands.add_parser("render", help="render cluster-configs/templates/cluster.yaml.j2 with a values file")
+    render.add_argument("--values", required=True, metavar="FILE",
+                        help="values file, e.g. cluster-configs/values/dev.yaml")
+    render.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
+                        help="override one value (dotted key, YAML value), e.g. --set queues.spot.max_count=10")
+    render.add_argument("-o", "--output", metavar="OUT", help="write the config here (default: stdout)")
+    render.set_defaults(handler=cmd_render)
+
+    validate = commands.add_parser("validate", help="validate a config offline: exit 0 valid, 1 invalid, 2 usage")
+    validate.add_argument("file", metavar="FILE", help="ParallelCluster cluster config (YAML)")
+    validate.add_argument("--deep", action="store_true",
+                          help="also run ParallelCluster's full validators against moto (no AWS account)")
+    validate.add_argument("--json", action="store_true", help="machine-readable report")
+    validate.set_defaults(handler=cmd_validate)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from hpctool.configs.render import render
+    from hpctool.twin import write_atomic
+
+    text = render(args.values, args.overrides)
+    if args.output:
+        write_atomic(Path(args.output), text)
+        progress(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from hpctool.configs.validate import format_report, validate_file
+
+    if not Path(args.file).exists():
+        raise UsageError(f"{args.file}: no such file", "give the path of a ParallelCluster config (YAML)")
+    if args.deep:
+        progress("running ParallelCluster's validators against moto (a few seconds)")
+    report = validate_file(args.file, deep=args.deep)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(format_report(report))
+    return report.exit_code

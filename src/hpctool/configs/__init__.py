@@ -1,0 +1,8 @@
+"""Cluster configs: render the Jinja2 templates of ``cluster-configs/`` and validate ParallelCluster configs.
+
+Modules: :mod:`.render` (values + template -> config), :mod:`.findings` (what a check reports),
+:mod:`.schema` (ParallelCluster's own schema), :mod:`.checks` (hpctool's cross-checks),
+:mod:`.instances` (instance-type facts from moto's data), :mod:`.legacy` (configs of older
+releases), :mod:`.deep` (ParallelCluster's full validators against moto) and :mod:`.validate`
+(runs them all).
+"""
