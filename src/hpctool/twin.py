@@ -36,6 +36,8 @@ REQUIRED_PROGRAMS = [
     "slurmdbd", "slurmctld", "slurmd", "sacctmgr", "scontrol", "sinfo", "sbatch", "sacct",
 ]
 
+CORE_DAEMONS = ("mariadbd", "slurmdbd", "slurmctld")
+
 Progress = Callable[[str], None]
 
 
@@ -183,8 +185,10 @@ class Twin:
         layout = self.layout()
         if layout is None:
             return False
-        pids = self._pid_files(layout)
-        return all(daemons.pid_alive(daemons.read_pid(p)) for p in pids.values()) and self.slurm.ping()
+        # The core daemons only: a node whose slurmd is gone (a reclaimed spot instance) is a
+        # state of a running cluster, not a twin that is down.
+        core = {n: f for n, f in self._pid_files(layout).items() if n in CORE_DAEMONS}
+        return all(daemons.pid_alive(daemons.read_pid(f)) for f in core.values()) and self.slurm.ping()
 
     def up(self, config: str | Path | None = None, nodes_per_queue: int = 2) -> dict[str, Any]:
         """Start every daemon that is not running; return :meth:`status`. Safe to call twice."""

@@ -1,0 +1,300 @@
+"""Spot interruptions on the local twin: the EC2 side of the story, played for real.
+
+For every spot node the twin runs an IMDSv2 emulator (:mod:`hpctool.imds`) on its own loopback
+port and one ``bootstrap/spot-interruption-handler`` pointed at it: the same handler, the same
+code path as on EC2. :func:`send_spot_notice` makes a node's emulator serve the instance-action
+document and schedules the reclaim: at the deadline the node is marked DOWN (Slurm kills what
+still runs there) and its slurmd is stopped, as EC2 taking the instance would.
+:func:`restore_node` brings the node back as a fresh instance.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hpctool import daemons
+from hpctool.cluster import REPO_ROOT
+from hpctool.errors import TwinError
+from hpctool.slurm_parse import node_state_flags
+from hpctool.twin import Twin, TwinLayout, write_atomic
+
+HANDLER_SCRIPT = REPO_ROOT / "bootstrap" / "spot-interruption-handler"
+IMDS_PORT_OFFSET = 60  # spot nodes' emulators listen on base+60, base+61, ... (nodes use base+10...)
+HANDLER_INTERVAL_S = 1.0  # the twin polls faster than EC2's 2 s default: shorter tests, same code
+
+
+def imds_port_key(node: str) -> str:
+    return f"IMDS emulator of {node}"
+
+
+def plan_imds_ports(spot_nodes: list[str], base: int) -> dict[str, int]:
+    """The layout's ``ports`` entries for the spot nodes' emulators (checked free at ``up``)."""
+    return {imds_port_key(name): base + IMDS_PORT_OFFSET + index for index, name in enumerate(spot_nodes)}
+
+
+def imds_port(layout: TwinLayout, node: str) -> int:
+    port = layout.ports.get(imds_port_key(node))
+    if port is None:  # a twin started before emulators existed: same formula as the plan
+        port = plan_imds_ports(layout.spot_nodes(), layout.ports["SlurmctldPort"])[imds_port_key(node)]
+    return port
+
+
+def imds_endpoint(layout: TwinLayout, node: str) -> str:
+    return f"http://127.0.0.1:{imds_port(layout, node)}"
+
+
+@dataclass(frozen=True)
+class SpotFiles:
+    """Where one spot node's emulator, handler and reclaim keep their PID files and logs."""
+
+    imds_pid: Path
+    handler_pid: Path
+    reclaim_pid: Path
+    imds_log: Path
+    handler_log: Path  # the handler's JSON lines (what the benchmarks read)
+    handler_output: Path
+    handler_state: Path
+    reclaim_log: Path
+
+
+def files(twin: Twin, node: str) -> SpotFiles:
+    return SpotFiles(
+        imds_pid=twin.run_dir / f"imds-{node}.pid",
+        handler_pid=twin.run_dir / f"spot-handler-{node}.pid",
+        reclaim_pid=twin.run_dir / f"spot-reclaim-{node}.pid",
+        imds_log=twin.log_dir / f"imds-{node}.log",
+        handler_log=twin.log_dir / f"spot-handler-{node}.jsonl",
+        handler_output=twin.log_dir / f"spot-handler-{node}.log",
+        handler_state=twin.home / "state" / f"spot-handler-{node}.json",
+        reclaim_log=twin.log_dir / f"spot-reclaim-{node}.log",
+    )
+
+
+def service_pid_files(twin: Twin, layout: TwinLayout) -> dict[str, Path]:
+    """The long-running spot services, named as ``status`` shows them."""
+    result: dict[str, Path] = {}
+    for node in layout.spot_nodes():
+        paths = files(twin, node)
+        result[f"imds {node}"] = paths.imds_pid
+        result[f"spot-handler {node}"] = paths.handler_pid
+    return result
+
+
+def _spawn(argv: list[str], log: Path, pid_file: Path, env: dict[str, str]) -> None:
+    process = daemons.spawn(argv, log, env=env)
+    write_atomic(pid_file, f"{process.pid}\n")
+
+
+def start_services(twin: Twin, layout: TwinLayout) -> list[str]:
+    """Start the emulator and handler of every spot node that is not running; return what started."""
+    started = []
+    for node in layout.spot_nodes():
+        paths = files(twin, node)
+        if not daemons.pid_alive(daemons.read_pid(paths.imds_pid)):
+            port = imds_port(layout, node)
+            _spawn([sys.executable, "-m", "hpctool.imds", "--port", str(port), "--node", node],
+                   paths.imds_log, paths.imds_pid, twin.env())
+            daemons.wait_until(lambda p=port: _answers(p), name=f"imds {node}", log_file=paths.imds_log,
+                               timeout=15, alive=lambda f=paths.imds_pid: daemons.pid_alive(daemons.read_pid(f)))
+            started.append(f"imds {node}")
+        if not daemons.pid_alive(daemons.read_pid(paths.handler_pid)):
+            # -I -S: no site-packages at all, so the twin proves the handler needs only the stdlib.
+            _spawn([sys.executable, "-I", "-S", str(HANDLER_SCRIPT), "--node", node,
+                    "--imds-endpoint", imds_endpoint(layout, node), "--slurm-conf", str(twin.slurm_conf),
+                    "--interval", str(HANDLER_INTERVAL_S), "--log", str(paths.handler_log),
+                    "--state-file", str(paths.handler_state)],
+                   paths.handler_output, paths.handler_pid, twin.env())
+            started.append(f"spot-handler {node}")
+    if started:
+        twin.progress(f"started {len(started)} spot service(s) (IMDS emulators, interruption handlers)")
+    return started
+
+
+def stop_services(twin: Twin, layout: TwinLayout) -> list[str]:
+    """Stop handlers, emulators and pending reclaims (by PID file only)."""
+    stopped = []
+    for node in layout.spot_nodes():
+        paths = files(twin, node)
+        for name, pid_file in ((f"spot-reclaim {node}", paths.reclaim_pid),
+                               (f"spot-handler {node}", paths.handler_pid), (f"imds {node}", paths.imds_pid)):
+            if daemons.stop_pid(daemons.read_pid(pid_file), name=name, timeout=10):
+                stopped.append(name)
+    return stopped
+
+
+def _answers(port: int) -> bool:
+    try:
+        _control(port, "GET", "state", timeout=1)
+    except TwinError:
+        return False
+    return True
+
+
+def _control(port: int, method: str, action: str, body: dict[str, Any] | None = None,
+             timeout: float = 5) -> dict[str, Any]:
+    data = json.dumps(body or {}).encode() if method == "POST" else None
+    request = urllib.request.Request(f"http://127.0.0.1:{port}/_emulator/{action}", data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        raise TwinError(f"the IMDS emulator on port {port} did not answer {method} {action}: {error}",
+                        "is the twin up? (`hpctool local status`; `hpctool local up` restarts missing services)"
+                        ) from error
+
+
+def _spot_node(twin: Twin, node: str) -> TwinLayout:
+    layout = twin.layout()
+    if layout is None:
+        raise TwinError(f"no twin at {twin.home}", "start it with `hpctool local up`")
+    names = {n.name: n for n in layout.nodes}
+    if node not in names:
+        raise TwinError(f"{node} is not a node of the twin", f"spot nodes: {', '.join(layout.spot_nodes()) or 'none'}")
+    if not names[node].spot:
+        raise TwinError(f"{node} is in queue {names[node].queue}, which is not a spot queue",
+                        f"spot nodes: {', '.join(layout.spot_nodes()) or 'none (no CapacityType: SPOT queue)'}")
+    return layout
+
+
+@dataclass(frozen=True)
+class SpotNotice:
+    node: str
+    action: str
+    time: str  # the reclaim time, as EC2 writes it
+    issued_at: float  # epoch seconds when the emulator started serving it
+    reclaim_at: float  # epoch seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"node": self.node, "action": self.action, "time": self.time,
+                "issued_at": self.issued_at, "reclaim_at": self.reclaim_at}
+
+
+def send_spot_notice(twin: Twin, node: str, deadline_s: float = 120) -> SpotNotice:
+    """Serve a 2-minute (or ``deadline_s``) interruption notice for ``node`` and schedule its reclaim.
+
+    A second call while a notice is active returns the same notice (EC2 gives one per instance).
+    """
+    if not 0 < deadline_s <= 3600:
+        raise TwinError(f"--deadline {deadline_s:g} is out of range", "give seconds from 1 to 3600 (EC2 gives 120)")
+    layout = _spot_node(twin, node)
+    port = imds_port(layout, node)
+    if not _answers(port):
+        start_services(twin, layout)
+    state = _control(port, "POST", "notice", {"deadline_s": deadline_s})
+    action = state["instance_action"]
+    reclaim_at = int(state["notice_issued_at"] + deadline_s + 0.999)
+    notice = SpotNotice(node=node, action=action["action"], time=action["time"],
+                        issued_at=state["notice_issued_at"], reclaim_at=float(reclaim_at))
+    paths = files(twin, node)
+    if not daemons.pid_alive(daemons.read_pid(paths.reclaim_pid)):
+        _spawn([sys.executable, "-m", "hpctool.spot", "reclaim", node, "--at", str(notice.reclaim_at),
+                "--home", str(twin.home)], paths.reclaim_log, paths.reclaim_pid, twin.env())
+    twin.progress(f"{node}: notice served ({notice.action} at {notice.time}); reclaim in {deadline_s:g} s")
+    return notice
+
+
+def inject_imds_faults(twin: Twin, node: str, *, status: int = 0, delay_s: float = 0, count: int = 0,
+                       expire_tokens: bool = False) -> dict[str, Any]:
+    """Make ``node``'s emulator answer the next ``count`` requests with ``status`` (and/or after
+    ``delay_s``), or revoke its tokens: the faults the handler must survive."""
+    layout = _spot_node(twin, node)
+    return _control(imds_port(layout, node), "POST", "faults",
+                    {"status": status, "delay_s": delay_s, "count": count, "expire_tokens": expire_tokens})
+
+
+def reclaim(twin: Twin, node: str) -> None:
+    """What EC2 does at the deadline: the instance is gone. Slurm marks the node DOWN (killing what
+    still runs there; requeueable jobs go back to the queue) and the node's slurmd disappears."""
+    slurm = twin.slurm
+    slurm.update_node(node, "down", reason="spot-reclaimed")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # let slurmd kill the job processes before it goes
+        if not slurm.run(["squeue", "-h", "-w", node, "-o", "%A"]).stdout.strip():
+            break
+        time.sleep(0.5)
+    twin.stop_node(node)
+
+
+def restore_node(twin: Twin, node: str, wait: bool = True, timeout: float = 60) -> str:
+    """Bring ``node`` back as a fresh instance: cancel a pending reclaim, clear the notice, start
+    its slurmd and resume it. Returns the node's state."""
+    layout = _spot_node(twin, node)
+    paths = files(twin, node)
+    daemons.stop_pid(daemons.read_pid(paths.reclaim_pid), name=f"spot-reclaim {node}", timeout=5)
+    port = imds_port(layout, node)
+    if not _answers(port):
+        start_services(twin, layout)
+    _control(port, "POST", "clear")
+    twin.start_node(node)
+    slurm = twin.slurm
+
+    def state() -> str:
+        return slurm.node_states().get(node, "unknown")
+
+    end = time.monotonic() + timeout
+    while True:
+        base, flags = node_state_flags(state().upper())
+        if base in {"DOWN", "DRAINED", "DRAINING", "DRAIN", "FAIL"} or "DRAIN" in flags:
+            slurm.update_node(node, "resume")
+            base, flags = node_state_flags(state().upper())
+        if not wait or (base in {"IDLE", "MIXED", "ALLOCATED"} and "NOT_RESPONDING" not in flags):
+            break
+        if time.monotonic() > end:
+            raise TwinError(f"{node} did not come back (state {state()}) within {timeout:.0f} s",
+                            f"see {twin.log_dir / f'slurmd-{node}.log'}")
+        time.sleep(0.3)
+    twin.progress(f"{node}: restored ({state()})")
+    return state()
+
+
+def handler_events(twin: Twin, node: str) -> list[dict[str, Any]]:
+    """The handler's JSON-lines log for ``node`` (empty when it has not started)."""
+    try:
+        text = files(twin, node).handler_log.read_text()
+    except FileNotFoundError:
+        return []
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def wait_notice_handled(twin: Twin, node: str, notice: SpotNotice, timeout: float = 90) -> dict[str, Any]:
+    """Wait for the handler's ``done`` event of ``notice``; return it."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        for event in handler_events(twin, node):
+            if event["event"] == "done" and event.get("notice", {}).get("time") == notice.time:
+                return event
+        time.sleep(0.2)
+    raise TwinError(f"the spot handler of {node} did not finish the notice for {notice.time} in {timeout:.0f} s",
+                    f"see {files(twin, node).handler_log}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hpctool.spot reclaim NODE --at EPOCH --home DIR``: the twin's delayed reclaim."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hpctool.spot")
+    sub = parser.add_subparsers(dest="command", required=True)
+    reclaim_parser = sub.add_parser("reclaim", help="at --at, take NODE away as EC2 would")
+    reclaim_parser.add_argument("node")
+    reclaim_parser.add_argument("--at", type=float, required=True, help="epoch seconds")
+    reclaim_parser.add_argument("--home", required=True)
+    args = parser.parse_args(argv)
+    twin = Twin(args.home)
+    time.sleep(max(0.0, args.at - time.time()))
+    print(f"{time.strftime('%H:%M:%S')} reclaiming {args.node}", flush=True)
+    reclaim(twin, args.node)
+    print(f"{time.strftime('%H:%M:%S')} {args.node} reclaimed (DOWN, slurmd stopped)", flush=True)
+    files(twin, args.node).reclaim_pid.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
