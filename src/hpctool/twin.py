@@ -8,6 +8,8 @@ because it strips ``SLURM_CONF`` from the job environment.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import secrets
@@ -15,7 +17,7 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -190,9 +192,22 @@ class Twin:
         core = {n: f for n, f in self._pid_files(layout).items() if n in CORE_DAEMONS}
         return all(daemons.pid_alive(daemons.read_pid(f)) for f in core.values()) and self.slurm.ping()
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One `up` or `down` at a time per twin (a user's shell, the test suite, the demo). The
+        lock file sits beside the folder, which `down --purge` deletes."""
+        self.home.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.home.parent / f".{self.home.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def up(self, config: str | Path | None = None, nodes_per_queue: int = 2) -> dict[str, Any]:
         """Start every daemon that is not running; return :meth:`status`. Safe to call twice."""
         check_prerequisites()
+        with self._exclusive():
+            return self._up(config, nodes_per_queue)
+
+    def _up(self, config: str | Path | None, nodes_per_queue: int) -> dict[str, Any]:
         config_path = Path(config).resolve() if config is not None else DEFAULT_CLUSTER_CONFIG
         queues = load_queues(config_path)  # a bad config fails before anything starts
         if self.is_up():
@@ -253,6 +268,10 @@ class Twin:
 
     def down(self, purge: bool = False) -> list[str]:
         """Stop the daemons this twin started (by PID file); with ``purge`` delete its folder."""
+        with self._exclusive():
+            return self._down(purge)
+
+    def _down(self, purge: bool) -> list[str]:
         stopped: list[str] = []
         layout = self.layout()
         if layout is not None:
