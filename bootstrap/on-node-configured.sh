@@ -7,6 +7,7 @@
 #                         [--apps DIR] [--miniforge-version V] [--fpga-queues Q,...]
 #                         [--fpga-reference s3://...] [--fpga-license secretsmanager:ID | ssm:NAME]
 #                         [--fpga-min-scratch-gb N] [--node-type HeadNode|LoginNode|ComputeFleet]
+#                         [--envs all|NAME,...] [--bucket BUCKET]
 #
 # Logs: /var/log/hpctool/bootstrap.log (one timestamped line per step and one final line) and
 # /var/log/hpctool/<step>.log (each step's own output). On failure it exits non-zero and prints the
@@ -40,7 +41,7 @@ fail() {  # MESSAGE [HINT]: the final line, also on stderr for ParallelCluster's
 }
 
 usage() {
-  sed -n '2,13s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+  sed -n '2,14s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 source_uri=""
@@ -53,6 +54,8 @@ export HPCTOOL_FPGA_QUEUES="fpga"
 export HPCTOOL_FPGA_REFERENCE=""
 export HPCTOOL_FPGA_LICENSE=""
 export HPCTOOL_FPGA_MIN_SCRATCH_GB="100"
+export HPCTOOL_ENVS="all"
+bucket=""
 
 mkdir -p "${LOG_DIR}"
 chmod 0755 "${LOG_DIR}"
@@ -61,7 +64,7 @@ while (($#)); do
   case "$1" in
     -h | --help) usage; exit 0 ;;
     --source | --only | --skip | --apps | --miniforge-version | --fpga-queues | --fpga-reference | \
-      --fpga-license | --fpga-min-scratch-gb | --node-type)
+      --fpga-license | --fpga-min-scratch-gb | --node-type | --envs | --bucket)
       (($# >= 2)) || fail "option $1 needs a value" "see --help"
       case "$1" in
         --source) source_uri="$2" ;;
@@ -74,6 +77,8 @@ while (($#)); do
         --fpga-license) HPCTOOL_FPGA_LICENSE="$2" ;;
         --fpga-min-scratch-gb) HPCTOOL_FPGA_MIN_SCRATCH_GB="$2" ;;
         --node-type) node_type_override="$2" ;;
+        --envs) HPCTOOL_ENVS="$2" ;;
+        --bucket) bucket="$2" ;;
       esac
       case "$1" in
         --source | --only | --skip) ;;
@@ -123,6 +128,9 @@ if [[ -n "${region}" ]]; then
 fi
 export HPCTOOL_REGION="${region}"
 
+if [[ -n "${bucket}" && "${source_uri}" == s3://* && "${source_uri}" != "s3://${bucket}/"* ]]; then
+  fail "the bundle ${source_uri} is not in --bucket ${bucket}" "make the Script URI and --bucket name the same bucket"
+fi
 case "${source_uri}" in
   s3://*)
     bundle="${R}/opt/hpctool/bundle"
@@ -203,7 +211,7 @@ for step in ${steps}; do
   step_log="${LOG_DIR}/${step}.log"
   script="${bundle}/bootstrap/steps/${step}.sh"
   [[ -f "${script}" ]] || fail "step ${step}: ${script} is missing from the bundle"
-  say "step ${step}: started (log ${step_log})"
+  say "step ${step}: started (log ${step_log#"${R}"})"
   step_started=${SECONDS}
   printf '\n===== %s run of step %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "${step}" >>"${step_log}"
   chmod 0640 "${step_log}"

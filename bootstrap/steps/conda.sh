@@ -92,11 +92,20 @@ if ((${#env_files[@]} == 0)); then
   exit 0
 fi
 
-declare -A seen=()
+# --envs NAME,... builds only those modules (by name); 'all' builds every file.
+wanted="${HPCTOOL_ENVS:-all}"
+declare -A seen=() found=()
+built=0
 for file in "${env_files[@]}"; do
   source_name="${file##*/}"
   digest="$(sha256sum "${file}" | awk '{ print $1 }')"
   module="$(module_of "${file}" "${digest}")"
+  found[${module%%/*}]=1
+  if [[ "${wanted}" != all ]] && ! in_list "${module%%/*}" "${wanted}"; then
+    log "environment ${module}: not in --envs ${wanted}, skipped"
+    continue
+  fi
+  built=$((built + 1))
   if [[ -n "${seen[${module}]:-}" ]]; then
     die "envs/${source_name} and envs/${seen[${module}]} both declare module ${module}" "give each file its own NAME/VERSION"
   fi
@@ -126,4 +135,10 @@ for file in "${env_files[@]}"; do
   fi
   log "modulefile ${module}.lua: $(write_modulefile "${name}" "${module_version}" "${prefix}" "${source_name}" "${digest}")"
 done
-log "${#env_files[@]} environment(s) ready as modules under ${modulefiles#"${R}"}"
+if [[ "${wanted}" != all ]]; then
+  for name in ${wanted//,/ }; do
+    [[ -n "${found[${name}]:-}" ]] || die "--envs names '${name}', but no file in envs/ declares that module" \
+      "modules in envs/: ${!found[*]}"
+  done
+fi
+log "${built} environment(s) ready as modules under ${modulefiles#"${R}"}"

@@ -118,3 +118,14 @@ setup() {
   run "${clean[@]}" sh -c ". '${profile}' && module load aligners/9.9"
   [ "$status" -ne 0 ]
 }
+
+@test "conda: --envs builds only the named modules and refuses an unknown name" {
+  HPCTOOL_ENVS=aligners run_step conda
+  [ "$status" -eq 0 ]
+  [ -f "${APPS}/modulefiles/aligners/1.0.lua" ]
+  [ ! -d "${APPS}/modulefiles/variant-tools" ]
+  [[ "$output" == *"not in --envs aligners, skipped"* ]]
+  HPCTOOL_ENVS=aligners,base run_step conda
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"--envs names 'base', but no file in envs/ declares that module"* ]]
+}
