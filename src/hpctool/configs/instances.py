@@ -60,7 +60,7 @@ def moto_resources() -> Path | None:
     spec = importlib.util.find_spec("moto")
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(list(spec.submodule_search_locations)[0]) / "ec2" / "resources"
+    path = Path(next(iter(spec.submodule_search_locations))) / "ec2" / "resources"
     return path if (path / "instance_types.json.gz").is_file() else None
 
 
