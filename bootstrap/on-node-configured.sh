@@ -59,6 +59,8 @@ bucket=""
 
 mkdir -p "${LOG_DIR}"
 chmod 0755 "${LOG_DIR}"
+touch "${MAIN_LOG}"
+chmod 0640 "${MAIN_LOG}"
 
 while (($#)); do
   case "$1" in

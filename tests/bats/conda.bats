@@ -129,3 +129,16 @@ setup() {
   [ "$status" -ne 0 ]
   [[ "$output" == *"--envs names 'base', but no file in envs/ declares that module"* ]]
 }
+
+@test "conda: the repository's own envs/ files each become the module their first line names" {
+  rm -f "${BUNDLE}"/envs/*
+  cp "${REPO}"/envs/*.yaml "${BUNDLE}/envs/"
+  run_step conda
+  [ "$status" -eq 0 ]
+  for file in "${REPO}"/envs/*.yaml; do
+    module="$(sed -n '1s/^# hpctool-module: *//p' "${file}")"
+    [ -n "${module}" ]
+    [ -f "${APPS}/modulefiles/${module}.lua" ]
+  done
+  [ "$(find "${APPS}/modulefiles" -name '*.lua' | wc -l)" -eq "$(ls "${REPO}"/envs/*.yaml | wc -l)" ]
+}
