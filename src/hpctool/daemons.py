@@ -148,20 +148,21 @@ def runs_program(pid: int, program: str) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
     except OSError:
         return False
-    # The first words cover `slurmd ...`, `python3 script ...` and `python3 -m module ...`.
-    return any(Path(word).name == program for word in argv[:3])
+    # `slurmd ...`, `python3 -I -S /path/script ...` and `python3 -m package.module ...`.
+    return any(Path(word).name == program for word in argv if word and not word.startswith("-"))
 
 
-def stop_pid(pid: int | None, *, name: str, timeout: float = 15.0) -> bool:
+def stop_pid(pid: int | None, *, name: str, program: str | None = None, timeout: float = 15.0) -> bool:
     """SIGTERM, then SIGKILL after ``timeout``; True when a process was stopped.
 
-    ``name`` starts with the program's name (``slurmd spot-st-x-1``; for a Python script its file
-    name or ``-m`` module): a live PID running any other program is not ours and is left alone.
+    ``program`` (default: the first word of ``name``, as in ``slurmd spot-st-x-1``) is the
+    executable, script file name or ``-m`` module the process must run: a live PID running
+    anything else is not ours and is left alone.
     """
     if not pid_alive(pid):
         return False
     assert pid is not None
-    if not runs_program(pid, name.split()[0]):
+    if not runs_program(pid, program or name.split()[0]):
         return False
     try:
         os.kill(pid, signal.SIGTERM)

@@ -117,15 +117,18 @@ def start_services(twin: Twin, layout: TwinLayout) -> list[str]:
     return started
 
 
-def stop_services(twin: Twin, layout: TwinLayout) -> list[str]:
-    """Stop handlers, emulators and pending reclaims (by PID file only)."""
+def stop_services(twin: Twin, layout: TwinLayout | None = None) -> list[str]:
+    """Stop handlers, emulators and pending reclaims, by PID file only. Every such PID file in the
+    run folder counts, not only the layout's nodes: a twin restarted with another config must not
+    leave the previous spot nodes' emulators holding their ports."""
     stopped = []
-    for node in layout.spot_nodes():
-        paths = files(twin, node)
-        for name, pid_file in ((f"spot-reclaim {node}", paths.reclaim_pid),
-                               (f"spot-handler {node}", paths.handler_pid), (f"imds {node}", paths.imds_pid)):
-            if daemons.stop_pid(daemons.read_pid(pid_file), name=name, timeout=10):
+    programs = {"spot-reclaim": "hpctool.spot", "spot-handler": HANDLER_SCRIPT.name, "imds": "hpctool.imds"}
+    for kind, program in programs.items():
+        for pid_file in sorted(twin.run_dir.glob(f"{kind}-*.pid")):
+            name = f"{kind} {pid_file.name[len(kind) + 1:-len('.pid')]}"
+            if daemons.stop_pid(daemons.read_pid(pid_file), name=name, program=program, timeout=10):
                 stopped.append(name)
+            pid_file.unlink(missing_ok=True)
     return stopped
 
 
@@ -228,7 +231,8 @@ def restore_node(twin: Twin, node: str, wait: bool = True, timeout: float = 60) 
     its slurmd and resume it. Returns the node's state."""
     layout = _spot_node(twin, node)
     paths = files(twin, node)
-    daemons.stop_pid(daemons.read_pid(paths.reclaim_pid), name=f"spot-reclaim {node}", timeout=5)
+    daemons.stop_pid(daemons.read_pid(paths.reclaim_pid), name=f"spot-reclaim {node}", program="hpctool.spot",
+                     timeout=5)
     port = imds_port(layout, node)
     if not _answers(port):
         start_services(twin, layout)

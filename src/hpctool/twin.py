@@ -281,8 +281,9 @@ class Twin:
             if self.slurm.ping():
                 self._cancel_all_jobs()
             pid_files = self._pid_files(layout)
-            # slurmd first, so no node reports to a controller that is going away.
-            order = sorted(pid_files, key=lambda n: (not n.startswith("slurmd "), n))
+            # Reverse start order: nodes, controller, accounting, its database, munge.
+            rank = {"slurmctld": 1, "slurmdbd": 2, "mariadbd": 3, "munged": 4}  # slurmd are 0
+            order = sorted(pid_files, key=lambda n: (rank.get(n, 0), n))
             for name in order:
                 if daemons.stop_pid(daemons.read_pid(pid_files[name]), name=name):
                     stopped.append(name)
