@@ -24,13 +24,7 @@ setup() {
 }
 
 @test "conda: a second run installs and creates nothing and changes no file" {
-  run_step conda
-  [ "$status" -eq 0 ]
-  before="$(tree_state)"
-  : >"${FAKE_CALLS}"
-  run_step conda
-  [ "$status" -eq 0 ]
-  [ "$(tree_state)" = "${before}" ]
+  run_twice conda
   [ ! -s "${FAKE_CALLS}" ]
   [[ "$output" == *"environment aligners/1.0: already built"* ]]
 }

@@ -88,3 +88,17 @@ tree_state() {
 calls_of() {
   grep -E "^$1( |$)" "${FAKE_CALLS}" || true
 }
+
+# run_twice STEP: runs the step, then again; fails unless both succeed and the second run
+# changes no file. $FAKE_CALLS then holds the second run's calls only, and $output its output.
+# shellcheck disable=SC2154  # status and output are set by bats' run
+run_twice() {
+  run_step "$1"
+  [ "$status" -eq 0 ] || { echo "first run failed: $output"; return 1; }
+  local before
+  before="$(tree_state)"
+  : >"${FAKE_CALLS}"
+  run_step "$1"
+  [ "$status" -eq 0 ] || { echo "second run failed: $output"; return 1; }
+  [ "$(tree_state)" = "${before}" ] || { echo "the second run changed files"; return 1; }
+}

@@ -19,13 +19,7 @@ setup() {
 }
 
 @test "lmod: a second run changes nothing and installs nothing" {
-  run_step lmod
-  [ "$status" -eq 0 ]
-  before="$(tree_state)"
-  : >"${FAKE_CALLS}"
-  run_step lmod
-  [ "$status" -eq 0 ]
-  [ "$(tree_state)" = "${before}" ]
+  run_twice lmod
   [ -z "$(calls_of node_pkg_install)" ]
   [[ "$output" == *"z00-hpctool-lmod.sh: same"* ]]
 }
