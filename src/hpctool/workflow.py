@@ -1,0 +1,186 @@
+"""Run the repository's Snakemake workflows, and read back where their jobs ran.
+
+``hpctool run germline OUT`` is one Snakemake command line (the profile decides the executor);
+this module builds it, makes the seeded test data when asked, and maps each Slurm job of a run
+back to its rule, from Snakemake's own log and Slurm's accounting.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpctool.cluster import REPO_ROOT
+from hpctool.errors import ConfigError, UsageError
+from hpctool.slurm import Slurm
+from hpctool.slurm_parse import AcctJob
+
+SNAKEMAKE_DIR = REPO_ROOT / "snakemake"
+WORKFLOWS = {"germline": SNAKEMAKE_DIR / "workflows" / "germline"}
+PROFILES = {"twin": SNAKEMAKE_DIR / "profiles" / "twin", "slurm": SNAKEMAKE_DIR / "profiles" / "slurm"}
+TEST_DATA_SCRIPT = REPO_ROOT / "scripts" / "make_test_data.py"
+TEST_DATA_DIR = "test-data"  # inside the run folder: where config/test.yaml looks
+
+# "Job 7 has been submitted with SLURM jobid 85 (log: .../slurm_logs/rule_align/S1/85.log)."
+# A group job's folder is group_<group>_<rules>; its Slurm log names the rules it ran.
+_SUBMITTED = re.compile(r"Job (?P<job>\S+) has been submitted with SLURM jobid (?P<slurm>\d+) "
+                        r"\(log: (?P<log>\S+?)\)\.?$")
+_RULE_HEADER = re.compile(r"^(?:local)?rule (?P<rule>\w+):$", re.MULTILINE)
+_WILDCARDS = re.compile(r"^\s*wildcards: (?P<wildcards>.+)$", re.MULTILINE)
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class SlurmRuleJob:
+    """One Slurm job of a Snakemake run: its id and the rule(s) it ran."""
+
+    slurm_job_id: str
+    rules: tuple[str, ...]
+    wildcards: str
+
+
+def workflow_dir(name: str) -> Path:
+    if name not in WORKFLOWS:
+        raise UsageError(f"unknown workflow {name!r}", f"workflows: {', '.join(WORKFLOWS)}")
+    return WORKFLOWS[name]
+
+
+def profile_dir(name_or_path: str) -> Path:
+    """A profile by name (``twin``, ``slurm``) or a folder holding a config.yaml."""
+    path = PROFILES.get(name_or_path, Path(name_or_path))
+    if not (path / "config.yaml").is_file():
+        raise ConfigError(f"profile {name_or_path}: no config.yaml in {path}",
+                          f"use one of {', '.join(PROFILES)} or a folder with a Snakemake profile")
+    return path.resolve()
+
+
+def snakemake_argv(workflow: str, out: Path, *, profile: str | None = "twin", configfile: Path | None = None,
+                   test: bool = False, cores: int | None = None, extra: Sequence[str] = ()) -> list[str]:
+    """The Snakemake command line of one run (``cores`` without a profile: run on this machine)."""
+    folder = workflow_dir(workflow)
+    if test and configfile is None:
+        configfile = folder / "config" / "test.yaml"
+    if configfile is None:
+        raise UsageError(f"no config file for the {workflow} workflow",
+                         f"give --configfile (see {folder / 'README.md'}) or --test for the test data")
+    if not Path(configfile).is_file():
+        raise ConfigError(f"config file {configfile} does not exist", "check the path")
+    argv = [sys.executable, "-m", "snakemake", "-s", str(folder / "Snakefile"),
+            "--configfile", str(Path(configfile).resolve()), "--directory", str(out.resolve())]
+    if profile is not None:
+        argv += ["--profile", str(profile_dir(profile))]
+    if cores is not None:
+        argv += ["--cores", str(cores)]
+    return argv + list(extra)
+
+
+def make_test_data(out: Path, seed: int = 7, progress: Progress = _quiet) -> Path:
+    """The seeded test data under ``out/test-data`` (kept when it is already there)."""
+    target = out / TEST_DATA_DIR
+    if (target / "samples.tsv").is_file():
+        return target
+    progress(f"making test data (seed {seed}) in {target}")
+    subprocess.run([sys.executable, str(TEST_DATA_SCRIPT), str(target), "--seed", str(seed)], check=True)
+    return target
+
+
+def run(workflow: str, out: Path, *, profile: str | None = "twin", configfile: Path | None = None,
+        test: bool = False, cores: int | None = None, extra: Sequence[str] = (),
+        env: dict[str, str] | None = None, progress: Progress = _quiet) -> int:
+    """Run a workflow to the end; return Snakemake's exit code. Its output goes to our stderr/stdout."""
+    out.mkdir(parents=True, exist_ok=True)
+    argv = snakemake_argv(workflow, out, profile=profile, configfile=configfile, test=test, cores=cores,
+                          extra=extra)
+    if test:
+        make_test_data(out, progress=progress)
+    progress("running: " + " ".join(argv[1:]))
+    return subprocess.run(argv, env=env if env is not None else dict(os.environ), check=False).returncode
+
+
+# -- what ran where --------------------------------------------------------------------------
+def rules_in_job_log(text: str) -> tuple[tuple[str, ...], str]:
+    """The rules (sorted) and first wildcards a Slurm job's log shows Snakemake running."""
+    rules = tuple(sorted(set(_RULE_HEADER.findall(text))))
+    found = _WILDCARDS.search(text)
+    # "sample=S1, lane=2" -> "S1/2": the form the plugin uses for a single rule's log folder
+    values = [item.partition("=")[2].strip() for item in found.group("wildcards").split(",")] if found else []
+    return rules, "/".join(values)
+
+
+def parse_submissions(log_text: str, read_job_log: Callable[[Path], str | None] | None = None) -> list[SlurmRuleJob]:
+    """Slurm jobs from a Snakemake log. A single rule's job names it in its log folder
+    (``rule_<rule>/<wildcards>``); a group job's rules come from its own Slurm log, read with
+    ``read_job_log`` (the folder name when that log is gone)."""
+    jobs: list[SlurmRuleJob] = []
+    for line in log_text.splitlines():
+        submitted = _SUBMITTED.search(line.strip())
+        if not submitted:
+            continue
+        log = Path(submitted.group("log"))
+        parts = log.parts
+        where = parts.index("slurm_logs") if "slurm_logs" in parts else max(len(parts) - 3, 0)
+        folder = parts[where + 1] if where + 1 < len(parts) - 1 else ""
+        wildcards = "/".join(parts[where + 2 : -1])
+        rules: tuple[str, ...] = (folder[len("rule_"):],) if folder.startswith("rule_") else (folder,)
+        if not folder.startswith("rule_") and read_job_log is not None:
+            text = read_job_log(log)
+            if text:
+                found, wildcards = rules_in_job_log(text)
+                rules = found or rules
+        jobs.append(SlurmRuleJob(submitted.group("slurm"), rules, wildcards))
+    return jobs
+
+
+def _read_if_there(path: Path) -> str | None:
+    try:
+        return path.read_text(errors="replace")
+    except OSError:
+        return None
+
+
+def run_logs(run_dir: Path) -> list[Path]:
+    """Snakemake's logs of every invocation in a run folder, oldest first."""
+    return sorted((run_dir / ".snakemake" / "log").glob("*.snakemake.log"))
+
+
+def submitted_jobs(run_dir: Path) -> list[SlurmRuleJob]:
+    jobs: list[SlurmRuleJob] = []
+    for log in run_logs(run_dir):
+        jobs += parse_submissions(log.read_text(errors="replace"), read_job_log=_read_if_there)
+    return jobs
+
+
+@dataclass(frozen=True)
+class RuleJobRecord:
+    """A rule's Slurm job with what accounting says about it."""
+
+    rules: tuple[str, ...]
+    wildcards: str
+    acct: AcctJob
+
+
+def rule_jobs(slurm: Slurm, run_dir: Path) -> list[RuleJobRecord]:
+    """Every Slurm job of the run, joined with its sacct record (partition, node, restarts)."""
+    jobs = submitted_jobs(run_dir)
+    if not jobs:
+        return []
+    acct = {record.job_id: record for record in slurm.sacct([j.slurm_job_id for j in jobs])}
+    return [RuleJobRecord(j.rules, j.wildcards, acct[j.slurm_job_id]) for j in jobs if j.slurm_job_id in acct]
+
+
+def partitions_by_rule(records: list[RuleJobRecord]) -> dict[str, set[str]]:
+    result: dict[str, set[str]] = {}
+    for record in records:
+        for rule in record.rules:
+            result.setdefault(rule, set()).add(record.acct.partition)
+    return result
