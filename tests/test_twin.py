@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -144,12 +145,19 @@ def test_up_is_idempotent_and_down_stops_only_the_twins_daemons(twin):
     wait_all_idle(twin)
 
 
-def test_job_ids_go_on_after_a_restart(twin):
-    # A cold start would reuse ids that accounting already holds; the twin starts warm.
+def test_job_ids_never_repeat_even_when_the_controllers_state_is_lost(twin):
+    # A reused id would make sacct mix a new job with an old one's records.
     first = twin.slurm.sbatch(["--partition=compute"], wrap="true")
     wait_job(twin.slurm, first)
-    last_before = max(int(r.job_id) for r in twin.slurm.sacct())
-    assert int(first) == last_before
+    twin.down()
+    state = twin.home / "state"
+    shutil.rmtree(state)  # slurmctld starts cold, as after a lost disk
+    state.mkdir()
+    twin.up()
+    second = twin.slurm.sbatch(["--partition=compute"], wrap="true")
+    assert int(second) > int(first)
+    assert wait_job(twin.slurm, second) == "COMPLETED"
+    wait_all_idle(twin)
 
 
 # -- errors a user can run into ---------------------------------------------------------------
@@ -236,6 +244,7 @@ def test_up_with_another_config_while_up_is_refused(twin, tmp_path):
         "Scheduling:\n  Scheduler: slurm\n  SlurmQueues:\n"
         "    - Name: a\n      ComputeResources: [{Name: r, InstanceType: c7i.large}]\n"
     )
+    assert twin.is_up()  # else up() would rightly start the other config
     with pytest.raises(TwinError) as error:
         twin.up(config=other)
     assert "already up" in error.value.message and "hpctool local down" in error.value.hint

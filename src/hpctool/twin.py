@@ -231,10 +231,10 @@ class Twin:
         for folder in (self.etc, self.run_dir, self.log_dir, self.home / "state", self.home / "spool"):
             folder.mkdir(parents=True, exist_ok=True)
         write_atomic(self.layout_file, layout.to_json())
-        self._write_slurm_conf(layout)
         started = time.monotonic()
         self._start_munge()
         self._start_mariadb(layout)
+        self._write_slurm_conf(layout, first_job_id=self._last_job_id_in_accounting() + 1)
         self._start_slurmdbd(layout)
         self._start_slurmctld()
         self._start_slurmds(layout)
@@ -370,7 +370,17 @@ class Twin:
         if target.is_symlink() and Path(os.readlink(target)) == self.slurm_conf:
             target.unlink()
 
-    def _write_slurm_conf(self, layout: TwinLayout) -> None:
+    def _last_job_id_in_accounting(self) -> int:
+        """The highest job id slurmdbd has recorded (0 on a new database)."""
+        result = subprocess.run(
+            ["mariadb", f"--socket={self.mysql_socket}", "-u", "root", "-N", "-B", "-e",
+             f"SELECT COALESCE(MAX(id_job), 0) FROM slurm_acct_db.{CLUSTER_NAME}_job_table"],
+            capture_output=True, text=True, timeout=30, check=False,
+        )
+        text = result.stdout.strip()
+        return int(text) if result.returncode == 0 and text.isdigit() else 0
+
+    def _write_slurm_conf(self, layout: TwinLayout, first_job_id: int = 1) -> None:
         lines = [
             "# Written by hpctool local up; the twin's own cluster. Do not edit: it is rewritten.",
             f"ClusterName={CLUSTER_NAME}",
@@ -397,6 +407,8 @@ class Twin:
             "SchedulerParameters=sched_interval=2,batch_sched_delay=0",
             "ReturnToService=1",
             "JobRequeue=1",
+            # Never reuse an id accounting already holds, even when slurmctld's state is lost.
+            f"FirstJobId={first_job_id}",
             "KillWait=5",
             "MinJobAge=300",
             # A job without --mem gets memory per CPU, not the whole node.
