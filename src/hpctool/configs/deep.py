@@ -101,10 +101,10 @@ def _ami_stubs(config: dict, version: str) -> list[dict]:
 
 def _stub_account(config: dict, region: str) -> dict[str, str]:
     """Create in moto what the config refers to; return {moto id: config id} for the messages."""
-    import boto3
+    from hpctool import aws  # late: moto must be patched in first
 
-    ec2 = boto3.client("ec2", region_name=region)
-    s3 = boto3.client("s3", region_name=region)
+    ec2 = aws.client("ec2", region)
+    s3 = aws.client("s3", region)
     vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
     for attribute in ("EnableDnsSupport", "EnableDnsHostnames"):
         ec2.modify_vpc_attribute(VpcId=vpc, **{attribute: {"Value": True}})
