@@ -1,0 +1,82 @@
+"""The package's shape, as the design says: dependencies point one way
+(cli -> features -> (slurm, aws) -> errors), one module imports boto3, one runs Slurm's client
+commands, and the CLI holds no subprocess or AWS code of its own."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hpctool"
+MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
+SLURM_CLIENTS = {"sbatch", "squeue", "sacct", "sinfo", "scontrol", "scancel", "sacctmgr", "srun", "salloc"}
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _importers(prefix: str) -> set[str]:
+    return {_module_name(p) for p in MODULES
+            if any(name == prefix or name.startswith(prefix + ".") for name in _imports(p))}
+
+
+def test_only_hpctool_aws_imports_boto3():
+    assert _importers("boto3") | _importers("botocore") <= {"hpctool.aws"}
+
+
+def test_at_most_one_module_imports_fabric():
+    assert len(_importers("fabric")) <= 1
+
+
+def test_errors_depend_on_nothing_of_ours():
+    assert not {n for n in _imports(PACKAGE / "errors.py") if n.startswith("hpctool")}
+
+
+@pytest.mark.parametrize("low", ["errors", "slurm", "slurm_parse", "aws"])
+def test_low_layers_import_only_errors_and_parsers(low):
+    ours = {n for n in _imports(PACKAGE / f"{low}.py") if n.startswith("hpctool.")}
+    assert all(n.startswith(("hpctool.errors", "hpctool.slurm_parse")) for n in ours), ours
+
+
+def test_nothing_outside_the_cli_imports_the_cli():
+    outside = {_module_name(p) for p in MODULES if "cli" not in p.relative_to(PACKAGE).parts}
+    assert not (_importers("hpctool.cli") & outside)
+
+
+def test_the_cli_runs_no_processes_and_calls_no_aws():
+    for path in (PACKAGE / "cli").glob("*.py"):
+        assert not (_imports(path) & {"subprocess", "boto3", "os.system"}), path.name
+
+
+def test_slurm_client_commands_are_run_only_through_hpctool_slurm():
+    """A list literal starting with a Slurm client command is an argv; outside hpctool.slurm it must
+    be handed to Slurm.run (which is hpctool.slurm's), never to subprocess directly."""
+    offenders = []
+    for path in MODULES:
+        if path.name == "slurm.py":
+            continue
+        tree = ast.parse(path.read_text())
+        for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
+            func = ast.unparse(call.func)
+            if not func.startswith("subprocess."):
+                continue
+            argv = call.args[0] if call.args else None
+            if isinstance(argv, ast.List) and argv.elts and isinstance(argv.elts[0], ast.Constant) \
+                    and argv.elts[0].value in SLURM_CLIENTS:
+                offenders.append(f"{path.relative_to(PACKAGE)}:{call.lineno} {func}({argv.elts[0].value} ...)")
+    assert offenders == []
