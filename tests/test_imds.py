@@ -74,7 +74,7 @@ def test_instance_action_is_404_until_a_notice_then_ec2s_document(imds: str) -> 
     headers = {"X-aws-ec2-metadata-token": token(imds)}
     assert call(f"{imds}/latest/meta-data/spot/instance-action", headers=headers)[0] == 404
     before = time.time()
-    status, state = call(f"{imds}/_emulator/notice", "POST", body={"deadline_s": 30})
+    status, _ = call(f"{imds}/_emulator/notice", "POST", body={"deadline_s": 30})
     assert status == 200
     status, body = call(f"{imds}/latest/meta-data/spot/instance-action", headers=headers)
     assert status == 200

@@ -171,6 +171,11 @@ class ShellCommand(submitit.helpers.Checkpointable):
         return {"command": self.command, "_process": None}  # a running process is not picklable
 
 
+def _preempt_signal() -> signal.Signals:
+    name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper()  # submitit's own setting
+    return signal.Signals[name if name.startswith("SIG") else f"SIG{name}"]
+
+
 def _ended(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
@@ -204,10 +209,17 @@ class CheckpointedSum(submitit.helpers.Checkpointable):
         while self.state[0] < self.steps:
             step, total = self.state
             time.sleep(self.step_seconds)
-            if self.trace:
-                with open(self.trace, "a") as handle:
-                    handle.write(f"{restart} {step}\n")
-            self.state = (step + 1, total + self.value(step))
+            # The checkpoint signal waits while a finished step is recorded, so the trace and
+            # the state never disagree about it.
+            preempt = _preempt_signal()
+            signal.pthread_sigmask(signal.SIG_BLOCK, {preempt})
+            try:
+                if self.trace:
+                    with open(self.trace, "a") as handle:
+                        handle.write(f"{restart} {step}\n")
+                self.state = (step + 1, total + self.value(step))
+            finally:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {preempt})
         return self.state[1]
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> submitit.helpers.DelayedSubmission:

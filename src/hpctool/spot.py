@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,14 +194,16 @@ def send_spot_notice(twin: Twin, node: str, deadline_s: float = 120) -> SpotNoti
         start_services(twin, layout)
     state = _control(port, "POST", "notice", {"deadline_s": deadline_s})
     action = state["instance_action"]
-    reclaim_at = int(state["notice_issued_at"] + deadline_s + 0.999)
+    # From the served document, not deadline_s: a repeated notice keeps the first one's time.
+    reclaim_at = datetime.strptime(action["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     notice = SpotNotice(node=node, action=action["action"], time=action["time"],
-                        issued_at=state["notice_issued_at"], reclaim_at=float(reclaim_at))
+                        issued_at=state["notice_issued_at"], reclaim_at=reclaim_at)
     paths = files(twin, node)
     if not daemons.pid_alive(daemons.read_pid(paths.reclaim_pid)):
         _spawn([sys.executable, "-m", "hpctool.spot", "reclaim", node, "--at", str(notice.reclaim_at),
                 "--home", str(twin.home)], paths.reclaim_log, paths.reclaim_pid, twin.env())
-    twin.progress(f"{node}: notice served ({notice.action} at {notice.time}); reclaim in {deadline_s:g} s")
+    twin.progress(f"{node}: notice served ({notice.action} at {notice.time}); "
+                  f"reclaim in {max(0.0, reclaim_at - time.time()):.0f} s")
     return notice
 
 

@@ -1,0 +1,87 @@
+"""Submitting many tasks: ``hpctool submit --array`` (one submitit job array) against a shell loop of
+``sbatch`` (one job per task), in the same run on the twin.
+
+The queue's nodes are drained while we submit, so only submission is timed (no job runs and loads
+the machine meanwhile); every job is cancelled afterwards.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hpctool.twin import Twin
+
+LOCK_FILE = Path("/tmp/hpctool-twin-tests.lock")  # the test suite's: never share the twin with it
+TASKS = 1000
+HPCTOOL = Path(sys.executable).with_name("hpctool")
+
+
+def _progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def _pending(twin: Twin, name: str) -> int:
+    out = twin.slurm.run(["squeue", "-h", "-r", "-n", name, "-o", "%i"]).stdout
+    return len(out.split())
+
+
+def _cancel(twin: Twin, name: str) -> None:
+    twin.slurm.run(["scancel", "-n", name])
+    end = time.monotonic() + 60
+    while _pending(twin, name) and time.monotonic() < end:
+        time.sleep(0.5)
+
+
+def main() -> None:
+    with open(LOCK_FILE, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        twin = Twin(progress=_progress)
+        twin.up()
+        layout = twin.layout()
+        queue = layout.queues[0]["name"]
+        env = twin.env()
+        for node in layout.queues[0]["nodes"]:
+            twin.slurm.update_node(node, "drain", reason="bench: submission only")
+        try:
+            with tempfile.TemporaryDirectory(prefix="hpctool-bench-submit-") as tmp:
+                inputs = Path(tmp) / "inputs.txt"
+                inputs.write_text("".join(f"sample{i}\n" for i in range(TASKS)))
+                start = time.monotonic()
+                subprocess.run([str(HPCTOOL), "submit", "--queue", queue, "--name", "bench-array",
+                                "--array", str(inputs), "--folder", tmp, "--", "echo {}"],
+                               env=env, check=True, capture_output=True, text=True)
+                array_s = time.monotonic() - start
+                array_tasks = _pending(twin, "bench-array")
+                _cancel(twin, "bench-array")
+                _progress(f"hpctool submit --array: {array_tasks} tasks in {array_s:.2f} s")
+
+                loop = (f'while read -r sample; do sbatch --parsable --partition={queue} --job-name=bench-loop '
+                        f'--output=/dev/null --wrap "echo $sample" >/dev/null; done < {inputs}')
+                start = time.monotonic()
+                subprocess.run(["bash", "-c", loop], env=env, check=True)
+                loop_s = time.monotonic() - start
+                loop_tasks = _pending(twin, "bench-loop")
+                _cancel(twin, "bench-loop")
+                _progress(f"shell loop of sbatch: {loop_tasks} jobs in {loop_s:.2f} s")
+        finally:
+            for node in layout.queues[0]["nodes"]:
+                twin.slurm.update_node(node, "resume")
+    print(f"""
+## Submitting {TASKS} tasks
+
+`python -m benchmarks submit`: {TASKS} tasks into one queue of the twin (its nodes drained, so only
+submission is timed), in one run.
+
+| how | tasks queued | time | per task |
+|---|---|---|---|
+| `hpctool submit --array FILE` (one submitit job array) | {array_tasks} | {array_s:.2f} s | {1000 * array_s / TASKS:.1f} ms |
+| shell loop of `sbatch --wrap` | {loop_tasks} | {loop_s:.2f} s | {1000 * loop_s / TASKS:.1f} ms |
+
+The array submits **{loop_s / array_s:.1f}x** faster. It is also one job id to watch or cancel, and it
+keeps slurmctld's queue short (one record, not {TASKS}).
+""")
