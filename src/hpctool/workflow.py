@@ -47,6 +47,7 @@ class SlurmRuleJob:
     slurm_job_id: str
     rules: tuple[str, ...]
     wildcards: str
+    snakemake_job: str = ""  # Snakemake's job id (a number; a uuid for group jobs)
 
 
 def workflow_dir(name: str) -> Path:
@@ -137,8 +138,18 @@ def parse_submissions(log_text: str, read_job_log: Callable[[Path], str | None] 
             if text:
                 found, wildcards = rules_in_job_log(text)
                 rules = found or rules
-        jobs.append(SlurmRuleJob(submitted.group("slurm"), rules, wildcards))
+        jobs.append(SlurmRuleJob(submitted.group("slurm"), rules, wildcards, submitted.group("job")))
     return jobs
+
+
+_FINISHED = re.compile(r"^Finished jobid: (?P<job>\S+) \(Rule: (?P<rule>\w+)\)", re.MULTILINE)
+
+
+def finished_submissions(log_text: str) -> list[SlurmRuleJob]:
+    """The Slurm jobs of one Snakemake log that Snakemake itself saw finish (and recorded as done)."""
+    finished = set(_FINISHED.findall(log_text))
+    done_ids = {job for job, _ in finished}
+    return [job for job in parse_submissions(log_text) if job.snakemake_job in done_ids]
 
 
 def _read_if_there(path: Path) -> str | None:

@@ -1,0 +1,171 @@
+"""The germline workflow on the real local twin, through Snakemake's Slurm executor.
+
+Three runs share one seeded data set: a clean run (the baseline: partitions from sacct, recall
+against the truth set), a run interrupted mid-way (a running spot job is taken away and requeued),
+and a run whose Snakemake is killed mid-way and started again. The interrupted and resumed runs
+must give VCFs concordant with the clean one.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hpctool import concordance, workflow
+from hpctool.slurm import Slurm
+from hpctool.twin import Twin
+from conftest import wait_for
+
+pytestmark = pytest.mark.twin
+
+SAMPLES = ["S1", "S2", "S3", "S4"]
+# Where each rule must run: the issue's routing (short steps on spot, sorting on storage nodes).
+INTENDED_PARTITION = {"index_reference": "spot", "align": "compute", "sort_markdup": "storage",
+                      "call_sample": "spot", "qc_sample": "spot", "joint_call": "spot"}
+COMPARED_FIELDS = ["QUAL", "FILTER", "INFO/DP", "FORMAT/AD"]
+RUN_TIMEOUT = 300
+
+
+@dataclass
+class Run:
+    folder: Path
+    process: subprocess.Popen
+    output: Path
+    started: float
+
+    def wait(self, timeout: float = RUN_TIMEOUT) -> int:
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.send_signal(signal.SIGINT)  # Snakemake cancels its Slurm jobs on SIGINT
+            self.process.wait(timeout=60)
+            raise AssertionError(f"snakemake did not finish in {timeout} s; see {self.output}") from None
+
+    def log_text(self) -> str:
+        """Snakemake's own logs of this run folder (every invocation)."""
+        return "".join(p.read_text(errors="replace") for p in workflow.run_logs(self.folder))
+
+    def vcfs(self) -> list[Path]:
+        return [self.folder / "vcf" / f"{s}.vcf.gz" for s in SAMPLES] + [self.folder / "cohort" / "cohort.vcf.gz"]
+
+
+def start_run(folder: Path, data: Path) -> Run:
+    """`snakemake --profile snakemake/profiles/twin --configfile config/test.yaml --directory FOLDER`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    if not (folder / workflow.TEST_DATA_DIR).exists():
+        (folder / workflow.TEST_DATA_DIR).symlink_to(data)
+    argv = workflow.snakemake_argv("germline", folder, profile="twin", test=True)
+    output = folder.parent / f"{folder.name}.out"
+    with open(output, "ab") as sink:
+        process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=dict(os.environ))
+    return Run(folder, process, output, time.monotonic())
+
+
+def jobs_of(slurm: Slurm, folder: Path, state: str = "RUNNING", partition: str | None = None) -> list[dict]:
+    """Jobs slurmctld knows for this run folder (WorkDir), optionally in one partition."""
+    return [j for j in slurm.jobs() if j.get("WorkDir") == str(folder) and j.get("JobState") == state
+            and (partition is None or j.get("Partition") == partition)]
+
+
+def assert_concordant(run: Run, baseline: Run) -> None:
+    for mine, theirs in zip(run.vcfs(), baseline.vcfs(), strict=True):
+        result = concordance.compare_files(theirs, mine, fields=COMPARED_FIELDS)
+        assert result.concordant, f"{mine} differs from {theirs}: " + "; ".join(map(str, result.differences))
+        assert result.identical > 0
+
+
+@pytest.fixture(scope="module")
+def test_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("germline") / "data"
+    script = Path(workflow.TEST_DATA_SCRIPT)
+    subprocess.run([sys.executable, str(script), str(folder), "--seed", "7"], check=True)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def clean_run(twin: Twin, test_data: Path) -> Run:
+    run = start_run(test_data.parent / "clean", test_data)
+    assert run.wait() == 0, f"the clean run failed; see {run.output}"
+    return run
+
+
+def test_four_samples_complete_through_the_slurm_executor(clean_run: Run) -> None:
+    for vcf in clean_run.vcfs():
+        assert vcf.is_file() and concordance.load_vcf(vcf).records, vcf
+    table = (clean_run.folder / "qc" / "summary.tsv").read_text().splitlines()
+    assert table[0].split("\t")[:3] == ["sample", "reads", "mapped_pct"]
+    rows = {line.split("\t")[0]: line.split("\t") for line in table[1:]}
+    assert sorted(rows) == SAMPLES
+    assert all(row[1] == "12000" and float(row[2]) > 99 for row in rows.values()), rows
+    assert "Executor: slurm" in clean_run.output.read_text() or "slurm" in clean_run.log_text()
+
+
+def test_every_rule_ran_in_its_intended_partition(clean_run: Run, slurm: Slurm) -> None:
+    records = workflow.rule_jobs(slurm, clean_run.folder)
+    # 1 reference index, 4 x (align, sort_markdup, call_sample+qc_sample as one group job), 1 joint call
+    assert len(records) == 14, [(r.rules, r.wildcards) for r in records]
+    assert all(r.acct.state == "COMPLETED" for r in records), [(r.rules, r.acct.state) for r in records]
+    ran_in = workflow.partitions_by_rule(records)
+    assert ran_in == {rule: {partition} for rule, partition in INTENDED_PARTITION.items()}
+
+
+def test_recall_of_planted_variants(clean_run: Run, test_data: Path) -> None:
+    truth = concordance.load_vcf(test_data / "truth.vcf")
+    cohort = concordance.load_vcf(clean_run.folder / "cohort" / "cohort.vcf.gz")
+    per_sample = [concordance.recall(truth, concordance.load_vcf(clean_run.folder / "vcf" / f"{s}.vcf.gz"), s)
+                  for s in SAMPLES]
+    joint = [concordance.recall(truth, cohort, s) for s in SAMPLES]
+    for results in (per_sample, joint):
+        planted = sum(r.planted for r in results)
+        found = sum(r.found for r in results)
+        assert planted >= 60
+        assert found / planted >= 0.95, [r.missed for r in results]
+
+
+def test_interrupted_run_finishes_concordant(twin: Twin, slurm: Slurm, clean_run: Run, test_data: Path) -> None:
+    """A spot job of the calling step is taken away while it runs; Slurm requeues it and the run
+    still finishes with the same variants as the clean run."""
+    run = start_run(test_data.parent / "interrupted", test_data)
+    victim = wait_for(lambda: next(iter(jobs_of(slurm, run.folder, partition="spot")
+                                        if (run.folder / "bam" / "S1.bam.bai").exists() else []), None),
+                      timeout=RUN_TIMEOUT, interval=0.3, what="a running spot job after the BAMs")
+    job_id = victim["JobId"]
+    slurm.requeue(job_id)
+    assert run.wait() == 0, f"the interrupted run failed; see {run.output}"
+    record = slurm.sacct([job_id])[-1]
+    assert record.restarts >= 1 and record.state == "COMPLETED", record
+    assert_concordant(run, clean_run)
+
+
+def test_killed_snakemake_resumes_without_redoing_finished_outputs(slurm: Slurm, clean_run: Run,
+                                                                   test_data: Path) -> None:
+    run = start_run(test_data.parent / "resumed", test_data)
+    wait_for(lambda: run.log_text().count("(Rule: align)") == len(SAMPLES), timeout=RUN_TIMEOUT,
+             what="the four align jobs to finish")
+    run.process.send_signal(signal.SIGTERM)
+    assert run.wait(timeout=60) != 0
+    wait_for(lambda: not jobs_of(slurm, run.folder) and not jobs_of(slurm, run.folder, "PENDING"),
+             timeout=60, what="the killed run's Slurm jobs to be cancelled")
+    first_logs = workflow.run_logs(run.folder)
+    done_before = {(j.rules, j.wildcards) for log in first_logs
+                   for j in workflow.finished_submissions(log.read_text(errors="replace"))}
+    assert ((("index_reference",), "") in done_before and
+            {(("align",), s) for s in SAMPLES} <= done_before), done_before
+    reference_mtime = (run.folder / "reference" / "genome.fa.bwt").stat().st_mtime_ns
+
+    resumed = start_run(run.folder, test_data)
+    assert resumed.wait() == 0, f"the resumed run failed; see {resumed.output}"
+    new_logs = [log for log in workflow.run_logs(run.folder) if log not in first_logs]
+    assert len(new_logs) == 1
+    redone = {(j.rules, j.wildcards) for j in workflow.parse_submissions(new_logs[0].read_text(errors="replace"))}
+    assert redone, "the resumed run submitted nothing"
+    assert not redone & done_before, f"redone after resume: {redone & done_before}"
+    assert (run.folder / "reference" / "genome.fa.bwt").stat().st_mtime_ns == reference_mtime
+    assert_concordant(resumed, clean_run)
