@@ -141,6 +141,7 @@ def test_handler_poll_logs_imds_errors_and_keeps_going(imds: str, tmp_path: Path
     instance.poll_once()
     events = [json.loads(line)["event"] for line in (tmp_path / "h.jsonl").read_text().splitlines()]
     assert events.count("imds-error") == 2  # one per faulty poll; the third poll is clean
+    assert events.count("imds-recovered") == 1
     assert events.count("rebalance-recommendation") == 1  # logged once, not every poll
 
 

@@ -55,6 +55,10 @@ def _print_status(status: dict, as_json: bool) -> None:
             for q in status["queues"] for n in q["nodes"]]
     if rows:
         print_table(rows, ["PARTITION", "CAPACITY", "NODE", "STATE"])
+    spot_services = {n: d for n, d in status["daemons"].items() if n.startswith(("imds ", "spot-handler "))}
+    if spot_services:
+        running = sum(1 for d in spot_services.values() if d["running"])
+        print(f"spot: {running}/{len(spot_services)} IMDS emulators and interruption handlers running")
     if status["up"]:
         print(f"\nuse it: eval \"$(hpctool local env)\"   (SLURM_CONF={status['slurm_conf']})")
 
