@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from conftest import wait_for
 from hpctool import jobs
 from hpctool.cli import main as cli
 
@@ -30,6 +31,9 @@ def test_submit_a_command_waits_and_the_job_table_shows_it(twin, tmp_path, capsy
     assert out.read_text().strip() == spot_queue
     assert twin.slurm.job(row["id"])["Requeue"] == "1"
 
+    # slurmdbd records the job's details a moment after the job ends (the name reads "allocation" until then).
+    wait_for(lambda: [(r.name, r.state) for r in jobs.list_jobs(twin.slurm, [row["id"]])] == [("cli-shell", "COMPLETED")],
+             what="the job in accounting")
     assert cli(["jobs", row["id"], "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     assert listed["id"] == row["id"] and listed["name"] == "cli-shell" and listed["queue"] == spot_queue

@@ -87,6 +87,11 @@ class ImdsHandler(BaseHTTPRequestHandler):
     state: ImdsState  # set on the subclass made by make_server
 
     # -- plumbing ---------------------------------------------------------------------------
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # The handler polls every second or two: log control calls and errors, not every poll.
+        if self.path.startswith(CONTROL_PREFIX) or str(code) not in {"200", "404"}:
+            super().log_request(code, size)
+
     def log_message(self, format: str, *args: Any) -> None:
         sys.stderr.write(f"{iso_utc(time.time())} {self.address_string()} {format % args}\n")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 
 from hpctool import jobs
 from hpctool.cli.output import print_json, print_table, progress
@@ -88,7 +89,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
             except Exception as error:  # noqa: BLE001 (a failed job is a result to report, not a crash)
                 row["result"] = None
                 row["state"] = "FAILED"
-                row["error"] = str(error).strip().splitlines()[-1] if str(error).strip() else repr(error)
+                row["error"] = _error_line(error)
     if args.json:
         print_json({"requeue": requeue, "jobs": rows})
     elif args.wait:
@@ -97,6 +98,13 @@ def cmd_submit(args: argparse.Namespace) -> int:
         for row in rows:
             print(row["id"])
     return 1 if any(r.get("state") == "FAILED" for r in rows) else 0
+
+
+def _error_line(error: Exception) -> str:
+    """The line that says what failed in submitit's report (the traceback's last exception line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
+    return (named or lines or [repr(error)])[-1]
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
