@@ -1,9 +1,9 @@
 """The germline workflow on the real local twin, through Snakemake's Slurm executor.
 
 Three runs share one seeded data set: a clean run (the baseline: partitions from sacct, recall
-against the truth set), a run interrupted mid-way (a running spot job is taken away and requeued),
-and a run whose Snakemake is killed mid-way and started again. The interrupted and resumed runs
-must give VCFs concordant with the clean one.
+against the truth set), a run interrupted mid-way (a spot notice for the node of a running job,
+whose interruption handler requeues it), and a run whose Snakemake is killed mid-way and started
+again. The interrupted and resumed runs must give VCFs concordant with the clean one.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from hpctool import concordance, workflow
+from conftest import wait_for
+from hpctool import concordance, spot, workflow
 from hpctool.slurm import Slurm
 from hpctool.twin import Twin
-from conftest import wait_for
 
 pytestmark = pytest.mark.twin
 
@@ -129,19 +129,33 @@ def test_recall_of_planted_variants(clean_run: Run, test_data: Path) -> None:
         assert found / planted >= 0.95, [r.missed for r in results]
 
 
-def test_interrupted_run_finishes_concordant(twin: Twin, slurm: Slurm, clean_run: Run, test_data: Path) -> None:
-    """A spot job of the calling step is taken away while it runs; Slurm requeues it and the run
-    still finishes with the same variants as the clean run."""
+def test_spot_notice_mid_run_finishes_concordant(twin: Twin, slurm: Slurm, clean_run: Run,
+                                                 test_data: Path) -> None:
+    """A spot notice reaches the node running a calling job: the node's interruption handler
+    drains it and requeues the job, which restarts on the other spot node; the run finishes with
+    the same variants as the clean run."""
     run = start_run(test_data.parent / "interrupted", test_data)
     victim = wait_for(lambda: next(iter(jobs_of(slurm, run.folder, partition="spot")
                                         if (run.folder / "bam" / "S1.bam.bai").exists() else []), None),
                       timeout=RUN_TIMEOUT, interval=0.3, what="a running spot job after the BAMs")
-    job_id = victim["JobId"]
-    slurm.requeue(job_id)
-    assert run.wait() == 0, f"the interrupted run failed; see {run.output}"
-    record = slurm.sacct([job_id])[-1]
-    assert record.restarts >= 1 and record.state == "COMPLETED", record
+    job_id, node = victim["JobId"], victim["NodeList"]
+    notice = spot.send_spot_notice(twin, node, deadline_s=30)
+    try:
+        handled = spot.wait_notice_handled(twin, node, notice)
+        assert job_id in handled["requeued"] + handled["requeued_by_job"], handled
+        assert run.wait() == 0, f"the interrupted run failed; see {run.output}"
+    finally:
+        spot.restore_node(twin, node)
+    runs = [r for r in _sacct_runs(slurm, job_id)]
+    assert runs[0] == ("REQUEUED", node), runs
+    assert runs[-1][0] == "COMPLETED" and runs[-1][1] != node, runs
     assert_concordant(run, clean_run)
+
+
+def _sacct_runs(slurm: Slurm, job_id: str) -> list[tuple[str, str]]:
+    """(state, node) of every run of a job, first to last (sacct -D keeps the requeued ones)."""
+    result = slurm.run(["sacct", "-X", "-D", "-n", "-P", "-o", "State,NodeList", "-j", job_id])
+    return [tuple(line.split("|")) for line in result.stdout.splitlines() if line.strip()]
 
 
 def test_killed_snakemake_resumes_without_redoing_finished_outputs(slurm: Slurm, clean_run: Run,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from hpctool import concordance, workflow
 from hpctool.cli.output import print_json, print_table, progress
+from hpctool.slurm import Slurm
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     flows = run.add_subparsers(dest="workflow", metavar="WORKFLOW", required=True)
     germline = flows.add_parser(
         "germline", help="FASTQ -> bwa mem -> sort/markdup -> bcftools -> per-sample and cohort VCFs, QC",
-        description="Runs snakemake/workflows/germline with a profile. Arguments after `--` go to snakemake.")
+        description="Runs snakemake/workflows/germline with a Snakemake profile (or --cores here).")
     germline.add_argument("out", type=Path, help="the run folder (Snakemake's --directory)")
     target = germline.add_mutually_exclusive_group()
     target.add_argument("--profile", default="twin",
@@ -24,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data.add_argument("--configfile", type=Path, help="your config (samples, reference, ...)")
     data.add_argument("--test", action="store_true",
                       help="the seeded 4-sample test data, made in OUT/test-data (config/test.yaml)")
-    germline.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="-- then more snakemake arguments")
+    germline.add_argument("--snakemake", action="append", default=[], metavar="ARG",
+                          help="pass ARG on to snakemake (repeat it), e.g. --snakemake=--dry-run")
     germline.set_defaults(handler=cmd_run_germline)
 
     compare = subparsers.add_parser(
@@ -47,10 +49,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_run_germline(args: argparse.Namespace) -> int:
-    extra = [a for a in args.snakemake_args if a != "--"]
     profile = None if args.cores is not None else args.profile
-    return workflow.run("germline", args.out, profile=profile, configfile=args.configfile, test=args.test,
-                        cores=args.cores, extra=extra, progress=progress)
+    code = workflow.run("germline", args.out, profile=profile, configfile=args.configfile, test=args.test,
+                        cores=args.cores, extra=args.snakemake, progress=progress)
+    if profile is not None and workflow.submitted_jobs(args.out):
+        _print_rule_jobs(args.out)
+    return code
+
+
+def _print_rule_jobs(out: Path) -> None:
+    """Where each rule's Slurm job ran, from accounting: the routing, checked after the fact."""
+    records = workflow.rule_jobs(Slurm(), out)
+    rows = [["+".join(r.rules), r.wildcards or "-", r.acct.job_id, r.acct.partition, r.acct.node_list,
+             r.acct.state, str(r.acct.restarts), f"{r.acct.elapsed_seconds} s"] for r in records]
+    print(f"\nSlurm jobs of {out} (sacct):")
+    print_table(rows, ["RULE", "WILDCARDS", "JOBID", "PARTITION", "NODE", "STATE", "RESTARTS", "ELAPSED"])
 
 
 def cmd_concordance(args: argparse.Namespace) -> int:
