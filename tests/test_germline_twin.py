@@ -1,9 +1,10 @@
 """The germline workflow on the real local twin, through Snakemake's Slurm executor.
 
-Three runs share one seeded data set: a clean run (the baseline: partitions from sacct, recall
-against the truth set), a run interrupted mid-way (a spot notice for the node of a running job,
-whose interruption handler requeues it), and a run whose Snakemake is killed mid-way and started
-again. The interrupted and resumed runs must give VCFs concordant with the clean one.
+Two runs share one seeded data set. The clean run is the baseline: 4 samples through the Slurm
+executor, partitions from sacct, recall against the truth set. The second run's Snakemake is
+killed mid-way and started again; the resumed run then gets a spot notice on the node of a
+running calling job (the node's interruption handler requeues it). It must redo nothing that was
+finished and end with VCFs concordant with the clean run's.
 """
 
 from __future__ import annotations
@@ -129,57 +130,89 @@ def test_recall_of_planted_variants(clean_run: Run, test_data: Path) -> None:
         assert found / planted >= 0.95, [r.missed for r in results]
 
 
-def test_spot_notice_mid_run_finishes_concordant(twin: Twin, slurm: Slurm, clean_run: Run,
-                                                 test_data: Path) -> None:
-    """A spot notice reaches the node running a calling job: the node's interruption handler
-    drains it and requeues the job, which restarts on the other spot node; the run finishes with
-    the same variants as the clean run."""
-    run = start_run(test_data.parent / "interrupted", test_data)
-    victim = wait_for(lambda: next(iter(jobs_of(slurm, run.folder, partition="spot")
-                                        if (run.folder / "bam" / "S1.bam.bai").exists() else []), None),
-                      timeout=RUN_TIMEOUT, interval=0.3, what="a running spot job after the BAMs")
-    job_id, node = victim["JobId"], victim["NodeList"]
-    notice = spot.send_spot_notice(twin, node, deadline_s=30)
+@dataclass
+class KilledThenInterrupted:
+    """One run folder, two Snakemake invocations: the first killed after the align jobs, the
+    second (the resume) hit by a spot notice on the node of a running calling job."""
+
+    first: Run
+    first_exit: int
+    first_logs: list[Path]
+    reference_mtime: int
+    resumed: Run
+    resumed_exit: int
+    victim_job: str
+    victim_node: str
+    handled: dict
+
+
+@pytest.fixture(scope="module")
+def killed_then_interrupted(twin: Twin, clean_run: Run, test_data: Path) -> KilledThenInterrupted:
+    slurm = twin.slurm
+    # One run for both scenarios: the resume is itself a run that must survive a spot notice,
+    # and sharing it keeps the suite within its time budget (a run takes about two minutes).
+    first = start_run(test_data.parent / "interrupted", test_data)
+    wait_for(lambda: first.log_text().count("(Rule: align)") == len(SAMPLES), timeout=RUN_TIMEOUT,
+             what="the four align jobs to finish")
+    first.process.send_signal(signal.SIGTERM)
+    first_exit = first.wait(timeout=60)
+    wait_for(lambda: not jobs_of(slurm, first.folder) and not jobs_of(slurm, first.folder, "PENDING"),
+             timeout=60, what="the killed run's Slurm jobs to be cancelled")
+    first_logs = workflow.run_logs(first.folder)
+    reference_mtime = (first.folder / "reference" / "genome.fa.bwt").stat().st_mtime_ns
+
+    resumed = start_run(first.folder, test_data)
     try:
-        handled = spot.wait_notice_handled(twin, node, notice)
-        assert job_id in handled["requeued"] + handled["requeued_by_job"], handled
-        assert run.wait() == 0, f"the interrupted run failed; see {run.output}"
+        # The reference and the alignments are done: the first spot job now is a calling job.
+        victim = wait_for(lambda: next(iter(jobs_of(slurm, resumed.folder, partition="spot")), None),
+                          timeout=RUN_TIMEOUT, interval=0.3, what="a running spot job of the resumed run")
+        node = victim["NodeList"]
+        notice = spot.send_spot_notice(twin, node, deadline_s=30)
+        try:
+            handled = spot.wait_notice_handled(twin, node, notice)
+            resumed_exit = resumed.wait()
+        finally:
+            spot.restore_node(twin, node)
     finally:
-        spot.restore_node(twin, node)
-    runs = [r for r in _sacct_runs(slurm, job_id)]
-    assert runs[0] == ("REQUEUED", node), runs
-    assert runs[-1][0] == "COMPLETED" and runs[-1][1] != node, runs
-    assert_concordant(run, clean_run)
+        if resumed.process.poll() is None:
+            resumed.process.send_signal(signal.SIGINT)
+            resumed.process.wait(timeout=60)
+    return KilledThenInterrupted(first, first_exit, first_logs, reference_mtime, resumed, resumed_exit,
+                                 victim["JobId"], node, handled)
 
 
-def _sacct_runs(slurm: Slurm, job_id: str) -> list[tuple[str, str]]:
+def _sacct_runs(slurm: Slurm, job_id: str) -> list[tuple[str, ...]]:
     """(state, node) of every run of a job, first to last (sacct -D keeps the requeued ones)."""
     result = slurm.run(["sacct", "-X", "-D", "-n", "-P", "-o", "State,NodeList", "-j", job_id])
     return [tuple(line.split("|")) for line in result.stdout.splitlines() if line.strip()]
 
 
-def test_killed_snakemake_resumes_without_redoing_finished_outputs(slurm: Slurm, clean_run: Run,
-                                                                   test_data: Path) -> None:
-    run = start_run(test_data.parent / "resumed", test_data)
-    wait_for(lambda: run.log_text().count("(Rule: align)") == len(SAMPLES), timeout=RUN_TIMEOUT,
-             what="the four align jobs to finish")
-    run.process.send_signal(signal.SIGTERM)
-    assert run.wait(timeout=60) != 0
-    wait_for(lambda: not jobs_of(slurm, run.folder) and not jobs_of(slurm, run.folder, "PENDING"),
-             timeout=60, what="the killed run's Slurm jobs to be cancelled")
-    first_logs = workflow.run_logs(run.folder)
-    done_before = {(j.rules, j.wildcards) for log in first_logs
+def test_killed_snakemake_resumes_without_redoing_finished_outputs(
+        killed_then_interrupted: KilledThenInterrupted) -> None:
+    run = killed_then_interrupted
+    assert run.first_exit != 0
+    done_before = {(j.rules, j.wildcards) for log in run.first_logs
                    for j in workflow.finished_submissions(log.read_text(errors="replace"))}
-    assert ((("index_reference",), "") in done_before and
-            {(("align",), s) for s in SAMPLES} <= done_before), done_before
-    reference_mtime = (run.folder / "reference" / "genome.fa.bwt").stat().st_mtime_ns
-
-    resumed = start_run(run.folder, test_data)
-    assert resumed.wait() == 0, f"the resumed run failed; see {resumed.output}"
-    new_logs = [log for log in workflow.run_logs(run.folder) if log not in first_logs]
+    assert (("index_reference",), "") in done_before, done_before
+    assert {(("align",), s) for s in SAMPLES} <= done_before, done_before
+    assert run.resumed_exit == 0, f"the resumed run failed; see {run.resumed.output}"
+    new_logs = [log for log in workflow.run_logs(run.resumed.folder) if log not in run.first_logs]
     assert len(new_logs) == 1
     redone = {(j.rules, j.wildcards) for j in workflow.parse_submissions(new_logs[0].read_text(errors="replace"))}
     assert redone, "the resumed run submitted nothing"
     assert not redone & done_before, f"redone after resume: {redone & done_before}"
-    assert (run.folder / "reference" / "genome.fa.bwt").stat().st_mtime_ns == reference_mtime
-    assert_concordant(resumed, clean_run)
+    assert (run.resumed.folder / "reference" / "genome.fa.bwt").stat().st_mtime_ns == run.reference_mtime
+
+
+def test_spot_notice_mid_run_finishes_concordant(killed_then_interrupted: KilledThenInterrupted,
+                                                 slurm: Slurm, clean_run: Run) -> None:
+    """The node's interruption handler drains it and requeues the calling job, which restarts on
+    the other spot node; the run finishes with the same variants as the clean run."""
+    run = killed_then_interrupted
+    handled = run.handled
+    assert run.victim_job in handled["requeued"] + handled["requeued_by_job"], handled
+    assert run.resumed_exit == 0, f"the interrupted run failed; see {run.resumed.output}"
+    runs = _sacct_runs(slurm, run.victim_job)
+    assert runs[0] == ("REQUEUED", run.victim_node), runs
+    assert runs[-1][0] == "COMPLETED" and runs[-1][1] != run.victim_node, runs
+    assert_concordant(run.resumed, clean_run)
