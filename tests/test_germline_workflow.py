@@ -47,7 +47,8 @@ def dry_run(run_dir: Path, data: Path, *config: str) -> subprocess.CompletedProc
     argv = workflow.snakemake_argv("germline", run_dir, profile=None, test=True,
                                    extra=["-n", "-F", "-p", *(["--config", *config] if config else [])])
     # Snakemake prints its plan and its errors to stdout and stderr by turns: read both as one.
-    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+                          check=False)
 
 
 def planned_partitions(output: str) -> dict[str, set[str]]:
@@ -194,3 +195,43 @@ def test_local_run_and_summary_table(tmp_path: Path, data: Path) -> None:
     flags = summary.parse_flagstat((out / "qc" / "S1.flagstat.txt").read_text())
     assert flags["in total"] == 12000 and flags["paired in sequencing"] == 12000
     assert not (out / "align").exists() or not list((out / "align").glob("*.bam"))  # temp() removed
+
+
+# -- the profiles ---------------------------------------------------------------------------------
+def _profile(name: str) -> dict:
+    import yaml
+
+    return yaml.safe_load((REPO / "snakemake" / "profiles" / name / "config.yaml").read_text())
+
+
+def test_cluster_profile_is_spot_safe_and_uses_the_pinned_envs() -> None:
+    profile = _profile("slurm")
+    assert profile["executor"] == "slurm"
+    assert profile["software-deployment-method"] == "conda"
+    assert profile["slurm-requeue"] is True and profile["rerun-incomplete"] is True
+    assert profile["retries"] >= 1 and profile["latency-wait"] >= 30
+    assert profile["default-resources"]["slurm_partition"] == "compute"
+    assert profile["slurm-init-seconds-before-status-checks"] < 40  # the plugin's default
+
+
+def test_twin_profile_is_tuned_for_one_machine_without_conda() -> None:
+    profile = _profile("twin")
+    assert profile["executor"] == "slurm"
+    assert "software-deployment-method" not in profile and "sdm" not in profile
+    assert profile["slurm-init-seconds-before-status-checks"] <= 2
+    assert profile["latency-wait"] <= 5
+    assert profile["slurm-requeue"] is True and profile["rerun-incomplete"] is True
+
+
+def test_snakemake_accepts_the_cluster_profile(tmp_path: Path, data: Path) -> None:
+    """Every key of the cluster profile is a valid Snakemake option (conda itself is swapped for
+    env-modules: there is no conda here, and a dry run would stop at `conda info`)."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "test-data").symlink_to(data)
+    argv = workflow.snakemake_argv("germline", run_dir, profile="slurm", test=True,
+                                   extra=["-n", "--sdm", "env-modules"])
+    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
+                          check=False)
+    assert result.returncode == 0, result.stdout
+    assert "This was a dry-run" in result.stdout
