@@ -61,7 +61,7 @@ def test_every_conda_directive_names_an_existing_env() -> None:
     assert referenced >= {"bwa.yaml", "samtools.yaml", "bcftools.yaml"}
     assert referenced <= {p.name for p in ENV_FILES}
     # and every rule that runs a tool on the cluster has one (DRAGEN comes with its own host)
-    pieces = re.split(r"^\s*rule (\w+):", SNAKEFILES[0].read_text(), flags=re.M)
+    pieces = re.split(r"^\s*rule (\w+):", SNAKEFILES[0].read_text(), flags=re.MULTILINE)
     shell_rules = {name: body for name, body in zip(pieces[1::2], pieces[2::2], strict=True) if "shell:" in body}
     assert {"index_reference", "align", "sort_markdup", "call_sample", "joint_call", "qc_sample"} <= set(shell_rules)
     for name, body in shell_rules.items():
