@@ -9,7 +9,6 @@ made inside jobs (SLURM_JOB_ID set) are counted apart from those of the Snakemak
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -23,7 +22,6 @@ from hpctool import workflow
 from hpctool.twin import Twin
 
 COMMANDS = ["sacct", "squeue", "sbatch", "scontrol", "sacctmgr", "sinfo", "srun"]
-LOCK_FILE = Path("/tmp/hpctool-twin-tests.lock")  # the same lock the tests hold on the twin
 
 
 def _shim(folder: Path, log: Path) -> Path:
@@ -71,9 +69,8 @@ def main() -> None:
     calls_log = work / "slurm-calls.log"
     calls_log.touch()
     env = dict(os.environ)
-    with open(LOCK_FILE, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        twin = Twin()
+    twin = Twin()
+    with twin.exclusive_use():
         twin.up()
         env["SLURM_CONF"] = str(twin.slurm_conf)
         env["PATH"] = f"{_shim(work, calls_log)}:{env.get('PATH', '')}"

@@ -7,7 +7,6 @@ time. Work lost counts the steps of :class:`hpctool.jobs.CheckpointedSum` that r
 
 from __future__ import annotations
 
-import fcntl
 import statistics
 import sys
 import tempfile
@@ -17,7 +16,6 @@ from pathlib import Path
 from hpctool import jobs, spot
 from hpctool.twin import Twin
 
-LOCK_FILE = Path("/tmp/hpctool-twin-tests.lock")  # the test suite's: never share the twin with it
 NOTICES = 20
 STEPS, STEP_SECONDS, NOTICE_AFTER_STEPS = 40, 0.25, 20
 RUNS_PER_MODE = 2
@@ -101,9 +99,8 @@ def _p95(values: list[float]) -> float:
 
 
 def main() -> None:
-    with open(LOCK_FILE, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        twin = Twin(progress=_progress)
+    twin = Twin(progress=_progress)
+    with twin.exclusive_use():
         twin.up()
         layout = twin.layout()
         nodes = layout.spot_nodes()

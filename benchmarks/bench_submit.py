@@ -7,7 +7,6 @@ the machine meanwhile); every job is cancelled afterwards.
 
 from __future__ import annotations
 
-import fcntl
 import subprocess
 import sys
 import tempfile
@@ -16,7 +15,6 @@ from pathlib import Path
 
 from hpctool.twin import Twin
 
-LOCK_FILE = Path("/tmp/hpctool-twin-tests.lock")  # the test suite's: never share the twin with it
 TASKS = 1000
 HPCTOOL = Path(sys.executable).with_name("hpctool")
 
@@ -38,9 +36,8 @@ def _cancel(twin: Twin, name: str) -> None:
 
 
 def main() -> None:
-    with open(LOCK_FILE, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        twin = Twin(progress=_progress)
+    twin = Twin(progress=_progress)
+    with twin.exclusive_use():
         twin.up()
         layout = twin.layout()
         queue = layout.queues[0]["name"]

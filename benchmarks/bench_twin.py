@@ -10,15 +10,12 @@ It takes the test suite's lock, so it never runs while tests use the twin.
 
 from __future__ import annotations
 
-import fcntl
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from hpctool.twin import Twin
 
-LOCK_FILE = Path("/tmp/hpctool-twin-tests.lock")
 JOBS = 200
 
 
@@ -60,9 +57,8 @@ def _array(twin: Twin) -> tuple[float, float]:
 
 
 def main() -> None:
-    with open(LOCK_FILE, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        twin = Twin(progress=_progress)
+    twin = Twin(progress=_progress)
+    with twin.exclusive_use():
         warm, cold = [], []
         for _ in range(3):
             twin.down()

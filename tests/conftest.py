@@ -4,7 +4,6 @@ while one of them drains or kills nodes."""
 
 from __future__ import annotations
 
-import fcntl
 import os
 import time
 from collections.abc import Iterator
@@ -16,7 +15,6 @@ from hpctool.slurm import Slurm
 from hpctool.twin import Twin
 
 REPO = Path(__file__).resolve().parents[1]
-LOCK_FILE = Path("/tmp/hpctool-twin-tests.lock")
 
 
 @pytest.fixture(scope="session")
@@ -27,9 +25,8 @@ def repo() -> Path:
 @pytest.fixture(scope="session")
 def twin() -> Iterator[Twin]:
     """The real local twin (default config, 2 nodes per queue), up and with every node idle."""
-    with open(LOCK_FILE, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        instance = Twin()
+    instance = Twin()
+    with instance.exclusive_use():
         instance.up()
         instance.resume_nodes()
         for node in instance.layout().nodes:  # a node a previous run reclaimed comes back

@@ -21,18 +21,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpctool.errors import HpctoolError
+from hpctool.errors import VcfError
 
 FIXED_COLUMNS = ["CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO"]
 # `##fileDate=`, `##bcftools_callCommand=...; Date=...`, `##GATKCommandLine=<...>`, ...
 _VOLATILE_HEADER = re.compile(r"^##(fileDate=|[^=]*[Cc]ommand(Line)?[=.]|[^=]*=.*\bDate=)")
 _FIELD = re.compile(r"^(QUAL|FILTER|ID|(INFO|FORMAT)/[A-Za-z0-9_.]+)$")
-
-
-class VcfError(HpctoolError):
-    """A VCF could not be read (missing, unreadable, not a VCF, truncated)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)

@@ -45,3 +45,10 @@ class TwinError(HpctoolError):
 
 class AwsError(HpctoolError):
     """An AWS API call failed."""
+
+
+class VcfError(HpctoolError):
+    """A VCF could not be read (missing, unreadable, not a VCF, truncated): exit 2, as
+    `hpctool concordance` promises, apart from 1 for VCFs that differ."""
+
+    exit_code = 2

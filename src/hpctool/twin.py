@@ -201,6 +201,15 @@ class Twin:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
+    @contextlib.contextmanager
+    def exclusive_use(self) -> Iterator[None]:
+        """Hold the twin for one user at a time: a test session or a benchmark that drains, kills
+        or restarts nodes must not share it with another one (they wait here instead)."""
+        self.home.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.home.parent / f".{self.home.name}.use.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def up(self, config: str | Path | None = None, nodes_per_queue: int = 2) -> dict[str, Any]:
         """Start every daemon that is not running; return :meth:`status`. Safe to call twice."""
         check_prerequisites()
