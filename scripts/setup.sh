@@ -34,5 +34,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 # Never let uv download an interpreter: the machine's Python 3.11+ is used.
 export UV_PYTHON_DOWNLOADS=never
+# Trust the system's certificate store too (machines behind a TLS-inspecting registry mirror).
+export UV_NATIVE_TLS=1
 uv sync --frozen --quiet
 echo "setup: ready (.venv with $(.venv/bin/python --version))"
