@@ -34,7 +34,7 @@ CLUSTER_NAME = "twin"
 ACCOUNT = "hpctool"
 CPUS_PER_NODE = 4  # virtual CPUs a node claims (SlurmdParameters=config_overrides)
 REQUIRED_PROGRAMS = [
-    "munged", "munge", "unmunge", "mariadbd", "mariadb-install-db", "mariadb",
+    "runuser", "munged", "munge", "unmunge", "mariadbd", "mariadb-install-db", "mariadb",
     "slurmdbd", "slurmctld", "slurmd", "sacctmgr", "scontrol", "sinfo", "sbatch", "sacct",
 ]
 
@@ -459,7 +459,8 @@ class Twin:
         munge_run.mkdir(parents=True, exist_ok=True)
         shutil.chown(munge_run, "munge", "munge")
         # Debian's packaged daemon as the munge user: slurmdbd rejects a private root munged.
-        daemons.run_quiet(["runuser", "-u", "munge", "--", daemons.find_program("munged") or "munged"])
+        daemons.run_quiet([daemons.find_program("runuser") or "runuser", "-u", "munge", "--",
+                           daemons.find_program("munged") or "munged"])
         daemons.wait_until(self._munge_works, name="munged", log_file=Path("/var/log/munge/munged.log"), timeout=10)
         pid = daemons.read_pid(munge_run / "munged.pid")
         if pid:
