@@ -52,3 +52,11 @@ def test_bats(bats_file: Path):
     failed = [line for line in result.stdout.splitlines() if line.startswith("not ok")]
     assert result.returncode == 0 and not failed, result.stdout[-6000:] + result.stderr[-2000:]
     assert any(line.startswith("ok ") for line in result.stdout.splitlines()), "bats ran no test"
+
+
+def test_shellcheck_also_covers_setup_and_the_demo():
+    scripts = sorted((REPO / "scripts").glob("*.sh")) + sorted((REPO / "scripts" / "demo.d").glob("*.sh"))
+    assert len(scripts) >= 4, scripts  # setup, demo, and its parts
+    result = subprocess.run(["shellcheck", "-x", *map(str, scripts)], cwd=REPO, capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
