@@ -126,6 +126,7 @@ BAD_CONFIGS: list[tuple[str, Callable[[dict], None], str, str, str]] = [
     ("legacy-alinux2", set_path("Image", "Os", "alinux2"), "Image.Os", ERROR, "legacy"),
     ("legacy-login-keyname", login_pool, "LoginNodes.Pools[login].Ssh.KeyName", ERROR, "legacy"),
     ("legacy-awsbatch", set_path("Scheduling", "Scheduler", "awsbatch"), "Scheduling.Scheduler", ERROR, "legacy"),
+    ("alinux2023-without-lmod", set_path("Image", "Os", "alinux2023"), "Image.Os", WARNING, "hpctool:bootstrap-os"),
 ]
 
 

@@ -21,12 +21,15 @@ node_fetch() {  # URL DESTINATION
 }
 
 node_pkg_install() {
+  # Retry once after the usual reason for a miss: stale apt lists on a new instance, or a package
+  # (Lmod) that RHEL-like systems ship in EPEL only.
   if command -v dnf >/dev/null 2>&1; then
-    dnf install -y -q "$@"
+    dnf install -y -q "$@" || { dnf install -y -q epel-release && dnf install -y -q "$@"; }
   elif command -v yum >/dev/null 2>&1; then
-    yum install -y -q "$@"
+    yum install -y -q "$@" || { yum install -y -q epel-release && yum install -y -q "$@"; }
   elif command -v apt-get >/dev/null 2>&1; then
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" ||
+      { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@"; }
   else
     echo "no dnf, yum or apt-get on this node" >&2
     return 1

@@ -162,7 +162,7 @@ class Checker:
             settings = _dict(_dict(storage).get("FsxLustreSettings"))
             capacity = _int(settings.get("StorageCapacity"))
             deployment = settings.get("DeploymentType", "SCRATCH_2")
-            if capacity is None or deployment not in FSX_STEPS:
+            if capacity is None or not isinstance(deployment, str) or deployment not in FSX_STEPS:
                 continue
             firsts, step = FSX_STEPS[deployment]
             if capacity not in firsts and (capacity <= 0 or capacity % step):
@@ -267,6 +267,20 @@ class Checker:
             elif path.endswith("S3Access") or re.search(r"S3Access\[\d+\]\.BucketName$", path):
                 yield path, f"s3://{value}"
 
+    def check_bootstrap_os(self) -> None:
+        # hpctool's bootstrap installs Lmod from the OS (Ubuntu) or EPEL (RHEL, Rocky); Amazon
+        # Linux 2023 has no Lmod package, so its nodes would fail the lmod step unless the AMI has it.
+        image = _dict(self.config.get("Image"))
+        if image.get("Os") != "alinux2023" or image.get("CustomAmi"):
+            return
+        scripts = [_dict(_dict(_dict(self.config.get("HeadNode")).get("CustomActions")).get("OnNodeConfigured"))]
+        scripts += [_dict(_dict(q.get("CustomActions")).get("OnNodeConfigured")) for _, q in self.queues()]
+        if any(str(s.get("Script", "")).endswith("/on-node-configured.sh") for s in scripts):
+            self.add(WARNING, "Image.Os", "Amazon Linux 2023 has no Lmod package: hpctool's bootstrap "
+                     "(step lmod) will fail on its nodes",
+                     "use ubuntu2204, ubuntu2404, rocky9 or rhel9, or set Image.CustomAmi to an AMI with Lmod",
+                     "bootstrap-os")
+
     def run(self) -> tuple[list[Finding], list[NotChecked]]:
         for check in self.all_checks():
             check()
@@ -275,7 +289,7 @@ class Checker:
     def all_checks(self) -> list[Callable[[], None]]:
         return [self.check_counts, self.check_names, self.check_instances, self.check_fsx,
                 self.check_placeholders, self.check_ssh, self.check_imds, self.check_encryption,
-                self.check_s3_access, self.check_networking, self.check_regions]
+                self.check_s3_access, self.check_networking, self.check_regions, self.check_bootstrap_os]
 
 
 def _bucket_region(uri: str) -> tuple[str | None, str | None]:
