@@ -108,3 +108,24 @@ def test_submit_needs_a_command_or_a_callable(capsys) -> None:
     assert cli(["submit", "--call", "nomodule", "--", "echo"]) == 2
     assert cli(["submit", "--call", "hpctool.nope:f"]) == 2
     assert "importable" in capsys.readouterr().err
+
+
+def test_load_callable_finds_a_function_and_names_what_is_wrong():
+    import os.path
+
+    from hpctool import jobs
+    from hpctool.errors import UsageError
+
+    assert jobs.load_callable("os.path:join") is os.path.join
+    for spec, words in [("os.path", "MODULE:FUNCTION"), ("no_such_module_x:f", "no_such_module_x"),
+                        ("os.path:sep", "not callable")]:
+        with pytest.raises(UsageError, match=words):
+            jobs.load_callable(spec)
+
+
+def test_error_line_picks_the_exception_line_of_a_submitit_report():
+    from hpctool import jobs
+
+    report = RuntimeError("Job failed\nTraceback (most recent call last):\n  File 'x'\nsubprocess.CalledProcessError: "
+                          "Command 'exit 3' returned non-zero exit status 3.\n")
+    assert jobs.error_line(report).startswith("subprocess.CalledProcessError: Command 'exit 3'")

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from hpctool.slurm_parse import (
+    node_in_service,
+    node_out_of_service,
     node_state_flags,
     parse_delimited,
     parse_elapsed,
@@ -111,3 +113,23 @@ def test_a_placeholder_row_before_the_job_record_is_not_finished():
     (job,) = parse_sacct_jobs(line)
     assert job.state == "COMPLETED"
     assert not job.recorded and not job.finished
+
+
+@pytest.mark.parametrize(
+    ("state", "out", "serving"),
+    [
+        ("idle", False, True),
+        ("mixed", False, True),
+        ("allocated", False, True),
+        ("drained", True, False),
+        ("draining", True, False),
+        ("IDLE+DRAIN", True, False),
+        ("down*", True, False),
+        ("DOWN*+NOT_RESPONDING", True, False),
+        ("idle*", False, False),  # registered once, not answering now
+        ("unknown", False, False),
+    ],
+)
+def test_node_service_predicates(state, out, serving):
+    assert node_out_of_service(state) is out
+    assert node_in_service(state) is serving

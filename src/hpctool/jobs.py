@@ -15,13 +15,14 @@ job table from accounting (:func:`list_jobs`).
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import re
 import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,57 @@ def map_array(fn: Callable[..., Any], inputs: Iterable[Any], resources: Resource
     if not items:
         raise UsageError("the array has no inputs", "give at least one input (one per line in --array FILE)")
     return executor(resources or Resources(), folder, array_parallelism=array_parallelism).map_array(fn, items)
+
+
+def load_callable(spec: str) -> Callable[..., Any]:
+    """``MODULE:FUNCTION`` -> the callable (importable here, and on the nodes when it runs)."""
+    module_name, _, name = spec.partition(":")
+    if not module_name or not name:
+        raise UsageError(f"--call {spec!r} is not MODULE:FUNCTION", "e.g. --call mypackage.tasks:align")
+    try:
+        target = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError) as error:
+        raise UsageError(f"--call {spec}: {error}", "the module must be importable here and on the nodes") from error
+    if not callable(target):
+        raise UsageError(f"--call {spec}: not callable", "name a function or a callable class instance")
+    return target
+
+
+def submit_work(resources: Resources, *, command: str = "", call: str | None = None,
+                items: Sequence[str] | None = None,
+                folder: str | Path = DEFAULT_FOLDER) -> tuple[list[submitit.Job], bool]:
+    """What ``hpctool submit`` sends: a shell command or ``MODULE:FUNCTION``, once or as an array
+    over ``items`` (for a command, ``{}`` marks where each item goes). Returns the jobs and whether
+    they requeue on an interruption."""
+    if bool(command) == bool(call):
+        raise UsageError("give either a shell command (after --) or --call MODULE:FUNCTION",
+                         "e.g. hpctool submit --queue spot -- 'bwa mem ref.fa reads.fq > out.sam'")
+    resources = replace(resources, requeue=wants_requeue(resources))  # look the queues up once
+    if items is not None:
+        work, inputs = (load_callable(call), items) if call else (ShellCommand(), array_commands(command, items))
+        return map_array(work, inputs, resources, folder), bool(resources.requeue)
+    work = load_callable(call) if call else ShellCommand(command)
+    return [submit(work, resources=resources, folder=folder)], bool(resources.requeue)
+
+
+def wait_results(submitted: Sequence[submitit.Job]) -> list[dict[str, Any]]:
+    """Wait for every job; one row each with its id, state, result and (when it failed) the error."""
+    rows = []
+    for job in submitted:
+        row: dict[str, Any] = {"id": job.job_id, "folder": str(job.paths.folder)}
+        try:
+            row.update(result=job.result(), state="COMPLETED")
+        except Exception as error:  # noqa: BLE001 (a failed job is a result to report, not a crash)
+            row.update(result=None, state="FAILED", error=error_line(error))
+        rows.append(row)
+    return rows
+
+
+def error_line(error: Exception) -> str:
+    """The line that says what failed in submitit's report (the traceback's last exception line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
+    return (named or lines or [repr(error)])[-1]
 
 
 class ShellCommand(submitit.helpers.Checkpointable):

@@ -157,3 +157,19 @@ def node_state_flags(state: str) -> tuple[str, set[str]]:
     if parts[0].endswith("*"):
         flags.add("NOT_RESPONDING")
     return base, flags
+
+
+_OUT_OF_SERVICE = {"DOWN", "DRAINED", "DRAINING", "DRAIN", "FAIL"}
+_IN_SERVICE = {"IDLE", "MIXED", "ALLOCATED", "COMPLETING"}
+
+
+def node_out_of_service(state: str) -> bool:
+    """True for a node an admin (or a reclaim) took out: down, drained or draining, failed."""
+    base, flags = node_state_flags(state.upper())
+    return base in _OUT_OF_SERVICE or "DRAIN" in flags
+
+
+def node_in_service(state: str) -> bool:
+    """True for a node that answers and takes jobs (idle, mixed, allocated, completing)."""
+    base, flags = node_state_flags(state.upper())
+    return base in _IN_SERVICE and not flags & {"DRAIN", "NOT_RESPONDING"}

@@ -23,7 +23,7 @@ from typing import Any
 from hpctool import daemons
 from hpctool.cluster import REPO_ROOT
 from hpctool.errors import TwinError
-from hpctool.slurm_parse import node_state_flags
+from hpctool.slurm_parse import node_in_service, node_out_of_service
 from hpctool.twin import Twin, TwinLayout, write_atomic
 
 HANDLER_SCRIPT = REPO_ROOT / "bootstrap" / "spot-interruption-handler"
@@ -41,10 +41,7 @@ def plan_imds_ports(spot_nodes: list[str], base: int) -> dict[str, int]:
 
 
 def imds_port(layout: TwinLayout, node: str) -> int:
-    port = layout.ports.get(imds_port_key(node))
-    if port is None:  # a twin started before emulators existed: same formula as the plan
-        port = plan_imds_ports(layout.spot_nodes(), layout.ports["SlurmctldPort"])[imds_port_key(node)]
-    return port
+    return layout.ports[imds_port_key(node)]
 
 
 def imds_endpoint(layout: TwinLayout, node: str) -> str:
@@ -248,11 +245,9 @@ def restore_node(twin: Twin, node: str, wait: bool = True, timeout: float = 60) 
 
     end = time.monotonic() + timeout
     while True:
-        base, flags = node_state_flags(state().upper())
-        if base in {"DOWN", "DRAINED", "DRAINING", "DRAIN", "FAIL"} or "DRAIN" in flags:
+        if node_out_of_service(state()):
             slurm.update_node(node, "resume")
-            base, flags = node_state_flags(state().upper())
-        if not wait or (base in {"IDLE", "MIXED", "ALLOCATED"} and "NOT_RESPONDING" not in flags):
+        if not wait or node_in_service(state()):
             break
         if time.monotonic() > end:
             raise TwinError(f"{node} did not come back (state {state()}) within {timeout:.0f} s",

@@ -26,7 +26,7 @@ from hpctool import daemons
 from hpctool.cluster import DEFAULT_CLUSTER_CONFIG, Queue, load_queues
 from hpctool.errors import SetupError, TwinError
 from hpctool.slurm import Slurm
-from hpctool.slurm_parse import node_state_flags
+from hpctool.slurm_parse import node_in_service, node_out_of_service
 
 SYSTEM_SLURM_CONF = Path("/etc/slurm/slurm.conf")
 DEFAULT_PORT_BASE = 16817
@@ -307,8 +307,7 @@ class Twin:
         """Return drained or down nodes to service (a fresh start for tests and the demo)."""
         resumed = []
         for node, state in self.slurm.node_states().items():
-            base, flags = node_state_flags(state.upper())
-            if base in {"DOWN", "DRAINED", "DRAINING", "DRAIN", "FAIL"} or "DRAIN" in flags:
+            if node_out_of_service(state):
                 self.slurm.update_node(node, "resume")
                 resumed.append(node)
         return resumed
@@ -583,13 +582,11 @@ class Twin:
         def ready() -> bool:
             nonlocal resumed
             states = self.slurm.node_states()
-            if not resumed and any(node_state_flags(s.upper())[0] in {"DOWN", "DRAINED", "DRAIN"}
-                                   for n, s in states.items() if n in names):
+            if not resumed and any(node_out_of_service(s) for n, s in states.items() if n in names):
                 # Nodes a previous run left drained or down come back: this is a fresh start.
                 self.resume_nodes()
                 resumed = True
-            return all(node_state_flags(states.get(n, "unknown").upper())[0] in {"IDLE", "MIXED", "ALLOCATED"}
-                       for n in names)
+            return all(node_in_service(states.get(n, "unknown")) for n in names)
 
         daemons.wait_until(ready, name="slurmd", log_file=self.log_dir / f"slurmd-{layout.nodes[0].name}.log",
                            timeout=timeout, interval=0.3)

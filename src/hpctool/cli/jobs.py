@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import importlib
-import re
 
 from hpctool import jobs
 from hpctool.cli.output import print_json, print_table, progress
-from hpctool.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,50 +43,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     table.set_defaults(handler=cmd_jobs)
 
 
-def _callable(spec: str):
-    module_name, _, name = spec.partition(":")
-    if not module_name or not name:
-        raise UsageError(f"--call {spec!r} is not MODULE:FUNCTION", "e.g. --call mypackage.tasks:align")
-    try:
-        target = getattr(importlib.import_module(module_name), name)
-    except (ImportError, AttributeError) as error:
-        raise UsageError(f"--call {spec}: {error}", "the module must be importable here and on the nodes") from error
-    if not callable(target):
-        raise UsageError(f"--call {spec}: not callable", "name a function or a callable class instance")
-    return target
-
-
 def cmd_submit(args: argparse.Namespace) -> int:
-    command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    text = " ".join(command)
-    if bool(text) == bool(args.call):
-        raise UsageError("give either a shell command (after --) or --call MODULE:FUNCTION",
-                         "e.g. hpctool submit --queue spot -- 'bwa mem ref.fa reads.fq > out.sam'")
+    command = " ".join(args.command[1:] if args.command[:1] == ["--"] else args.command)
     resources = jobs.Resources(queue=args.queue, cpus=args.cpus, mem=args.mem, time_min=args.time,
                                requeue=args.requeue, name=args.name)
-    if args.array:
-        items = jobs.read_array_file(args.array)
-        if args.call:
-            submitted = jobs.map_array(_callable(args.call), items, resources, args.folder)
-        else:
-            submitted = jobs.map_array(jobs.ShellCommand(), jobs.array_commands(text, items), resources, args.folder)
-    elif args.call:
-        submitted = [jobs.submit(_callable(args.call), resources=resources, folder=args.folder)]
-    else:
-        submitted = [jobs.submit(jobs.ShellCommand(text), resources=resources, folder=args.folder)]
-    requeue = jobs.wants_requeue(resources)
+    items = jobs.read_array_file(args.array) if args.array else None
+    submitted, requeue = jobs.submit_work(resources, command=command, call=args.call, items=items,
+                                          folder=args.folder)
     progress(f"submitted {len(submitted)} job(s) to {args.queue or 'the default queue'}"
              f" ({'requeue on interruption' if requeue else 'no requeue'})")
-    rows = [{"id": job.job_id, "folder": str(job.paths.folder)} for job in submitted]
-    if args.wait:
-        for row, job in zip(rows, submitted, strict=True):
-            try:
-                row["result"] = job.result()
-                row["state"] = "COMPLETED"
-            except Exception as error:  # noqa: BLE001 (a failed job is a result to report, not a crash)
-                row["result"] = None
-                row["state"] = "FAILED"
-                row["error"] = _error_line(error)
+    rows = jobs.wait_results(submitted) if args.wait else [
+        {"id": job.job_id, "folder": str(job.paths.folder)} for job in submitted]
     if args.json:
         print_json({"requeue": requeue, "jobs": rows})
     elif args.wait:
@@ -98,13 +62,6 @@ def cmd_submit(args: argparse.Namespace) -> int:
         for row in rows:
             print(row["id"])
     return 1 if any(r.get("state") == "FAILED" for r in rows) else 0
-
-
-def _error_line(error: Exception) -> str:
-    """The line that says what failed in submitit's report (the traceback's last exception line)."""
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    named = [line for line in lines if re.match(r"^[\w.]+(Error|Exception)\b", line)]
-    return (named or lines or [repr(error)])[-1]
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
