@@ -13,6 +13,7 @@ import pytest
 from hpctool.cli import main
 from hpctool.concordance import (
     VcfError,
+    cohort_recall,
     compare,
     compare_files,
     load_vcf,
@@ -171,6 +172,15 @@ def test_recall_counts_carried_truth_variants(tmp_path: Path) -> None:
     assert recall(truth, single, "S1").found == 2
     with pytest.raises(VcfError, match="no sample S7"):
         recall(truth, calls, "S7")
+
+
+def test_cohort_recall_refuses_a_truth_sample_no_vcf_has() -> None:
+    truth = parse_vcf(COHORT, "truth")
+    only_s1 = parse_vcf("".join(line.rsplit("\t", 1)[0] + "\n" for line in COHORT.splitlines() if line), "s1")
+    other = parse_vcf(COHORT.replace("\tS1\tS2", "\tX1\tX2"), "other")
+    assert [r.sample for r in cohort_recall(truth, [parse_vcf(COHORT, "cohort")])] == ["S1", "S2"]
+    with pytest.raises(VcfError, match="sample S2 of truth is in none of the called VCFs"):
+        cohort_recall(truth, [only_s1, other])
 
 
 # -- the command ------------------------------------------------------------------------------

@@ -332,3 +332,17 @@ def recall(truth: Vcf, calls: Vcf, sample: str, calls_sample: str | None = None)
         else:
             missed.append(f"{record.chrom}:{record.pos} {record.ref}>{record.alt} ({truth_gt})")
     return Recall(sample=sample, planted=planted, found=found, genotype_matches=matches, missed=missed)
+
+
+def cohort_recall(truth: Vcf, calls: list[Vcf]) -> list[Recall]:
+    """Recall of every truth sample, each from the called VCF that has its column (a cohort VCF,
+    or one VCF per sample; a lone single-sample VCF stands for every sample). A truth sample that
+    no VCF has is an error, never a silent skip that would raise the recall."""
+    results = []
+    for sample in truth.samples:
+        vcf = next((c for c in calls if sample in c.samples), calls[0] if len(calls) == 1 else None)
+        if vcf is None:
+            raise VcfError(f"sample {sample} of {truth.name} is in none of the called VCFs",
+                           f"give its VCF too (samples called: {', '.join(s for c in calls for s in c.samples)})")
+        results.append(recall(truth, vcf, sample))
+    return results

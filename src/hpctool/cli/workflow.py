@@ -91,13 +91,7 @@ def cmd_concordance(args: argparse.Namespace) -> int:
 
 def cmd_recall(args: argparse.Namespace) -> int:
     truth = concordance.load_vcf(args.truth)
-    calls = [concordance.load_vcf(path) for path in args.calls]
-    results = []
-    for sample in truth.samples:
-        vcf = next((c for c in calls if sample in c.samples), calls[0] if len(calls) == 1 else None)
-        if vcf is None:
-            continue
-        results.append(concordance.recall(truth, vcf, sample))
+    results = concordance.cohort_recall(truth, [concordance.load_vcf(path) for path in args.calls])
     planted = sum(r.planted for r in results)
     found = sum(r.found for r in results)
     if args.json:
