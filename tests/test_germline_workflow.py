@@ -235,3 +235,15 @@ def test_snakemake_accepts_the_cluster_profile(tmp_path: Path, data: Path) -> No
                           check=False)
     assert result.returncode == 0, result.stdout
     assert "This was a dry-run" in result.stdout
+
+
+def test_a_failing_test_data_script_is_a_clear_error(tmp_path, monkeypatch):
+    from hpctool import workflow
+    from hpctool.errors import SetupError
+
+    broken = tmp_path / "make_test_data.py"
+    broken.write_text("import sys\nsys.exit('wgsim: command not found')\n")
+    monkeypatch.setattr(workflow, "TEST_DATA_SCRIPT", broken)
+    with pytest.raises(SetupError) as error:
+        workflow.make_test_data(tmp_path / "out")
+    assert "wgsim: command not found" in error.value.message and "make setup" in error.value.hint

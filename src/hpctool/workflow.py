@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hpctool.cluster import REPO_ROOT
-from hpctool.errors import ConfigError, UsageError
+from hpctool.errors import ConfigError, SetupError, UsageError
 from hpctool.slurm import Slurm
 from hpctool.slurm_parse import AcctJob
 
@@ -91,7 +91,12 @@ def make_test_data(out: Path, seed: int = 7, progress: Progress = _quiet) -> Pat
     if (target / "samples.tsv").is_file():
         return target
     progress(f"making test data (seed {seed}) in {target}")
-    subprocess.run([sys.executable, str(TEST_DATA_SCRIPT), str(target), "--seed", str(seed)], check=True)
+    result = subprocess.run([sys.executable, str(TEST_DATA_SCRIPT), str(target), "--seed", str(seed)],
+                            capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        detail = "\n".join((result.stderr or result.stdout).strip().splitlines()[-8:])
+        raise SetupError(f"making the test data in {target} failed (exit {result.returncode}):\n{detail}",
+                         "it needs samtools' wgsim and bgzip: `make setup` installs them")
     return target
 
 

@@ -52,7 +52,7 @@ def cmd_run_germline(args: argparse.Namespace) -> int:
     profile = None if args.cores is not None else args.profile
     code = workflow.run("germline", args.out, profile=profile, configfile=args.configfile, test=args.test,
                         cores=args.cores, extra=args.snakemake, progress=progress)
-    if profile is not None and workflow.submitted_jobs(args.out):
+    if profile is not None:
         _print_rule_jobs(args.out)
     return code
 
@@ -60,6 +60,8 @@ def cmd_run_germline(args: argparse.Namespace) -> int:
 def _print_rule_jobs(out: Path) -> None:
     """Where each rule's Slurm job ran, from accounting: the routing, checked after the fact."""
     records = workflow.rule_jobs(Slurm(), out)
+    if not records:
+        return
     rows = [["+".join(r.rules), r.wildcards or "-", r.acct.job_id, r.acct.partition, r.acct.node_list,
              r.acct.state, str(r.acct.restarts), f"{r.acct.elapsed_seconds} s"] for r in records]
     print(f"\nSlurm jobs of {out} (sacct):")
