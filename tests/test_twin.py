@@ -297,3 +297,11 @@ def _running(command: str) -> bool:
             except OSError:
                 continue
     return False
+
+
+def test_a_database_error_never_shows_the_password(twin):
+    password = (twin.etc / "db-password").read_text().strip()
+    with pytest.raises(TwinError) as error:
+        twin._mysql(f"CREATE USER 'x'@'127.0.0.1' IDENTIFIED BY '{password}' NONSENSE", secret=password)
+    assert "refused the accounting setup" in error.value.message
+    assert password not in str(error.value) and "***" in error.value.message

@@ -380,11 +380,7 @@ class Twin:
 
     def _last_job_id_in_accounting(self) -> int:
         """The highest job id slurmdbd has recorded (0 on a new database)."""
-        result = subprocess.run(
-            ["mariadb", f"--socket={self.mysql_socket}", "-u", "root", "-N", "-B", "-e",
-             f"SELECT COALESCE(MAX(id_job), 0) FROM slurm_acct_db.{CLUSTER_NAME}_job_table"],
-            capture_output=True, text=True, timeout=30, check=False,
-        )
+        result = self._query(f"SELECT COALESCE(MAX(id_job), 0) FROM slurm_acct_db.{CLUSTER_NAME}_job_table")
         text = result.stdout.strip()
         return int(text) if result.returncode == 0 and text.isdigit() else 0
 
@@ -476,13 +472,21 @@ class Twin:
             return False
         return check.returncode == 0
 
-    def _mysql(self, sql: str) -> None:
-        daemons.run_quiet(["mariadb", f"--socket={self.mysql_socket}", "-u", "root", "-e", sql], timeout=30)
+    def _query(self, sql: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+        """Run SQL as MariaDB's root over the twin's private socket (no password: socket auth)."""
+        return subprocess.run(["mariadb", f"--socket={self.mysql_socket}", "-u", "root", "-N", "-B", "-e", sql],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+
+    def _mysql(self, sql: str, secret: str = "") -> None:
+        result = self._query(sql)
+        if result.returncode != 0:
+            # MariaDB's errors quote the statement: never let them carry the password out.
+            detail = result.stderr.strip().replace(secret, "***") if secret else result.stderr.strip()
+            raise daemons.daemon_failed("mariadbd", self.log_dir / "mariadbd.log",
+                                        f"refused the accounting setup: {detail}")
 
     def _mysql_ready(self) -> bool:
-        result = subprocess.run(["mariadb", f"--socket={self.mysql_socket}", "-u", "root", "-e", "SELECT 1"],
-                                capture_output=True, timeout=10, check=False)
-        return result.returncode == 0
+        return self._query("SELECT 1", timeout=10).returncode == 0
 
     def _start_mariadb(self, layout: TwinLayout) -> None:
         log = self.log_dir / "mariadbd.log"
@@ -511,7 +515,8 @@ class Twin:
             "CREATE DATABASE IF NOT EXISTS slurm_acct_db; "
             f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}'; "
             f"ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{password}'; "
-            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';"
+            "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1';",
+            secret=password,
         )
         log = self.log_dir / "slurmdbd.log"
         conf = "\n".join([
