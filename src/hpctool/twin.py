@@ -29,6 +29,7 @@ from hpctool.slurm import Slurm
 from hpctool.slurm_parse import node_in_service, node_out_of_service
 
 SYSTEM_SLURM_CONF = Path("/etc/slurm/slurm.conf")
+MACHINE_USE_LOCK = Path("/run/lock/hpctool-twin.use.lock")
 DEFAULT_PORT_BASE = 16817
 CLUSTER_NAME = "twin"
 ACCOUNT = "hpctool"
@@ -204,9 +205,10 @@ class Twin:
     @contextlib.contextmanager
     def exclusive_use(self) -> Iterator[None]:
         """Hold the twin for one user at a time: a test session or a benchmark that drains, kills
-        or restarts nodes must not share it with another one (they wait here instead)."""
-        self.home.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.home.parent / f".{self.home.name}.use.lock", "w") as lock:
+        or restarts nodes must not share it with another one (they wait here instead). The lock is
+        per machine, not per home: every twin shares munged and ``/etc/slurm/slurm.conf``."""
+        MACHINE_USE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        with open(MACHINE_USE_LOCK, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
@@ -231,6 +233,7 @@ class Twin:
                     "run `hpctool local down` first to start it with another config",
                 )
             self.progress("twin is already up")
+            self._claim_system_slurm_conf()  # another twin on this machine may have taken the link
             self._spot().start_services(self, running)
             return self.status()
         layout = plan_layout(queues, str(config_path), nodes_per_queue, port_base())
