@@ -13,8 +13,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from hpctool import jobs, spot
-from hpctool.twin import Twin
+from hpctool import jobs
+from hpctool.twin import Twin, spot
 
 NOTICES = 20
 STEPS, STEP_SECONDS, NOTICE_AFTER_STEPS = 40, 0.25, 20

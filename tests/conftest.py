@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from hpctool.errors import TwinError
 from hpctool.slurm import Slurm
+from hpctool.slurm_parse import job_active
 from hpctool.twin import Twin
 
 REPO = Path(__file__).resolve().parents[1]
@@ -22,18 +24,40 @@ def repo() -> Path:
     return REPO
 
 
+# The suite's twin: the default config with 2 static nodes per queue (most tests want nodes up
+# at once) and 1 dynamic node per compute resource, on a short time scale (idle nodes power down
+# after 12 s, a hung boot times out after 36 s) so that the elastic tests stay short.
+TWIN_OPTIONS = {"static_per_queue": 2, "max_dynamic": 1, "time_scale": 0.02}
+
+
 @pytest.fixture(scope="session")
 def twin() -> Iterator[Twin]:
-    """The real local twin (default config, 2 nodes per queue), up and with every node idle."""
+    """The real local twin, up and with every node idle (static) or powered down (dynamic)."""
     instance = Twin()
     with instance.exclusive_use():
-        instance.up()
-        instance.resume_nodes()
-        for node in instance.layout().nodes:  # a node a previous run reclaimed comes back
-            instance.start_node(node.name)
-        wait_all_idle(instance)
+        try:
+            instance.up(**TWIN_OPTIONS)
+        except TwinError as error:
+            if "already up" not in error.message:
+                raise
+            instance.down()  # e.g. a demo's twin of other options: the suite's own comes up
+            instance.up(**TWIN_OPTIONS)
+        reset_twin(instance)
         os.environ["SLURM_CONF"] = str(instance.slurm_conf)
         yield instance
+
+
+def reset_twin(twin: Twin) -> None:
+    """Nodes a test (or a previous run) took out come back; injected faults are cleared."""
+    from hpctool.twin import capacity
+
+    layout = twin.layout()
+    for queue in layout.queues:
+        capacity.set_faults(twin.paths, layout, queue["name"], restore=True)
+    twin.resume_nodes()
+    for node in layout.static_nodes():  # a node a previous run reclaimed comes back
+        twin.start_node(node.name)
+    wait_all_idle(twin)
 
 
 @pytest.fixture
@@ -41,14 +65,17 @@ def slurm(twin: Twin) -> Slurm:
     return twin.slurm
 
 
-def wait_all_idle(twin: Twin, timeout: float = 60) -> None:
-    """Wait until no job is left and every node is idle (after a test that drained or killed nodes)."""
+def wait_all_idle(twin: Twin, timeout: float = 90) -> None:
+    """Wait until no job is left, every static node is idle and every dynamic node powered down
+    and idle (after a test that drained, killed or booted nodes)."""
+    layout = twin.layout()
+    dynamic = {n.name for n in layout.dynamic_nodes()}
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
     while time.monotonic() < deadline:
-        active = [j for j in twin.slurm.jobs() if j.get("JobState") in {"PENDING", "RUNNING", "COMPLETING", "CONFIGURING"}]
+        active = [j for j in twin.slurm.jobs() if job_active(j.get("JobState", ""))]
         states = twin.slurm.node_states()
-        if not active and all(s == "idle" for s in states.values()):
+        if not active and all(s == "idle" or (n in dynamic and s == "idle~") for n, s in states.items()):
             return
         time.sleep(0.5)
     raise AssertionError(f"twin did not become idle: {states}")
@@ -76,3 +103,18 @@ def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = 
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def assert_golden(actual: str, expected_path: Path) -> None:
+    """Compare rendered text with a golden file; HPCTOOL_UPDATE_GOLDEN=1 rewrites it. The unified
+    diff is the failure message."""
+    import difflib
+
+    if os.environ.get("HPCTOOL_UPDATE_GOLDEN") == "1":
+        expected_path.parent.mkdir(parents=True, exist_ok=True)
+        expected_path.write_text(actual)
+    expected = expected_path.read_text()
+    if actual != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
+                                            str(expected_path), "rendered"))
+        pytest.fail(f"rendered text differs from {expected_path} (HPCTOOL_UPDATE_GOLDEN=1 to accept):\n{diff}")

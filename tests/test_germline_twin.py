@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_for
-from hpctool import concordance, spot, workflow
+from hpctool import concordance, workflow
 from hpctool.slurm import Slurm
-from hpctool.twin import Twin
+from hpctool.twin import Twin, spot
 
 pytestmark = pytest.mark.twin
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from hpctool.imds import make_server
+from hpctool.twin.imds import make_server
 
 REPO = Path(__file__).resolve().parents[1]
 

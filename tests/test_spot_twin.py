@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_all_idle, wait_for, wait_job
-from hpctool import daemons, jobs, spot
+from hpctool import jobs
 from hpctool.cli import main as cli
 from hpctool.errors import TwinError
-from hpctool.twin import Twin
+from hpctool.twin import Twin, daemons, spot
 
 pytestmark = pytest.mark.twin
 

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_all_idle, wait_for, wait_job
-from hpctool import daemons
-from hpctool import twin as twin_module
 from hpctool.cluster import load_queues
 from hpctool.errors import ConfigError, SetupError, TwinError
-from hpctool.twin import Twin
+from hpctool.twin import Twin, daemons
+from hpctool.twin import core as twin_module
+from hpctool.twin.layout import plan_layout
 
 HPCTOOL = [sys.executable, "-m", "hpctool.cli"]
 
@@ -35,14 +35,22 @@ def test_partitions_mirror_the_cluster_config(twin):
     assert {"compute", "spot", "fpga", "storage"} <= {q.name for q in queues}
     sinfo = twin.slurm.run(["sinfo", "-h", "-o", "%R"]).stdout.split()
     assert sorted(sinfo) == sorted(q.name for q in queues)
-    for node in layout.nodes:  # ParallelCluster's static node names
+    for node in layout.nodes:  # ParallelCluster's node names: static -st-, dynamic -dy-
         queue = next(q for q in queues if q.name == node.queue)
-        assert node.name.startswith(f"{queue.name}-st-")
+        assert node.name.startswith(f"{queue.name}-{'dy' if node.dynamic else 'st'}-{node.compute_resource}-")
         assert node.compute_resource in {r.name for r in queue.compute_resources}
-    assert [n.spot for n in layout.nodes if n.queue == "spot"] == [True, True]
+    # Every compute resource has its dynamic node (MaxCount - MinCount, capped at 1 here).
+    assert {(n.queue, n.compute_resource) for n in layout.dynamic_nodes()} == {
+        (q.name, r.name) for q in queues for r in q.compute_resources}
+    assert all(len([n for n in layout.static_nodes() if n.queue == q.name]) == 2 for q in queues)
+    assert all(n.spot for n in layout.nodes if n.queue == "spot")
     assert not any(n.spot for n in layout.nodes if n.queue != "spot")
-    spot_node = twin.slurm.nodes()[0]
-    assert "static" in spot_node["AvailableFeatures"]
+    records = {r["NodeName"]: r for r in twin.slurm.nodes()}
+    for node in layout.nodes:  # features and weights as ParallelCluster writes them
+        features = records[node.name]["AvailableFeatures"].split(",")
+        assert features[:3] == ["dynamic" if node.dynamic else "static", node.instance_type, node.compute_resource]
+        assert records[node.name]["Weight"] == ("1000" if node.dynamic else "1")
+    assert all("CLOUD" in records[n.name]["State"] for n in layout.dynamic_nodes())
 
 
 def test_a_job_in_every_partition_completes_on_a_node_of_that_partition(twin, tmp_path):
@@ -113,7 +121,8 @@ def test_status_json_shape(twin):
     assert [q["name"] for q in status["queues"]] == [q["name"] for q in twin.layout().queues]
     spot = next(q for q in status["queues"] if q["name"] == "spot")
     assert spot["spot"] is True and spot["capacity_type"] == "SPOT"
-    assert all(set(n) == {"name", "state"} for q in status["queues"] for n in q["nodes"])
+    assert all(set(n) == {"name", "state", "kind"} for q in status["queues"] for n in q["nodes"])
+    assert status["dead"] == []
 
 
 def test_env_prints_an_export_of_slurm_conf(twin):
@@ -259,9 +268,10 @@ def test_a_twin_from_another_config_has_its_partitions(tmp_path, twin, monkeypat
         "        - {Name: a, InstanceType: c7i.large}\n        - {Name: b, InstanceType: m7i.large}\n"
         "    - Name: long\n      ComputeResources: [{Name: big, InstanceType: r7i.2xlarge}]\n"
     )
-    layout = twin_module.plan_layout(load_queues(config), str(config), nodes_per_queue=3, base=30000)
+    layout = plan_layout(load_queues(config), str(config), static_per_queue=3, max_dynamic=1, base=30000)
     assert [n.name for n in layout.nodes] == [
-        "short-st-a-1", "short-st-b-1", "short-st-a-2", "long-st-big-1", "long-st-big-2", "long-st-big-3",
+        "short-st-a-1", "short-st-a-2", "short-st-b-1", "short-dy-a-1", "short-dy-b-1",
+        "long-st-big-1", "long-st-big-2", "long-st-big-3", "long-dy-big-1",
     ]
     assert [q["spot"] for q in layout.queues] == [True, False]
     assert len(set(layout.ports.values())) == len(layout.ports)
@@ -302,6 +312,6 @@ def _running(command: str) -> bool:
 def test_a_database_error_never_shows_the_password(twin):
     password = (twin.etc / "db-password").read_text().strip()
     with pytest.raises(TwinError) as error:
-        twin._mysql(f"CREATE USER 'x'@'127.0.0.1' IDENTIFIED BY '{password}' NONSENSE", secret=password)
+        twin.accounting._execute(f"CREATE USER 'x'@'127.0.0.1' IDENTIFIED BY '{password}' NONSENSE", secret=password)
     assert "refused the accounting setup" in error.value.message
     assert password not in str(error.value) and "***" in error.value.message

@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hpctool.atomic import write_atomic
 from hpctool.aws import S3
 from hpctool.cluster import REPO_ROOT, load_yaml
 from hpctool.errors import ConfigError, UsageError
-from hpctool.twin import write_atomic
 
 BUNDLE_DIRS = ("bootstrap", "envs")
 ENTRY_SCRIPT = "bootstrap/on-node-configured.sh"

@@ -66,33 +66,40 @@ def slurm_queues(config: Any, source: str = "config") -> list[Queue]:
             f"{source}: Scheduling.SlurmQueues is missing or empty",
             "declare at least one queue under Scheduling.SlurmQueues (see cluster-configs/default.yaml)",
         )
+    if not isinstance(scheduling["SlurmQueues"], list):
+        raise ConfigError(f"{source}: Scheduling.SlurmQueues is not a list", "list the queues, each with - Name: ...")
     queues = []
     for q_index, raw_queue in enumerate(scheduling["SlurmQueues"]):
         q_path = f"Scheduling.SlurmQueues[{q_index}]"
-        if not isinstance(raw_queue, dict) or not raw_queue.get("Name"):
+        if not isinstance(raw_queue, dict) or not isinstance(raw_queue.get("Name"), str) or not raw_queue["Name"]:
             raise ConfigError(f"{source}: {q_path}.Name is missing", "every queue needs a Name")
         q_path = f"Scheduling.SlurmQueues[{raw_queue['Name']}]"
         resources = []
-        for r_index, raw in enumerate(raw_queue.get("ComputeResources") or []):
+        raw_resources = raw_queue.get("ComputeResources") or []
+        if not isinstance(raw_resources, list):
+            raise ConfigError(f"{source}: {q_path}.ComputeResources is not a list", "list the compute resources")
+        for r_index, raw in enumerate(raw_resources):
             r_path = f"{q_path}.ComputeResources[{r_index}]"
-            if not isinstance(raw, dict) or not raw.get("Name"):
+            if not isinstance(raw, dict) or not isinstance(raw.get("Name"), str) or not raw["Name"]:
                 raise ConfigError(f"{source}: {r_path}.Name is missing", "every compute resource needs a Name")
             types = [raw["InstanceType"]] if raw.get("InstanceType") else [
-                i.get("InstanceType") for i in raw.get("Instances") or [] if isinstance(i, dict)
+                i.get("InstanceType") for i in _list(raw.get("Instances")) if isinstance(i, dict)
             ]
             if not types or not all(types):
                 raise ConfigError(
                     f"{source}: {r_path} has neither InstanceType nor Instances[].InstanceType",
                     "give one InstanceType, or a list under Instances",
                 )
-            resources.append(
-                ComputeResource(
-                    name=raw["Name"],
-                    instance_types=tuple(types),
-                    min_count=int(raw.get("MinCount", 0)),
-                    max_count=int(raw.get("MaxCount", 10)),
-                )
-            )
+            min_count = _count(raw.get("MinCount", 0), f"{source}: {r_path}.MinCount")
+            max_count = _count(raw.get("MaxCount", 10), f"{source}: {r_path}.MaxCount")
+            if max_count < min_count:
+                raise ConfigError(f"{source}: {r_path}.MaxCount {max_count} is below MinCount {min_count}",
+                                  "MaxCount counts static and dynamic nodes together: make it at least MinCount")
+            if not all(isinstance(t, str) for t in types):
+                raise ConfigError(f"{source}: {r_path} has an InstanceType that is not a string",
+                                  "give instance types as names, e.g. c7i.4xlarge")
+            resources.append(ComputeResource(name=str(raw["Name"]), instance_types=tuple(types),
+                                             min_count=min_count, max_count=max_count))
         if not resources:
             raise ConfigError(f"{source}: {q_path}.ComputeResources is empty", "give the queue a compute resource")
         # ParallelCluster puts the cluster's Tags on every queue's instances; a queue's own Tags win.
@@ -108,9 +115,39 @@ def slurm_queues(config: Any, source: str = "config") -> list[Queue]:
     return queues
 
 
+def _list(raw: Any) -> list[Any]:
+    return raw if isinstance(raw, list) else []
+
+
 def _tags(raw: Any) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in raw if isinstance(t, dict) and "Key" in t and "Value" in t} \
         if isinstance(raw, list) else {}
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """What the twin and the cost features need of a config: its queues and scale-down time."""
+
+    queues: list[Queue]
+    scaledown_idletime_min: int = 10  # ParallelCluster's default
+
+
+def load_cluster(path: str | Path | None = None) -> Cluster:
+    path = Path(path) if path is not None else DEFAULT_CLUSTER_CONFIG
+    config = load_yaml(path)
+    queues = slurm_queues(config, str(path))
+    settings = (config.get("Scheduling") or {}).get("SlurmSettings") or {}
+    idle = _count(settings.get("ScaledownIdletime", 10) if isinstance(settings, dict) else 10,
+                  f"{path}: Scheduling.SlurmSettings.ScaledownIdletime", minimum=1)
+    return Cluster(queues=queues, scaledown_idletime_min=idle)
+
+
+def _count(value: Any, where: str, minimum: int = 0) -> int:
+    """An integer count from YAML, or a ConfigError naming where (``MinCount: many``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{where} is {value!r}, not a whole number of at least {minimum}",
+                          "give a whole number, e.g. MinCount: 0 and MaxCount: 10")
+    return value
 
 
 def load_queues(path: str | Path | None = None) -> list[Queue]:

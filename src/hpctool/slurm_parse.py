@@ -154,9 +154,14 @@ def node_state_flags(state: str) -> tuple[str, set[str]]:
     parts = state.split("+")
     base = parts[0].rstrip("*~#!%$@^-").upper()
     flags = {p.upper() for p in parts[1:]}
-    if parts[0].endswith("*"):
-        flags.add("NOT_RESPONDING")
+    # sinfo's long states carry power and response as suffixes (``idle~``, ``alloc#``, ``down*``).
+    for suffix, flag in _SUFFIX_FLAGS.items():
+        if suffix in parts[0]:
+            flags.add(flag)
     return base, flags
+
+
+_SUFFIX_FLAGS = {"*": "NOT_RESPONDING", "~": "POWERED_DOWN", "#": "POWERING_UP", "%": "POWERING_DOWN"}
 
 
 _OUT_OF_SERVICE = {"DOWN", "DRAINED", "DRAINING", "DRAIN", "FAIL"}
@@ -173,3 +178,20 @@ def node_in_service(state: str) -> bool:
     """True for a node that answers and takes jobs (idle, mixed, allocated, completing)."""
     base, flags = node_state_flags(state.upper())
     return base in _IN_SERVICE and not flags & {"DRAIN", "NOT_RESPONDING"}
+
+
+def node_powered_down(state: str) -> bool:
+    """True for a cloud node that is powered down or powering down (``idle~``, ``idle%``)."""
+    _, flags = node_state_flags(state.upper())
+    return bool(flags & {"POWERED_DOWN", "POWERING_DOWN"})
+
+
+# Job states (``squeue``/``scontrol`` JobState) of a job that still holds or waits for nodes.
+ACTIVE_JOB_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
+                               "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SIGNALING",
+                               "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"})
+
+
+def job_active(state: str) -> bool:
+    """True while a job is queued or running (not yet completed, failed, cancelled...)."""
+    return state.split()[0].upper() in ACTIVE_JOB_STATES if state.strip() else False

@@ -31,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from hpctool.atomic import write_atomic
     from hpctool.configs.render import render
-    from hpctool.twin import write_atomic
 
     text = render(args.values, args.overrides)
     if args.output:

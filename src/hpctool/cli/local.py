@@ -6,16 +6,25 @@ import argparse
 
 from hpctool.cli.output import print_json, print_table, progress
 from hpctool.twin import Twin
+from hpctool.twin.layout import DEFAULT_MAX_DYNAMIC, DEFAULT_TIME_SCALE
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     local = subparsers.add_parser("local", help="run a real Slurm twin of the cluster on this machine")
     commands = local.add_subparsers(dest="local_command", metavar="ACTION", required=True)
 
-    up = commands.add_parser("up", help="start munge, MariaDB, slurmdbd, slurmctld and one slurmd per node")
+    up = commands.add_parser("up", help="start (or heal) munge, MariaDB, slurmdbd, slurmctld and the nodes' slurmd",
+                             description="Start the twin, or start exactly the daemons that are not running "
+                             "(a healthy daemon, and the jobs under it, is never restarted).")
     up.add_argument("--config", help="ParallelCluster config whose SlurmQueues become partitions "
                     "(default: cluster-configs/default.yaml)")
-    up.add_argument("--nodes-per-queue", type=int, default=2, metavar="N", help="virtual nodes per queue (2)")
+    up.add_argument("--static", "--nodes-per-queue", dest="static", type=int, metavar="N",
+                    help="at least N static (always-on) nodes per queue, beyond the config's MinCount (0)")
+    up.add_argument("--max-dynamic", type=int, metavar="N",
+                    help=f"dynamic nodes per compute resource, at most (MaxCount - MinCount; {DEFAULT_MAX_DYNAMIC})")
+    up.add_argument("--time-scale", type=float, metavar="F",
+                    help=f"twin seconds per ParallelCluster second for idle time, timeouts ({DEFAULT_TIME_SCALE:g})")
+    up.epilog = "Options not given are those of the twin's last start (after `down`), else the defaults."
     up.add_argument("--json", action="store_true", help="print the status as JSON")
     up.set_defaults(handler=cmd_up)
 
@@ -43,6 +52,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     restore.add_argument("node", metavar="NODE")
     restore.set_defaults(handler=cmd_spot_restore)
 
+    cap = commands.add_parser("capacity", help="inject EC2 capacity and boot faults into a queue's dynamic nodes")
+    cap.add_argument("target", metavar="QUEUE[/CR]", help="a queue, or one of its compute resources")
+    what = cap.add_mutually_exclusive_group(required=True)
+    what.add_argument("--insufficient", action="store_true",
+                      help="no capacity: resumes fail with InsufficientInstanceCapacity, as on EC2")
+    what.add_argument("--slow-boot", type=float, metavar="SECONDS", help="boots take SECONDS")
+    what.add_argument("--boot-hang", action="store_true", help="boots never finish (ResumeTimeout takes the node down)")
+    what.add_argument("--restore", action="store_true", help="capacity and boots back to normal")
+    cap.add_argument("--for", dest="duration", type=float, default=3600, metavar="SECONDS",
+                     help="with --insufficient: how long capacity stays away (3600)")
+    cap.add_argument("--json", action="store_true", help="machine-readable output")
+    cap.set_defaults(handler=cmd_capacity)
+
 
 def _print_status(status: dict, as_json: bool) -> None:
     if as_json:
@@ -51,21 +73,49 @@ def _print_status(status: dict, as_json: bool) -> None:
     print(f"twin: {'up' if status['up'] else 'down'}  home: {status['home']}")
     if status["config"]:
         print(f"config: {status['config']}")
-    rows = [[q["name"], "spot" if q["spot"] else q["capacity_type"].lower(), n["name"], n["state"]]
+    rows = [[q["name"], "spot" if q["spot"] else q["capacity_type"].lower(), n["name"], n["kind"], n["state"]]
             for q in status["queues"] for n in q["nodes"]]
     if rows:
-        print_table(rows, ["PARTITION", "CAPACITY", "NODE", "STATE"])
+        print_table(rows, ["PARTITION", "CAPACITY", "NODE", "KIND", "STATE"])
     spot_services = {n: d for n, d in status["daemons"].items() if n.startswith(("imds ", "spot-handler "))}
     if spot_services:
         running = sum(1 for d in spot_services.values() if d["running"])
         print(f"spot: {running}/{len(spot_services)} IMDS emulators and interruption handlers running")
+    for name in status["dead"]:
+        print(f"not running: {name}")
+    if status["dead"]:
+        print("hint: `hpctool local up` starts exactly these again (running jobs are left alone)")
     if status["up"]:
         print(f"\nuse it: eval \"$(hpctool local env)\"   (SLURM_CONF={status['slurm_conf']})")
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    status = Twin(progress=progress).up(config=args.config, nodes_per_queue=args.nodes_per_queue)
+    status = Twin(progress=progress).up(config=args.config, static_per_queue=args.static,
+                                        max_dynamic=args.max_dynamic, time_scale=args.time_scale)
     _print_status(status, args.json)
+    return 0 if status["up"] else 1
+
+
+def cmd_capacity(args: argparse.Namespace) -> int:
+    from hpctool.twin import capacity
+
+    twin = Twin()
+    layout = twin.layout()
+    if layout is None:
+        from hpctool.errors import TwinError
+
+        raise TwinError(f"no twin at {twin.home}", "start it with `hpctool local up`")
+    changed = capacity.set_faults(
+        twin.paths, layout, args.target,
+        insufficient_for=args.duration if args.insufficient else None,
+        boot_delay_s=args.slow_boot, boot_hang=True if args.boot_hang else None, restore=args.restore)
+    if args.restore:
+        capacity.reenable(twin, layout, list(changed))
+    if args.json:
+        print_json({key: vars(value) for key, value in changed.items()})
+        return 0
+    for key, fault in changed.items():
+        print(f"{key}: {capacity.describe(fault)}")
     return 0
 
 
@@ -87,7 +137,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_spot_notice(args: argparse.Namespace) -> int:
-    from hpctool import spot
+    from hpctool.twin import spot
 
     twin = Twin(progress=progress)
     notice = spot.send_spot_notice(twin, args.node, args.deadline)
@@ -108,7 +158,7 @@ def cmd_spot_notice(args: argparse.Namespace) -> int:
 
 
 def cmd_spot_restore(args: argparse.Namespace) -> int:
-    from hpctool import spot
+    from hpctool.twin import spot
 
     state = spot.restore_node(Twin(progress=progress), args.node)
     print(f"{args.node}: {state}")

@@ -1,6 +1,6 @@
 """Spot interruptions on the local twin: the EC2 side of the story, played for real.
 
-For every spot node the twin runs an IMDSv2 emulator (:mod:`hpctool.imds`) on its own loopback
+For every spot node the twin runs an IMDSv2 emulator (:mod:`hpctool.twin.imds`) on its own loopback
 port and one ``bootstrap/spot-interruption-handler`` pointed at it: the same handler, the same
 code path as on EC2. :func:`send_spot_notice` makes a node's emulator serve the instance-action
 document and schedules the reclaim: at the deadline the node is marked DOWN (Slurm kills what
@@ -20,11 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hpctool import daemons
+from hpctool.atomic import write_atomic
 from hpctool.cluster import REPO_ROOT
 from hpctool.errors import TwinError
+from hpctool.polling import poll_until
 from hpctool.slurm_parse import node_in_service, node_out_of_service
-from hpctool.twin import Twin, TwinLayout, write_atomic
+from hpctool.twin import daemons
+from hpctool.twin.core import Twin
+from hpctool.twin.layout import TwinLayout, TwinNode
 
 HANDLER_SCRIPT = REPO_ROOT / "bootstrap" / "spot-interruption-handler"
 IMDS_PORT_OFFSET = 60  # spot nodes' emulators listen on base+60, base+61, ... (nodes use base+10...)
@@ -38,6 +41,23 @@ def imds_port_key(node: str) -> str:
 def plan_imds_ports(spot_nodes: list[str], base: int) -> dict[str, int]:
     """The layout's ``ports`` entries for the spot nodes' emulators (checked free at ``up``)."""
     return {imds_port_key(name): base + IMDS_PORT_OFFSET + index for index, name in enumerate(spot_nodes)}
+
+
+class SpotServices:
+    """The twin's spot side as a :class:`~hpctool.twin.core.TwinService`: per spot node, an IMDS
+    emulator and the interruption handler that runs on such a node on EC2."""
+
+    def ports(self, nodes: list[TwinNode], base: int) -> dict[str, int]:
+        return plan_imds_ports([n.name for n in nodes if n.spot], base)
+
+    def pid_files(self, twin: Twin, layout: TwinLayout) -> dict[str, Path]:
+        return service_pid_files(twin, layout)
+
+    def start(self, twin: Twin, layout: TwinLayout) -> list[str]:
+        return start_services(twin, layout)
+
+    def stop(self, twin: Twin) -> list[str]:
+        return stop_services(twin)
 
 
 def imds_port(layout: TwinLayout, node: str) -> int:
@@ -97,7 +117,7 @@ def start_services(twin: Twin, layout: TwinLayout) -> list[str]:
         paths = files(twin, node)
         if not daemons.pid_alive(daemons.read_pid(paths.imds_pid)):
             port = imds_port(layout, node)
-            _spawn([sys.executable, "-m", "hpctool.imds", "--port", str(port), "--node", node],
+            _spawn([sys.executable, "-m", "hpctool.twin.imds", "--port", str(port), "--node", node],
                    paths.imds_log, paths.imds_pid, twin.env())
             daemons.wait_until(lambda p=port: _answers(p), name=f"imds {node}", log_file=paths.imds_log,
                                timeout=15, alive=lambda f=paths.imds_pid: daemons.pid_alive(daemons.read_pid(f)))
@@ -120,7 +140,7 @@ def stop_services(twin: Twin, layout: TwinLayout | None = None) -> list[str]:
     run folder counts, not only the layout's nodes: a twin restarted with another config must not
     leave the previous spot nodes' emulators holding their ports."""
     stopped = []
-    programs = {"spot-reclaim": "hpctool.spot", "spot-handler": HANDLER_SCRIPT.name, "imds": "hpctool.imds"}
+    programs = {"spot-reclaim": "hpctool.twin.spot", "spot-handler": HANDLER_SCRIPT.name, "imds": "hpctool.twin.imds"}
     for kind, program in programs.items():
         for pid_file in sorted(twin.run_dir.glob(f"{kind}-*.pid")):
             name = f"{kind} {pid_file.name[len(kind) + 1:-len('.pid')]}"
@@ -197,7 +217,7 @@ def send_spot_notice(twin: Twin, node: str, deadline_s: float = 120) -> SpotNoti
                         issued_at=state["notice_issued_at"], reclaim_at=reclaim_at)
     paths = files(twin, node)
     if not daemons.pid_alive(daemons.read_pid(paths.reclaim_pid)):
-        _spawn([sys.executable, "-m", "hpctool.spot", "reclaim", node, "--at", str(notice.reclaim_at),
+        _spawn([sys.executable, "-m", "hpctool.twin.spot", "reclaim", node, "--at", str(notice.reclaim_at),
                 "--home", str(twin.home)], paths.reclaim_log, paths.reclaim_pid, twin.env())
     twin.progress(f"{node}: notice served ({notice.action} at {notice.time}); "
                   f"reclaim in {max(0.0, reclaim_at - time.time()):.0f} s")
@@ -218,43 +238,50 @@ def reclaim(twin: Twin, node: str) -> None:
     still runs there; requeueable jobs go back to the queue) and the node's slurmd disappears."""
     slurm = twin.slurm
     slurm.update_node(node, "down", reason="spot-reclaimed")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:  # let slurmd kill the job processes before it goes
-        if not slurm.run(["squeue", "-h", "-w", node, "-o", "%A"]).stdout.strip():
-            break
-        time.sleep(0.5)
+    try:  # let slurmd kill the job processes before it goes
+        poll_until(lambda: not slurm.run(["squeue", "-h", "-w", node, "-o", "%A"]).stdout.strip(),
+                   timeout=20, interval=0.5, on_timeout=lambda: TwinError(f"jobs linger on {node}"))
+    except TwinError:
+        pass
     twin.stop_node(node)
+    layout = twin.layout()
+    entry = layout.node(node) if layout is not None else None
+    if entry is not None and entry.dynamic:
+        # ParallelCluster's clustermgtd replaces a lost dynamic instance by resetting its node to
+        # powered down: the next job that needs it boots a new instance.
+        slurm.update_node(node, "power_down_force")
 
 
 def restore_node(twin: Twin, node: str, wait: bool = True, timeout: float = 60) -> str:
-    """Bring ``node`` back as a fresh instance: cancel a pending reclaim, clear the notice, start
-    its slurmd and resume it. Returns the node's state."""
+    """Bring ``node`` back as a fresh instance: cancel a pending reclaim, clear the notice, and
+    start its slurmd and resume it (a static node) or reset it to powered down, ready to boot
+    (a dynamic node, as ParallelCluster replaces one). Returns the node's state."""
     layout = _spot_node(twin, node)
+    dynamic = bool(layout.node(node) and layout.node(node).dynamic)
     paths = files(twin, node)
-    daemons.stop_pid(daemons.read_pid(paths.reclaim_pid), name=f"spot-reclaim {node}", program="hpctool.spot",
+    daemons.stop_pid(daemons.read_pid(paths.reclaim_pid), name=f"spot-reclaim {node}", program="hpctool.twin.spot",
                      timeout=5)
     port = imds_port(layout, node)
     if not _answers(port):
         start_services(twin, layout)
     _control(port, "POST", "clear")
-    twin.start_node(node)
+    if not dynamic:
+        twin.start_node(node)
     slurm = twin.slurm
 
-    def state() -> str:
-        return slurm.node_states().get(node, "unknown")
+    def back() -> bool:
+        state = twin.node_state(node)
+        if node_out_of_service(state):
+            slurm.update_node(node, "power_down_force" if dynamic else "resume")
+            return False
+        return not wait or node_in_service(state)
 
-    end = time.monotonic() + timeout
-    while True:
-        if node_out_of_service(state()):
-            slurm.update_node(node, "resume")
-        if not wait or node_in_service(state()):
-            break
-        if time.monotonic() > end:
-            raise TwinError(f"{node} did not come back (state {state()}) within {timeout:.0f} s",
-                            f"see {twin.log_dir / f'slurmd-{node}.log'}")
-        time.sleep(0.3)
-    twin.progress(f"{node}: restored ({state()})")
-    return state()
+    poll_until(back, timeout=timeout, interval=0.3,
+               on_timeout=lambda: TwinError(f"{node} did not come back (state {twin.node_state(node)}) "
+                                            f"within {timeout:.0f} s", f"see {twin.paths.slurmd_log(node)}"))
+    state = twin.node_state(node)
+    twin.progress(f"{node}: restored ({state})")
+    return state
 
 
 def handler_events(twin: Twin, node: str) -> list[dict[str, Any]]:
@@ -268,21 +295,20 @@ def handler_events(twin: Twin, node: str) -> list[dict[str, Any]]:
 
 def wait_notice_handled(twin: Twin, node: str, notice: SpotNotice, timeout: float = 90) -> dict[str, Any]:
     """Wait for the handler's ``done`` event of ``notice``; return it."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        for event in handler_events(twin, node):
-            if event["event"] == "done" and event.get("notice", {}).get("time") == notice.time:
-                return event
-        time.sleep(0.2)
-    raise TwinError(f"the spot handler of {node} did not finish the notice for {notice.time} in {timeout:.0f} s",
-                    f"see {files(twin, node).handler_log}")
+    def done() -> dict[str, Any] | None:
+        return next((e for e in handler_events(twin, node)
+                     if e["event"] == "done" and e.get("notice", {}).get("time") == notice.time), None)
+
+    return poll_until(done, timeout=timeout, interval=0.2, on_timeout=lambda: TwinError(
+        f"the spot handler of {node} did not finish the notice for {notice.time} in {timeout:.0f} s",
+        f"see {files(twin, node).handler_log}"))
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hpctool.spot reclaim NODE --at EPOCH --home DIR``: the twin's delayed reclaim."""
+    """``python -m hpctool.twin.spot reclaim NODE --at EPOCH --home DIR``: the twin's delayed reclaim."""
     import argparse
 
-    parser = argparse.ArgumentParser(prog="python -m hpctool.spot")
+    parser = argparse.ArgumentParser(prog="python -m hpctool.twin.spot")
     sub = parser.add_subparsers(dest="command", required=True)
     reclaim_parser = sub.add_parser("reclaim", help="at --at, take NODE away as EC2 would")
     reclaim_parser.add_argument("node")

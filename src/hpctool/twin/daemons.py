@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hpctool.errors import SetupError, TwinError
+from hpctool.polling import poll_until
 
 # Daemons live in sbin, which a non-login root shell (CI) may not have on PATH.
 SBIN_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -122,17 +123,10 @@ def wait_until(
     interval: float = 0.2,
 ) -> None:
     """Poll ``ready`` until true; on time-out or death raise with the daemon's last log lines."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if ready():
-            return
-        if alive is not None and not alive():
-            # One more look: it may have become ready just before exiting its parent.
-            if ready():
-                return
-            raise daemon_failed(name, log_file, "exited during start-up")
-        time.sleep(interval)
-    raise daemon_failed(name, log_file, f"was not ready within {timeout:.0f} s")
+    poll_until(ready, timeout=timeout, interval=interval,
+               on_timeout=lambda: daemon_failed(name, log_file, f"was not ready within {timeout:.0f} s"),
+               give_up=(lambda: not alive()) if alive is not None else None,
+               on_give_up=lambda: daemon_failed(name, log_file, "exited during start-up"))
 
 
 def daemon_failed(name: str, log_file: Path, what: str) -> TwinError:

@@ -14,7 +14,7 @@ Control endpoints, under ``/_emulator/`` (loopback only, never present on EC2):
 ``POST faults {"status": 500, "count": 3}`` / ``{"delay_s": 5, "count": 1}`` / ``{"expire_tokens": true}``,
 ``GET state``.
 
-Run: ``python -m hpctool.imds --port 16870 --node spot-st-mixed16-1``.
+Run: ``python -m hpctool.twin.imds --port 16870 --node spot-st-mixed16-1``.
 """
 
 from __future__ import annotations
@@ -239,7 +239,7 @@ def make_server(port: int, node: str, host: str = "127.0.0.1") -> ThreadingHTTPS
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m hpctool.imds", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hpctool.twin.imds", description=__doc__.split("\n")[0])
     parser.add_argument("--port", type=int, required=True, help="loopback port to listen on")
     parser.add_argument("--node", required=True, help="the Slurm node this instance is")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only by default)")

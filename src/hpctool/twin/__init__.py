@@ -1,0 +1,36 @@
+"""The local twin: a real Slurm on this one machine with the partitions and nodes of a
+ParallelCluster config, static and dynamic, spot interruptions and capacity faults included.
+
+Modules, each one job:
+
+- :mod:`~hpctool.twin.layout`: nodes, ports and timings planned from a config (pure);
+- :mod:`~hpctool.twin.conf`: slurm.conf and slurmdbd.conf rendered from a layout (pure);
+- :mod:`~hpctool.twin.daemons`: spawning, waiting for and stopping daemon processes;
+- :mod:`~hpctool.twin.accounting`: MariaDB, slurmdbd's database, associations;
+- :mod:`~hpctool.twin.core`: start or heal, status, stop (:class:`core.Twin`);
+- :mod:`~hpctool.twin.power`: ResumeProgram/SuspendProgram of dynamic nodes;
+- :mod:`~hpctool.twin.capacity`: injected capacity and boot faults;
+- :mod:`~hpctool.twin.manager`: the cluster manager loop (clustermgtd's recoveries);
+- :mod:`~hpctool.twin.imds`, :mod:`~hpctool.twin.spot`: the EC2 side of spot interruptions.
+
+:class:`Twin` here is the core twin with its standard services plugged in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hpctool.twin import core
+from hpctool.twin.core import check_prerequisites, default_home
+from hpctool.twin.layout import TwinLayout, TwinNode
+from hpctool.twin.manager import ManagerService
+from hpctool.twin.spot import SpotServices
+
+__all__ = ["Twin", "TwinLayout", "TwinNode", "check_prerequisites", "default_home"]
+
+
+class Twin(core.Twin):
+    """The twin with its services: spot nodes' IMDS emulators and handlers, the cluster manager."""
+
+    def __init__(self, home: Path | str | None = None, progress: core.Progress = core._quiet) -> None:
+        super().__init__(home, progress, services=[SpotServices(), ManagerService()])

@@ -1,0 +1,523 @@
+"""The local twin's life: start (or heal), status and stop of a real Slurm (munge, MariaDB +
+slurmdbd, slurmctld, one slurmd per node) on this one machine.
+
+All state lives under one folder (``$HPCTOOL_HOME``, default ``~/.local/share/hpctool``). The only
+file outside it is the link ``/etc/slurm/slurm.conf``, which the Snakemake jobstep plugin needs
+because it strips ``SLURM_CONF`` from the job environment.
+
+Services that belong to a particular kind of node (spot nodes' IMDS emulators and interruption
+handlers, the cluster manager of dynamic nodes) plug in through :class:`TwinService`: the core
+knows when to start and stop them, not what they are.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from hpctool.atomic import write_atomic
+from hpctool.cluster import DEFAULT_CLUSTER_CONFIG, load_cluster
+from hpctool.errors import SetupError, TwinError
+from hpctool.polling import poll_until
+from hpctool.slurm import Slurm
+from hpctool.slurm_parse import (
+    ACTIVE_JOB_STATES,
+    node_in_service,
+    node_out_of_service,
+    node_powered_down,
+)
+from hpctool.twin import daemons
+from hpctool.twin.accounting import Accounting
+from hpctool.twin.conf import (
+    TwinPaths,
+    render_power_script,
+    render_slurm_conf,
+    render_slurmdbd_conf,
+)
+from hpctool.twin.layout import (
+    DEFAULT_MAX_DYNAMIC,
+    DEFAULT_TIME_SCALE,
+    TwinLayout,
+    TwinNode,
+    plan_layout,
+)
+
+SYSTEM_SLURM_CONF = Path("/etc/slurm/slurm.conf")
+MACHINE_USE_LOCK = Path("/run/lock/hpctool-twin.use.lock")
+DEFAULT_PORT_BASE = 16817
+REQUIRED_PROGRAMS = [
+    "runuser", "munged", "munge", "unmunge", "mariadbd", "mariadb-install-db", "mariadb",
+    "slurmdbd", "slurmctld", "slurmd", "sacctmgr", "scontrol", "sinfo", "sbatch", "sacct",
+]
+CORE_DAEMONS = ("mariadbd", "slurmdbd", "slurmctld")
+
+Progress = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+class TwinService(Protocol):
+    """Processes the twin runs beside Slurm's daemons for some of its nodes."""
+
+    def ports(self, nodes: list[TwinNode], base: int) -> dict[str, int]: ...
+
+    def pid_files(self, twin: Twin, layout: TwinLayout) -> dict[str, Path]: ...
+
+    def start(self, twin: Twin, layout: TwinLayout) -> list[str]: ...
+
+    def stop(self, twin: Twin) -> list[str]: ...
+
+
+def default_home() -> Path:
+    env = os.environ.get("HPCTOOL_HOME")
+    return Path(env) if env else Path.home() / ".local" / "share" / "hpctool"
+
+
+def port_base() -> int:
+    value = os.environ.get("HPCTOOL_TWIN_PORT_BASE", str(DEFAULT_PORT_BASE))
+    if not value.isdigit() or not 1024 <= int(value) <= 65000:
+        raise SetupError(f"HPCTOOL_TWIN_PORT_BASE={value!r} is not a port number", "use a number from 1024 to 65000")
+    return int(value)
+
+
+class Twin:
+    """One local twin, rooted at ``home``."""
+
+    def __init__(self, home: Path | str | None = None, progress: Progress = _quiet,
+                 services: Sequence[TwinService] = ()) -> None:
+        self.home = Path(home) if home is not None else default_home()
+        self.paths = TwinPaths(self.home)
+        self.progress = progress
+        self.services = list(services)
+        self.etc = self.paths.etc
+        self.run_dir = self.paths.run
+        self.log_dir = self.paths.log
+        self.slurm_conf = self.paths.slurm_conf
+        self.layout_file = self.home / "twin.json"
+        self.hostname = socket.gethostname().split(".")[0]
+        self.accounting = Accounting(self.paths, self.slurm)
+
+    # -- public operations ------------------------------------------------------------------
+    @property
+    def slurm(self) -> Slurm:
+        return Slurm(self.slurm_conf)
+
+    def layout(self) -> TwinLayout | None:
+        try:
+            return TwinLayout.from_json(self.layout_file.read_text())
+        except FileNotFoundError:
+            return None
+        except (ValueError, TypeError, KeyError) as exc:  # a twin.json of an older hpctool
+            raise TwinError(f"{self.layout_file} is not a layout this hpctool can read ({exc})",
+                            "stop that twin's daemons with an older hpctool, or `hpctool local down --purge`") from exc
+
+    def env(self) -> dict[str, str]:
+        """Environment for Slurm commands against this twin."""
+        env = dict(os.environ)
+        env["SLURM_CONF"] = str(self.slurm_conf)
+        env["PATH"] = f"{env.get('PATH', '')}:{daemons.SBIN_PATH}"
+        return env
+
+    def env_exports(self) -> str:
+        return f"export SLURM_CONF={self.slurm_conf}\n"
+
+    def is_up(self) -> bool:
+        layout = self.layout()
+        return layout is not None and self._core_alive() and self.slurm.ping()
+
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One `up` or `down` at a time per twin (a user's shell, the test suite, the demo). The
+        lock file sits beside the folder, which `down --purge` deletes."""
+        self.home.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.home.parent / f".{self.home.name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    @contextlib.contextmanager
+    def exclusive_use(self) -> Iterator[None]:
+        """Hold the twin for one user at a time: a test session or a benchmark that drains, kills
+        or restarts nodes must not share it with another one (they wait here instead). The lock is
+        per machine, not per home: every twin shares munged and ``/etc/slurm/slurm.conf``."""
+        MACHINE_USE_LOCK.parent.mkdir(parents=True, exist_ok=True)
+        with open(MACHINE_USE_LOCK, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def plan(self, config: str | Path | None = None, *, static_per_queue: int = 0,
+             max_dynamic: int = DEFAULT_MAX_DYNAMIC, time_scale: float = DEFAULT_TIME_SCALE) -> TwinLayout:
+        """The layout ``up`` would start for ``config`` (a bad config fails here, before anything starts)."""
+        config_path = Path(config).resolve() if config is not None else DEFAULT_CLUSTER_CONFIG
+        cluster = load_cluster(config_path)
+        return plan_layout(cluster.queues, str(config_path), static_per_queue=static_per_queue,
+                           max_dynamic=max_dynamic, base=port_base(), time_scale=time_scale,
+                           scaledown_idletime_min=cluster.scaledown_idletime_min,
+                           service_ports=self._service_ports)
+
+    def up(self, config: str | Path | None = None, *, static_per_queue: int | None = None,
+           max_dynamic: int | None = None, time_scale: float | None = None) -> dict[str, Any]:
+        """Start every daemon that is not running, and only those: a healthy daemon (and the jobs
+        under a healthy slurmd) is never restarted. Returns :meth:`status` with ``started``.
+
+        What is not given is taken from the twin's last layout (an ``up`` after ``down`` brings
+        back the same twin), else from the defaults (the shipped config, mirrored)."""
+        check_prerequisites()
+        last = self.layout()
+        if last is not None:
+            config = config if config is not None else last.config
+            static_per_queue = last.static_per_queue if static_per_queue is None else static_per_queue
+            max_dynamic = last.max_dynamic if max_dynamic is None else max_dynamic
+            time_scale = last.time_scale if time_scale is None else time_scale
+        wanted = self.plan(config, static_per_queue=static_per_queue or 0,
+                           max_dynamic=DEFAULT_MAX_DYNAMIC if max_dynamic is None else max_dynamic,
+                           time_scale=time_scale or DEFAULT_TIME_SCALE)
+        with self._exclusive():
+            started = self._up(wanted)
+        result = self.status()
+        result["started"] = started
+        return result
+
+    def _up(self, wanted: TwinLayout) -> list[str]:
+        began = time.monotonic()
+        running = self.layout()
+        if running is not None and not running.same_cluster(wanted):
+            if self._core_alive():
+                raise TwinError(
+                    f"the twin at {self.home} is already up with {running.config} "
+                    f"({len(running.nodes)} nodes, time scale {running.time_scale:g})",
+                    "run `hpctool local down` first to start it with another config or other options",
+                )
+            self._stop_leftovers(running)
+            running = None
+        fresh = running is None
+        layout = running or wanted
+        if fresh:
+            daemons.check_ports_free(layout.ports)
+            for folder in (self.etc, self.run_dir, self.log_dir, self.paths.state, self.paths.spool, self.paths.bin):
+                folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(self.layout_file, layout.to_json())
+        self._write_power_scripts()
+        self._claim_system_slurm_conf()
+        started: list[str] = []
+        if not self._munge_works():
+            self._start_munge()
+            started.append("munged")
+        if not self._alive("mariadbd"):
+            self._check_port(layout, "MariaDB port")
+            self.accounting.start_mariadb(layout, self.progress)
+            started.append("mariadbd")
+        cold = not self._alive("slurmctld") and not any(self._alive_slurmd(n.name) for n in layout.nodes)
+        if fresh or cold or not self.slurm_conf.exists():
+            # Before slurmdbd: sacctmgr finds slurmdbd through it. Job ids go on from accounting
+            # (FirstJobId), so a controller whose state was lost never reuses one. Not rewritten
+            # under running slurmd, which would then disagree with the controller's file.
+            self._write_slurm_conf(layout)
+        if not self._alive("slurmdbd"):
+            self._check_port(layout, "DbdPort")
+            self._start_slurmdbd(layout)
+            started.append("slurmdbd")
+        if not self._alive("slurmctld"):
+            self._check_port(layout, "SlurmctldPort")
+            self._start_slurmctld()
+            started.append("slurmctld")
+        dead_nodes = [n for n in layout.static_nodes() if not self._alive_slurmd(n.name)]
+        if dead_nodes:
+            self.progress(f"starting {len(dead_nodes)} slurmd")
+            for node in dead_nodes:
+                self.start_node(node.name)
+            started += [f"slurmd {n.name}" for n in dead_nodes]
+        self._wait_static_in_service(layout, resume_out_of_service=fresh)
+        if fresh:
+            self._power_down_dynamic(layout)
+        for service in self.services:
+            started += service.start(self, layout)
+        if not started:
+            self.progress("twin is already up: every daemon is running")
+        elif fresh:
+            self.progress(f"twin is up: {len(layout.nodes)} nodes ({len(layout.dynamic_nodes())} dynamic) "
+                          f"in {len(layout.queues)} partitions in {time.monotonic() - began:.1f} s")
+        else:
+            self.progress(f"healed: started {', '.join(started)} in {time.monotonic() - began:.1f} s")
+        return started
+
+    def status(self) -> dict[str, Any]:
+        """The twin's daemons, partitions and nodes (the shape ``status --json`` prints)."""
+        layout = self.layout()
+        result: dict[str, Any] = {"up": False, "home": str(self.home), "slurm_conf": str(self.slurm_conf),
+                                  "config": None, "daemons": {}, "queues": [], "dead": []}
+        if layout is None:
+            return result
+        result["config"] = layout.config
+        result["time_scale"] = layout.time_scale
+        for name, pid_file in self._pid_files(layout).items():
+            pid = daemons.read_pid(pid_file)
+            result["daemons"][name] = {"pid": pid, "running": daemons.pid_alive(pid)}
+        controller_up = result["daemons"]["slurmctld"]["running"] and self.slurm.ping()
+        states = self.slurm.node_states() if controller_up else {}
+        by_name = {n.name: n for n in layout.nodes}
+        for queue in layout.queues:
+            result["queues"].append({
+                "name": queue["name"], "capacity_type": queue["capacity_type"], "spot": queue["spot"],
+                "nodes": [{"name": n, "state": states.get(n, "unknown"),
+                           "kind": "dynamic" if by_name[n].dynamic else "static"} for n in queue["nodes"]],
+            })
+        result["dead"] = sorted(name for name, d in result["daemons"].items() if not d["running"])
+        result["up"] = controller_up and not result["dead"]
+        return result
+
+    def down(self, purge: bool = False) -> list[str]:
+        """Stop the daemons this twin started (by PID file); with ``purge`` delete its folder."""
+        with self._exclusive():
+            return self._down(purge)
+
+    def _down(self, purge: bool) -> list[str]:
+        stopped: list[str] = []
+        layout = self.layout() if self.layout_file.exists() else None
+        for service in self.services:
+            for name in service.stop(self):
+                stopped.append(name)
+                self.progress(f"stopped {name}")
+        if layout is not None and self.slurm.ping():
+            self._cancel_all_jobs()
+        # Reverse start order: nodes (dynamic ones too), controller, accounting, database, munge.
+        for name, pid_file in self._stop_order():
+            if daemons.stop_pid(daemons.read_pid(pid_file), name=name):
+                stopped.append(name)
+                self.progress(f"stopped {name}")
+        self._release_system_slurm_conf()
+        if purge and self.home.exists():
+            shutil.rmtree(self.home)
+            self.progress(f"removed {self.home}")
+        return stopped
+
+    def resume_nodes(self) -> list[str]:
+        """Return drained or down nodes to service (a fresh start for tests and the demo):
+        static nodes resume, dynamic ones are reset to powered down, as clustermgtd does."""
+        layout = self._require_layout()
+        resumed = []
+        for node, state in self.slurm.node_states().items():
+            entry = layout.node(node)
+            if entry is None or not node_out_of_service(state):
+                continue
+            self.slurm.update_node(node, "power_down_force" if entry.dynamic else "resume")
+            resumed.append(node)
+        return resumed
+
+    def start_node(self, node: str, boot: bool = False) -> bool:
+        """Start one node's slurmd (after the twin reclaimed it, like a new instance; or as the
+        boot of a dynamic node, ``boot=True``: ``slurmd -b`` reports the boot as just now).
+        Returns False when it was already running."""
+        layout = self._require_layout()
+        if layout.node(node) is None:
+            raise TwinError(f"{node} is not a node of the twin", f"nodes: {', '.join(n.name for n in layout.nodes)}")
+        if self._alive_slurmd(node):
+            return False
+        (self.paths.spool / node).mkdir(parents=True, exist_ok=True)
+        argv = [daemons.find_program("slurmd") or "slurmd", "-D", "-N", node] + (["-b"] if boot else [])
+        process = daemons.spawn(argv, self.paths.slurmd_log(node), env=self.env())
+        time.sleep(0.05)
+        if process.poll() not in (None, 0):
+            raise daemons.daemon_failed(f"slurmd {node}", self.paths.slurmd_log(node), "exited during start-up")
+        return True
+
+    def stop_node(self, node: str) -> bool:
+        """Kill one node's slurmd, as EC2 reclaiming the instance would."""
+        return daemons.stop_pid(daemons.read_pid(self.paths.slurmd_pid(node)), name=f"slurmd {node}")
+
+    def node_state(self, node: str) -> str:
+        return self.slurm.node_states().get(node, "unknown")
+
+    # -- pieces ------------------------------------------------------------------------------
+    def _require_layout(self) -> TwinLayout:
+        layout = self.layout()
+        if layout is None:
+            raise TwinError(f"no twin at {self.home}", "start it with `hpctool local up`")
+        return layout
+
+    def _service_ports(self, nodes: list[TwinNode], base: int) -> dict[str, int]:
+        ports: dict[str, int] = {}
+        for service in self.services:
+            ports.update(service.ports(nodes, base))
+        return ports
+
+    def _core_pid_files(self) -> dict[str, Path]:
+        return {name: self.run_dir / f"{name}.pid" for name in CORE_DAEMONS}
+
+    def _alive(self, daemon: str) -> bool:
+        return daemons.pid_alive(daemons.read_pid(self.run_dir / f"{daemon}.pid"))
+
+    def _alive_slurmd(self, node: str) -> bool:
+        return daemons.pid_alive(daemons.read_pid(self.paths.slurmd_pid(node)))
+
+    def _core_alive(self) -> bool:
+        return all(self._alive(name) for name in CORE_DAEMONS)
+
+    def _pid_files(self, layout: TwinLayout) -> dict[str, Path]:
+        """The daemons that must run for the twin to be up (dynamic nodes' slurmd come and go)."""
+        files = self._core_pid_files()
+        if (self.run_dir / "munged.pid").exists():
+            files["munged"] = self.run_dir / "munged.pid"
+        for node in layout.static_nodes():
+            files[f"slurmd {node.name}"] = self.paths.slurmd_pid(node.name)
+        for service in self.services:
+            files.update(service.pid_files(self, layout))
+        return files
+
+    def _stop_order(self) -> list[tuple[str, Path]]:
+        order: list[tuple[str, Path]] = []
+        for pid_file in sorted(self.run_dir.glob("slurmd-*.pid")):
+            order.append((f"slurmd {pid_file.name[len('slurmd-'):-len('.pid')]}", pid_file))
+        for name in ("slurmctld", "slurmdbd", "mariadbd", "munged"):
+            order.append((name, self.run_dir / f"{name}.pid"))
+        return order
+
+    def _check_port(self, layout: TwinLayout, setting: str) -> None:
+        daemons.check_ports_free({setting: layout.ports[setting]})
+
+    def _stop_leftovers(self, layout: TwinLayout) -> None:
+        """A twin of another layout whose core is dead may leave daemons: stop ours first."""
+        for service in self.services:
+            service.stop(self)
+        for name, pid_file in self._stop_order():
+            if name != "munged":
+                daemons.stop_pid(daemons.read_pid(pid_file), name=name)
+
+    def _write_power_scripts(self) -> None:
+        for action in ("resume", "suspend"):
+            script = self.paths.bin / action
+            text = render_power_script(action, sys.executable, self.paths)
+            if not script.exists() or script.read_text() != text:
+                # Replaced atomically: slurmctld may be running the old one (an in-place edit fails).
+                write_atomic(script, text, mode=0o755)
+
+    def _claim_system_slurm_conf(self) -> None:
+        target = SYSTEM_SLURM_CONF
+        if target.is_symlink():
+            if Path(os.readlink(target)) == self.slurm_conf:
+                return
+            target.unlink()  # a link to another twin's file is ours to replace
+        elif target.exists():
+            raise TwinError(
+                f"{target} exists and is not the twin's: this machine has a real Slurm config",
+                f"the twin will not overwrite it; move it away (e.g. mv {target} {target}.orig) or use the real cluster",
+            )
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.symlink_to(self.slurm_conf)
+
+    def _release_system_slurm_conf(self) -> None:
+        target = SYSTEM_SLURM_CONF
+        if target.is_symlink() and Path(os.readlink(target)) == self.slurm_conf:
+            target.unlink()
+
+    def _write_slurm_conf(self, layout: TwinLayout) -> None:
+        text = render_slurm_conf(layout, self.paths, self.hostname,
+                                 first_job_id=self.accounting.last_job_id() + 1)
+        write_atomic(self.slurm_conf, text)
+
+    def _start_munge(self) -> None:
+        self.progress("starting munged")
+        munge_run = Path("/run/munge")
+        munge_run.mkdir(parents=True, exist_ok=True)
+        shutil.chown(munge_run, "munge", "munge")
+        # Debian's packaged daemon as the munge user: slurmdbd rejects a private root munged.
+        daemons.run_quiet([daemons.find_program("runuser") or "runuser", "-u", "munge", "--",
+                           daemons.find_program("munged") or "munged"])
+        daemons.wait_until(self._munge_works, name="munged", log_file=Path("/var/log/munge/munged.log"), timeout=10)
+        pid = daemons.read_pid(munge_run / "munged.pid")
+        if pid:
+            write_atomic(self.run_dir / "munged.pid", f"{pid}\n")
+
+    def _munge_works(self) -> bool:
+        try:
+            cred = subprocess.run(["munge", "-n"], capture_output=True, text=True, timeout=5, check=False)
+            if cred.returncode != 0:
+                return False
+            check = subprocess.run(["unmunge"], input=cred.stdout, capture_output=True, text=True,
+                                   timeout=5, check=False)
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+        return check.returncode == 0
+
+    def _start_slurmdbd(self, layout: TwinLayout) -> None:
+        password = self.accounting.grant_slurmdbd()
+        # Holds the database password: readable by root only.
+        write_atomic(self.paths.dbd_conf, render_slurmdbd_conf(layout, self.paths, password), mode=0o600)
+        self.progress("starting slurmdbd")
+        log = self.log_dir / "slurmdbd.log"
+        process = daemons.spawn([daemons.find_program("slurmdbd") or "slurmdbd", "-D"], log, env=self.env())
+        daemons.wait_until(self.accounting.slurmdbd_ready, name="slurmdbd", log_file=log, timeout=30,
+                           alive=lambda: process.poll() is None)
+        self.accounting.ensure_associations()
+
+    def _start_slurmctld(self) -> None:
+        log = self.log_dir / "slurmctld.log"
+        self.progress("starting slurmctld")
+        # Warm start: job ids and jobs go on from the saved state (a healed controller keeps them).
+        process = daemons.spawn([daemons.find_program("slurmctld") or "slurmctld", "-D", "-i"], log, env=self.env())
+        daemons.wait_until(self.slurm.ping, name="slurmctld", log_file=log, timeout=30,
+                           alive=lambda: process.poll() is None)
+
+    def _wait_static_in_service(self, layout: TwinLayout, resume_out_of_service: bool, timeout: float = 60) -> None:
+        names = {n.name for n in layout.static_nodes()}
+        if not names:
+            return
+        resumed = not resume_out_of_service
+
+        def ready() -> bool:
+            nonlocal resumed
+            states = self.slurm.node_states()
+            if not resumed and any(node_out_of_service(s) for n, s in states.items() if n in names):
+                # Nodes a previous run left drained or down come back: this is a fresh start.
+                self.resume_nodes()
+                resumed = True
+            return all(node_in_service(states.get(n, "unknown")) for n in names)
+
+        first = min(names)
+        daemons.wait_until(ready, name="slurmd", log_file=self.paths.slurmd_log(first), timeout=timeout, interval=0.3)
+
+    def _power_down_dynamic(self, layout: TwinLayout) -> None:
+        """A fresh start is a new cluster: every dynamic node begins powered down (``idle~``)."""
+        states = self.slurm.node_states()
+        stale = [n.name for n in layout.dynamic_nodes() if not node_powered_down(states.get(n.name, ""))]
+        for name in stale:
+            self.stop_node(name)
+            self.slurm.update_node(name, "power_down_force")
+
+    def _cancel_all_jobs(self) -> None:
+        jobs = [j.get("JobId", "") for j in self.slurm.jobs() if j.get("JobState") in ACTIVE_JOB_STATES]
+        jobs = [j for j in jobs if j]
+        if not jobs:
+            return
+        self.progress(f"cancelling {len(jobs)} job(s)")
+        self.slurm.cancel(jobs)
+        with contextlib.suppress(TwinError):
+            poll_until(lambda: not [j for j in self.slurm.jobs() if j.get("JobState") in {"RUNNING", "COMPLETING"}],
+                       timeout=20, interval=0.5,
+                       on_timeout=lambda: TwinError("jobs still running after scancel", "they are killed with their slurmd"))
+
+
+def check_prerequisites(euid: int | None = None, path: str | None = None) -> None:
+    """Root and Debian's Slurm, munge and MariaDB packages, or a SetupError naming `make setup`."""
+    euid = os.geteuid() if euid is None else euid
+    if euid != 0:
+        raise SetupError(
+            "the local twin must run as root (it starts munged, slurmd and MariaDB)",
+            "run it as root, e.g. `sudo hpctool local up`",
+        )
+    missing = [p for p in REQUIRED_PROGRAMS if daemons.find_program(p, path) is None]
+    if missing:
+        raise SetupError(
+            f"programs the twin needs are not installed: {', '.join(missing)}",
+            "run `make setup` (installs slurm-wlm, slurmdbd, munge, mariadb-server and the venv)",
+        )

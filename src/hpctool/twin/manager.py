@@ -1,0 +1,128 @@
+"""The twin's cluster manager: the part of ParallelCluster's clustermgtd that a user meets.
+
+Every loop (60 s on ParallelCluster, times the twin's time scale) it
+- re-enables compute resources whose insufficient-capacity timeout has passed (their nodes go
+  back to powered down, ready to boot again);
+- resets dynamic nodes that a failed or timed-out resume left down, or whose instance vanished
+  (slurmd gone while Slurm thinks the node is up), to powered down: a stuck
+  ``IDLE+CLOUD+POWERED_DOWN+NOT_RESPONDING`` or ``down~`` node is recovered (issue 7577 of
+  aws-parallelcluster), as ``power_down_force`` does there.
+
+Run as ``python -m hpctool.twin.manager --home DIR``; started and stopped with the twin.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from hpctool.errors import HpctoolError
+from hpctool.slurm_parse import node_state_flags
+from hpctool.twin import capacity, daemons
+from hpctool.twin.conf import power_timings
+from hpctool.twin.core import Twin
+from hpctool.twin.layout import TwinLayout, TwinNode
+
+PROGRAM = "hpctool.twin.manager"
+
+
+def _log(message: str) -> None:
+    print(f"{datetime.now().isoformat(timespec='seconds')} {message}", flush=True)
+
+
+def pid_file(twin: Twin) -> Path:
+    return twin.run_dir / "clustermgtd.pid"
+
+
+def run_once(twin: Twin, layout: TwinLayout, now: float | None = None) -> list[str]:
+    """One loop of the manager; returns what it did, a line per node."""
+    now = time.time() if now is None else now
+    done: list[str] = []
+    faults = capacity.load(twin.paths)
+    reenable: set[str] = set()
+    for key, fault in faults.resources.items():
+        if fault.disabled_until and fault.disabled_until <= now:
+            reenable.add(key)
+            fault.disabled_until = 0.0
+    if reenable:
+        capacity.save(twin.paths, faults)
+    records = {r.get("NodeName", ""): r for r in twin.slurm.nodes()}
+    for node in layout.dynamic_nodes():
+        record = records.get(node.name)
+        if record is None:
+            continue
+        action = _recovery(twin, node, record, reenable, faults)
+        if action:
+            twin.slurm.update_node(node.name, "power_down_force")
+            done.append(f"{node.name}: {action}: reset to powered down")
+    return done
+
+
+def _recovery(twin: Twin, node: TwinNode, record: dict[str, str], reenable: set[str],
+              faults: capacity.CapacityFaults) -> str:
+    base, flags = node_state_flags(record.get("State", ""))
+    reason = record.get("Reason", "")
+    key = f"{node.queue}/{node.compute_resource}"
+    if "insufficient capacity" in reason or "Failure when resuming" in reason:
+        disabled = faults.resources.get(key)
+        if key in reenable or disabled is None or not disabled.disabled_until:
+            return "capacity is back"
+        return ""
+    if base == "DOWN" and not reason.startswith("spot-"):
+        return f"down ({reason or 'no reason'})"  # e.g. ResumeTimeout reached
+    if "POWERED_DOWN" in flags and "NOT_RESPONDING" in flags:
+        return "powered down but not responding"
+    powered_up = not flags & {"POWERED_DOWN", "POWERING_DOWN", "POWERING_UP"}
+    if powered_up and "NOT_RESPONDING" in flags and not twin._alive_slurmd(node.name):
+        return "its instance is gone"
+    return ""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=f"python -m {PROGRAM}")
+    parser.add_argument("--home", required=True)
+    parser.add_argument("--once", action="store_true", help="one loop, then exit")
+    args = parser.parse_args(argv)
+    twin = Twin(args.home)
+    while True:
+        layout = twin.layout()
+        if layout is None:
+            return 0
+        try:
+            for line in run_once(twin, layout):
+                _log(line)
+        except HpctoolError as error:  # slurmctld briefly away (a heal): try again next loop
+            _log(f"loop failed: {error.message}")
+        if args.once:
+            return 0
+        time.sleep(power_timings(layout).manager_interval)
+
+
+class ManagerService:
+    """The manager as a :class:`~hpctool.twin.core.TwinService` (only for twins with dynamic nodes)."""
+
+    def ports(self, nodes: list[TwinNode], base: int) -> dict[str, int]:
+        return {}
+
+    def pid_files(self, twin: Twin, layout: TwinLayout) -> dict[str, Path]:
+        return {"clustermgtd": pid_file(twin)} if layout.dynamic_nodes() else {}
+
+    def start(self, twin: Twin, layout: TwinLayout) -> list[str]:
+        if not layout.dynamic_nodes() or daemons.pid_alive(daemons.read_pid(pid_file(twin))):
+            return []
+        process = daemons.spawn([sys.executable, "-m", PROGRAM, "--home", str(twin.home)],
+                                twin.log_dir / "clustermgtd.log", env=twin.env())
+        pid_file(twin).write_text(f"{process.pid}\n")
+        return ["clustermgtd"]
+
+    def stop(self, twin: Twin) -> list[str]:
+        stopped = daemons.stop_pid(daemons.read_pid(pid_file(twin)), name="clustermgtd", program=PROGRAM, timeout=5)
+        pid_file(twin).unlink(missing_ok=True)
+        return ["clustermgtd"] if stopped else []
+
+
+if __name__ == "__main__":
+    sys.exit(main())

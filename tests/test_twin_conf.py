@@ -1,0 +1,94 @@
+"""The twin's layout and Slurm configuration, rendered without root or daemons: golden files for
+slurm.conf and slurmdbd.conf, and the layout rules (names, counts, ports, timings)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from conftest import assert_golden
+from hpctool.cluster import ComputeResource, Queue, load_cluster
+from hpctool.errors import SetupError
+from hpctool.twin.conf import TwinPaths, power_timings, render_power_script, render_slurm_conf, render_slurmdbd_conf
+from hpctool.twin.layout import plan_layout
+from hpctool.twin.spot import SpotServices
+
+GOLDEN = Path(__file__).parent / "golden" / "twin"
+PATHS = TwinPaths(Path("/root/.local/share/hpctool"))
+
+
+def default_layout(**options):
+    cluster = load_cluster()
+    return plan_layout(cluster.queues, "cluster-configs/default.yaml", base=16817, real_memory_mb=24000,
+                       scaledown_idletime_min=cluster.scaledown_idletime_min,
+                       service_ports=SpotServices().ports, **options)
+
+
+def test_slurm_conf_of_the_default_twin_matches_golden():
+    assert_golden(render_slurm_conf(default_layout(), PATHS, "twinhost", first_job_id=42),
+                  GOLDEN / "slurm.conf")
+
+
+def test_slurm_conf_of_the_test_twin_matches_golden():
+    layout = default_layout(static_per_queue=2, max_dynamic=1, time_scale=0.02)
+    assert_golden(render_slurm_conf(layout, PATHS, "twinhost"), GOLDEN / "slurm-static.conf")
+
+
+def test_slurmdbd_conf_matches_golden():
+    assert_golden(render_slurmdbd_conf(default_layout(), PATHS, "not-a-real-password"), GOLDEN / "slurmdbd.conf")
+
+
+def test_power_scripts_open_stdio_before_python():
+    script = render_power_script("resume", "/venv/bin/python", PATHS)
+    lines = script.splitlines()
+    assert lines[0] == "#!/bin/sh"
+    # slurmctld closes fds 0-2: the stub must open them before anything else runs.
+    assert lines[2].startswith("exec </dev/null >>") and lines[2].endswith("2>&1")
+    assert lines[3] == f'exec /venv/bin/python -m hpctool.twin.power --home {PATHS.home} resume "$@"'
+
+
+def test_the_default_twin_mirrors_the_config_dynamic_nodes_included():
+    layout = default_layout()
+    cluster = load_cluster()
+    assert not layout.static_nodes()  # every MinCount is 0 in the default config
+    expected = [(q.name, r.name, i) for q in cluster.queues for r in q.compute_resources
+                for i in range(1, min(r.max_count - r.min_count, 2) + 1)]
+    assert [(n.queue, n.compute_resource, int(n.name.rsplit("-", 1)[1])) for n in layout.nodes] == expected
+    assert all(n.name == f"{n.queue}-dy-{n.compute_resource}-{n.name.rsplit('-', 1)[1]}" for n in layout.nodes)
+    assert len(set(layout.ports.values())) == len(layout.ports)  # no port twice
+    assert sum(1 for k in layout.ports if k.startswith("IMDS emulator")) == len(layout.spot_nodes())
+
+
+def test_min_count_becomes_static_nodes_capped_for_one_machine():
+    queue = Queue("q", "ONDEMAND", (ComputeResource("big", ("c7i.large",), 20, 30),
+                                    ComputeResource("small", ("c7i.large",), 1, 1)))
+    layout = plan_layout([queue], "x.yaml", base=20000, max_dynamic=3, real_memory_mb=24000)
+    names = [n.name for n in layout.nodes]
+    assert names == ["q-st-big-1", "q-st-big-2", "q-st-big-3", "q-st-big-4", "q-st-small-1",
+                     "q-dy-big-1", "q-dy-big-2", "q-dy-big-3"]
+
+
+def test_timings_follow_parallelcluster_times_the_scale():
+    layout = default_layout(time_scale=1.0)
+    timings = power_timings(layout)
+    # ParallelCluster: SuspendTime = ScaledownIdletime x 60, SuspendTimeout 120, ResumeTimeout 1800.
+    assert (timings.suspend_time, timings.suspend_timeout, timings.resume_timeout) == (600, 120, 1800)
+    assert power_timings(default_layout(time_scale=0.1)).suspend_time == 60
+    assert power_timings(default_layout(time_scale=0.001)).suspend_timeout == 5  # Slurm's floor
+
+
+@pytest.mark.parametrize("options, word", [({"static_per_queue": -1}, "--static"),
+                                           ({"max_dynamic": -2}, "--max-dynamic"),
+                                           ({"time_scale": 5.0}, "--time-scale")])
+def test_bad_layout_options_are_setup_errors(options, word):
+    with pytest.raises(SetupError) as error:
+        default_layout(**options)
+    assert word in error.value.message and error.value.hint
+
+
+def test_a_queue_without_any_node_is_refused():
+    queue = Queue("empty", "ONDEMAND", (ComputeResource("r", ("c7i.large",), 0, 0),))
+    with pytest.raises(SetupError) as error:
+        plan_layout([queue], "x.yaml", base=20000)
+    assert "empty" in error.value.message and "MaxCount" in error.value.hint
