@@ -18,6 +18,7 @@ from conftest import wait_all_idle, wait_for, wait_job
 from hpctool import jobs
 from hpctool.cli import main as cli
 from hpctool.errors import TwinError
+from hpctool.slurm_parse import job_active
 from hpctool.twin import Twin, daemons, spot
 
 pytestmark = pytest.mark.twin
@@ -26,13 +27,13 @@ pytestmark = pytest.mark.twin
 @pytest.fixture
 def spot_nodes(twin: Twin) -> Iterator[list[str]]:
     layout = twin.layout()
-    names = layout.spot_nodes()
-    assert len(names) >= 2, "the default config has a spot queue with 2 nodes on the twin"
+    # Static spot nodes: these tests steer jobs by draining; dynamic ones are in test_twin_elastic.
+    names = [n.name for n in layout.static_nodes() if n.spot]
+    assert len(names) >= 2, "the suite's twin has a spot queue with 2 static nodes"
     spot.start_services(twin, layout)
     yield names
     for job in twin.slurm.jobs():
-        if job.get("Partition") in {q["name"] for q in layout.queues if q["spot"]} and job.get("JobState") in {
-                "PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED"}:
+        if job.get("Partition") in {q["name"] for q in layout.queues if q["spot"]} and job_active(job.get("JobState", "")):
             twin.slurm.cancel([job["JobId"]])
     for name in names:
         spot.restore_node(twin, name)
