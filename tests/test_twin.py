@@ -315,3 +315,41 @@ def test_a_database_error_never_shows_the_password(twin):
         twin.accounting._execute(f"CREATE USER 'x'@'127.0.0.1' IDENTIFIED BY '{password}' NONSENSE", secret=password)
     assert "refused the accounting setup" in error.value.message
     assert password not in str(error.value) and "***" in error.value.message
+
+
+# -- healing ------------------------------------------------------------------------------------
+
+
+def test_up_heals_exactly_the_dead_daemons_and_running_jobs_go_on(twin, tmp_path):
+    import os
+    import signal
+
+    out = tmp_path / "survivor.out"
+    job = twin.slurm.sbatch(["--partition=compute", f"--output={out}"],
+                            wrap='echo "start $SLURMD_NODENAME"; sleep 25; echo end')
+    wait_for(lambda: out.exists() and out.read_text().startswith("start"), what="the job running")
+    job_node = out.read_text().split()[1]
+    victim = next(n.name for n in twin.layout().static_nodes() if n.queue == "storage")
+    before = {name: d["pid"] for name, d in twin.status()["daemons"].items()}
+    for name in ("slurmctld", "slurmdbd", f"slurmd {victim}"):  # a control-plane crash and a lost node
+        os.kill(before[name], signal.SIGKILL)
+    wait_for(lambda: not any(daemons.pid_alive(before[n]) for n in ("slurmctld", "slurmdbd")), what="the kills")
+
+    status = run_cli("local", "status")
+    assert status.returncode == 1
+    for name in ("slurmctld", "slurmdbd", f"slurmd {victim}"):
+        assert f"not running: {name}" in status.stdout
+    assert "hpctool local up" in status.stdout
+
+    healed = twin.up()
+    assert sorted(healed["started"]) == sorted(["slurmctld", "slurmdbd", f"slurmd {victim}"])
+    assert healed["up"] is True and healed["dead"] == []
+    after = {name: d["pid"] for name, d in healed["daemons"].items()}
+    untouched = [n for n in before if n not in {"slurmctld", "slurmdbd", f"slurmd {victim}"}]
+    assert {n: after[n] for n in untouched} == {n: before[n] for n in untouched}  # nothing healthy restarted
+    # The job under the healthy slurmd ran on to its end, and accounting has it.
+    assert wait_job(twin.slurm, job, timeout=90) == "COMPLETED"
+    assert out.read_text().split() == ["start", job_node, "end"]
+    again = twin.up()
+    assert again["started"] == []  # healthy: up starts nothing
+    wait_all_idle(twin)

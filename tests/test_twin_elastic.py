@@ -1,0 +1,181 @@
+"""The elastic twin, for real: dynamic nodes that Slurm powers up for jobs (ResumeProgram) and
+down when idle (SuspendProgram), EC2 capacity shortages with ParallelCluster's fast failover,
+boots that hang past ResumeTimeout, and spot reclaims of dynamic nodes (the BadConstraints
+reports of aws-parallelcluster 5731 and 6641).
+
+The suite's twin runs at time scale 0.02: idle nodes power down after 12 s, a hung boot times
+out after 36 s, a capacity shortage disables its compute resource for 12 s."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from conftest import reset_twin, wait_for
+from hpctool.cli import main as cli
+from hpctool.slurm_parse import node_powered_down
+from hpctool.twin import Twin, spot
+from hpctool.twin.capacity import DISABLED_REASON, RESUME_FAILURE_REASON
+
+pytestmark = pytest.mark.twin
+
+
+@pytest.fixture
+def elastic(twin: Twin):
+    reset_twin(twin)
+    yield twin
+    for job in twin.slurm.jobs():
+        if job.get("JobState") not in {"COMPLETED", "CANCELLED", "FAILED"}:
+            twin.slurm.cancel([job["JobId"]])
+    reset_twin(twin)
+
+
+def dynamic_node(twin: Twin, queue: str, resource: str | None = None) -> str:
+    return next(n.name for n in twin.layout().dynamic_nodes()
+                if n.queue == queue and (resource is None or n.compute_resource == resource))
+
+
+def node_record(twin: Twin, node: str) -> dict[str, str]:
+    return next(r for r in twin.slurm.nodes() if r["NodeName"] == node)
+
+
+def job_field(twin: Twin, job_id: str, key: str) -> str:
+    return twin.slurm.job(job_id).get(key, "")
+
+
+def wait_final(twin: Twin, job_id: str, timeout: float = 150) -> str:
+    """The job's final state as slurmctld sees it: a requeued job's earlier run already has a
+    finished row (NODE_FAIL, PREEMPTED) in accounting while the job itself goes on."""
+    final = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "BOOT_FAIL", "DEADLINE"}
+
+    def state() -> str:
+        current = job_field(twin, job_id, "JobState")
+        return current if current in final else ""
+
+    return wait_for(state, timeout=timeout, what=f"job {job_id} to finish")
+
+
+def test_a_job_powers_a_dynamic_node_up_and_idle_powers_it_down(elastic, tmp_path):
+    node = dynamic_node(elastic, "compute")
+    assert elastic.node_state(node) == "idle~"
+    submitted = time.monotonic()
+    job = elastic.slurm.sbatch(["--partition=compute", "--constraint=dynamic", f"--output={tmp_path}/%j.out"],
+                               wrap="echo $SLURMD_NODENAME")
+    # While it boots, users see what they see on AWS: the node powering up, the job configuring.
+    wait_for(lambda: "#" in elastic.node_state(node) or job_field(elastic, job, "JobState") == "RUNNING",
+             timeout=30, what="the node powering up")
+    assert wait_final(elastic, job) == "COMPLETED"
+    boot_to_done = time.monotonic() - submitted
+    assert (tmp_path / f"{job}.out").read_text().strip() == node
+    assert elastic.slurm.sacct([job])[-1].node_list == node
+    log = (elastic.log_dir / "power.log").read_text()
+    assert f"resume {node}: booting" in log and f"boot {node}: slurmd started" in log
+    # SuspendTime (12 s here) after the job, Slurm runs SuspendProgram: slurmd stops, node idle~.
+    wait_for(lambda: elastic.node_state(node) == "idle~", timeout=60, what="power down after idle")
+    assert not elastic._alive_slurmd(node)
+    assert f"suspend {node}: slurmd stopped" in (elastic.log_dir / "power.log").read_text()
+    assert boot_to_done < 60
+
+
+def test_insufficient_capacity_fails_over_to_the_other_compute_resource(elastic, tmp_path):
+    first = dynamic_node(elastic, "spot", "mixed16")
+    other = dynamic_node(elastic, "spot", "mixed16m")
+    assert cli(["local", "capacity", "spot/mixed16", "--insufficient", "--for", "600"]) == 0
+    statics = [n.name for n in elastic.layout().static_nodes() if n.queue == "spot"]
+    for name in statics:  # only dynamic nodes take the job
+        elastic.slurm.update_node(name, "drain", reason="test: dynamic only")
+    try:
+        job = elastic.slurm.sbatch(["--partition=spot", "--requeue", f"--output={tmp_path}/%j.out"],
+                                   wrap="echo $SLURMD_NODENAME")
+        # The resume fails at once, with ParallelCluster's reason; Slurm requeues the job...
+        reason = RESUME_FAILURE_REASON.format(code="InsufficientInstanceCapacity")
+        wait_for(lambda: node_record(elastic, first).get("Reason", "").startswith(reason), timeout=30,
+                 what="the failed resume's reason")
+        # ...and it runs on the other compute resource of the queue.
+        assert wait_final(elastic, job) == "COMPLETED"
+        assert (tmp_path / f"{job}.out").read_text().strip() == other
+    finally:
+        for name in statics:
+            elastic.slurm.update_node(name, "resume")
+    # Capacity comes back: the resource's nodes return to powered down, ready to boot.
+    assert cli(["local", "capacity", "spot/mixed16", "--restore"]) == 0
+    wait_for(lambda: elastic.node_state(first) == "idle~", timeout=30, what="the node back to idle~")
+
+
+def test_the_manager_reenables_a_resource_after_the_capacity_timeout(elastic):
+    node = dynamic_node(elastic, "storage")
+    assert cli(["local", "capacity", "storage", "--insufficient", "--for", "3"]) == 0
+    job = elastic.slurm.sbatch(["--partition=storage", "--constraint=dynamic", "--output=/dev/null"], wrap="true")
+    wait_for(lambda: "Failure when resuming" in node_record(elastic, node).get("Reason", ""), timeout=30,
+             what="the failed resume")
+    # No --restore: clustermgtd's loop resets the node when the timeout (12 s here) has passed.
+    wait_for(lambda: node_powered_down(elastic.node_state(node)) or job_field(elastic, job, "JobState") == "RUNNING",
+             timeout=60, what="the manager to re-enable the resource")
+    assert wait_final(elastic, job) == "COMPLETED"
+    assert "capacity is back" in (elastic.log_dir / "clustermgtd.log").read_text()
+
+
+def test_the_disabled_reason_is_parallelclusters(elastic):
+    assert DISABLED_REASON.format(code="InsufficientInstanceCapacity") == \
+        "(Code:InsufficientInstanceCapacity)Temporarily disabling node due to insufficient capacity"
+
+
+def test_a_boot_that_hangs_times_out_and_the_job_runs_elsewhere(elastic, tmp_path):
+    node = dynamic_node(elastic, "fpga")
+    assert cli(["local", "capacity", "fpga", "--boot-hang"]) == 0
+    statics = [n.name for n in elastic.layout().static_nodes() if n.queue == "fpga"]
+    elastic.slurm.update_node(statics[0], "drain", reason="test: busy")
+    job = elastic.slurm.sbatch(["--partition=fpga", "--requeue", f"--output={tmp_path}/%j.out"],
+                               wrap="echo $SLURMD_NODENAME")
+    try:
+        wait_for(lambda: job_field(elastic, job, "NodeList") == node, timeout=30, what="the job on the dynamic node")
+        elastic.slurm.update_node(statics[1], "drain", reason="test: keep the job waiting for the boot")
+        elastic.slurm.update_node(statics[0], "resume")
+        # ResumeTimeout (36 s here): the node goes down, Slurm requeues the job, it runs on a static node.
+        assert wait_final(elastic, job) == "COMPLETED"
+        assert (tmp_path / f"{job}.out").read_text().strip() == statics[0]
+    finally:
+        elastic.slurm.update_node(statics[1], "resume")
+        cli(["local", "capacity", "fpga", "--restore"])
+    # The manager recovers the node from down~ to powered down (no POWERED_DOWN+NOT_RESPONDING limbo).
+    wait_for(lambda: elastic.node_state(node) == "idle~", timeout=60, what="the node recovered")
+    assert not (elastic.run_dir / f"boot-{node}.pid").exists()  # ResumeFailProgram ended the boot
+
+
+@pytest.mark.parametrize("options", [[], ["-N", "1"], ["--exclusive"], ["--mem=500M"]],
+                         ids=["plain", "N1", "exclusive", "mem"])
+def test_a_job_requeued_after_a_dynamic_spot_reclaim_runs_again(elastic, tmp_path, options):
+    node = dynamic_node(elastic, "spot", "mixed16")
+    statics = [n.name for n in elastic.layout().static_nodes() if n.queue == "spot"]
+    for name in statics:
+        elastic.slurm.update_node(name, "drain", reason="test: dynamic only")
+    runs = tmp_path / "runs"
+    job = elastic.slurm.sbatch(["--partition=spot", "--requeue", "--constraint=mixed16", *options,
+                                f"--output={tmp_path}/%j.out", "--open-mode=append"],
+                               wrap=f'echo "$SLURMD_NODENAME ${{SLURM_RESTART_COUNT:-0}}" >> {runs}; sleep 8')
+    try:
+        wait_for(lambda: runs.exists() and runs.read_text().strip(), timeout=90, what="first run")
+        notice = spot.send_spot_notice(elastic, node, deadline_s=3)
+        spot.wait_notice_handled(elastic, node, notice, timeout=60)
+        # Reclaimed, the node is reset to powered down (a replaced instance) and boots again for the job.
+        assert wait_final(elastic, job) == "COMPLETED"
+        reasons = {job_field(elastic, job, "Reason")}
+        assert "BadConstraints" not in reasons
+        assert runs.read_text().split() == [node, "0", node, "1"]
+    finally:
+        for name in statics:
+            elastic.slurm.update_node(name, "resume")
+        spot.restore_node(elastic, node)
+
+
+def test_down_and_up_start_dynamic_nodes_powered_down(elastic):
+    node = dynamic_node(elastic, "compute")
+    job = elastic.slurm.sbatch(["--partition=compute", "--constraint=dynamic", "--output=/dev/null"], wrap="true")
+    assert wait_final(elastic, job) == "COMPLETED"
+    assert not node_powered_down(elastic.node_state(node))  # still up, before SuspendTime
+    elastic.down()
+    assert not elastic._alive_slurmd(node)
+    status = elastic.up()
+    assert status["up"] is True
+    assert elastic.node_state(node) == "idle~"
