@@ -12,10 +12,13 @@ from typing import Any
 
 import yaml
 
+from hpctool import resources
 from hpctool.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CLUSTER_CONFIG = REPO_ROOT / "cluster-configs" / "default.yaml"
+# The folder holding bootstrap/, snakemake/, ...: the checkout root, or the wheel's copy (hpctool.resources).
+# Kept for spot.py until the twin split moves it onto hpctool.resources.
+REPO_ROOT = resources.data_root()
+DEFAULT_CLUSTER_CONFIG = resources.path("cluster-configs") / "default.yaml"
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpctool.cluster import REPO_ROOT
 from hpctool.errors import ConfigError, SetupError, UsageError
+from hpctool.resources import path as shipped
 from hpctool.slurm import Slurm
 from hpctool.slurm_parse import AcctJob
 
-SNAKEMAKE_DIR = REPO_ROOT / "snakemake"
+SNAKEMAKE_DIR = shipped("snakemake")
 WORKFLOWS = {"germline": SNAKEMAKE_DIR / "workflows" / "germline"}
 PROFILES = {"twin": SNAKEMAKE_DIR / "profiles" / "twin", "slurm": SNAKEMAKE_DIR / "profiles" / "slurm"}
-TEST_DATA_SCRIPT = REPO_ROOT / "scripts" / "make_test_data.py"
+TEST_DATA_SCRIPT = shipped("scripts/make_test_data.py")
 TEST_DATA_DIR = "test-data"  # inside the run folder: where config/test.yaml looks
 
 # "Job 7 has been submitted with SLURM jobid 85 (log: .../slurm_logs/rule_align/S1/85.log)."

@@ -15,10 +15,11 @@ from urllib.parse import urlparse
 import jinja2
 import yaml
 
-from hpctool.cluster import REPO_ROOT, load_yaml
+from hpctool.cluster import load_yaml
 from hpctool.errors import ConfigError
+from hpctool.resources import path as shipped
 
-CONFIGS_DIR = REPO_ROOT / "cluster-configs"
+CONFIGS_DIR = shipped("cluster-configs")
 TEMPLATE = CONFIGS_DIR / "templates" / "cluster.yaml.j2"
 SPEC_FILE = CONFIGS_DIR / "values-spec.yaml"
 VALUES_DIR = CONFIGS_DIR / "values"
