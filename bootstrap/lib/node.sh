@@ -57,6 +57,11 @@ node_blkid_type() {
   blkid -o value -s TYPE "$1" 2>/dev/null || true
 }
 
+# Prints a device's filesystem label; empty when it has none.
+node_blkid_label() {
+  blkid -o value -s LABEL "$1" 2>/dev/null || true
+}
+
 node_df_avail_gb() {
   df -P -BG "$1" | awk 'NR == 2 { sub("G", "", $4); print $4 }'
 }

@@ -59,7 +59,14 @@ node_mdadm() {
   : >"$2"
 }
 
-node_mkfs_xfs() { record node_mkfs_xfs "$@"; }
+# mkfs writes what blkid then reads: the type and the label, as on a real disk.
+node_mkfs_xfs() {
+  record node_mkfs_xfs "$@"
+  local device="${*: -1}"
+  mkdir -p "${HPCTOOL_ROOT}/fake-blkid"
+  echo xfs >"${HPCTOOL_ROOT}/fake-blkid/${device##*/}"
+  if [[ "$1" == -L ]]; then echo "$2" >"${HPCTOOL_ROOT}/fake-blkid/${device##*/}.label"; fi
+}
 
 node_mount() {
   record node_mount "$@"
@@ -69,6 +76,11 @@ node_mount() {
 node_blkid_type() {
   local signature="${HPCTOOL_ROOT}/fake-blkid/${1##*/}"
   if [[ -f "${signature}" ]]; then cat "${signature}"; fi
+}
+
+node_blkid_label() {
+  local label="${HPCTOOL_ROOT}/fake-blkid/${1##*/}.label"
+  if [[ -f "${label}" ]]; then cat "${label}"; fi
 }
 
 node_df_avail_gb() { printf '%s\n' "${FAKE_DF_GB:-500}"; }
