@@ -22,6 +22,8 @@ node_aws() {
       local source="${*: -2:1}" target="${*: -1}"
       source="${FAKE_S3}/${source#s3://}"
       [[ -d "${source}" ]] || { echo "fatal error: NoSuchBucket ${source}" >&2; return 1; }
+      # --delete: what is no longer in S3 goes from the target too
+      if [[ " $* " == *" --delete "* && -d "${target}" ]]; then find "${target}" -mindepth 1 -delete; fi
       cp -r "${source%/}/." "${target}"
       ;;
     "secretsmanager get-secret-value" | "ssm get-parameter")
