@@ -79,10 +79,6 @@ node_df_avail_gb() {
   df -P -BG "$1" | awk 'NR == 2 { sub("G", "", $4); print $4 }'
 }
 
-node_chown() {
-  chown "$@"
-}
-
 # Runs an installer that was downloaded and checked: bash INSTALLER -b -p PREFIX.
 node_run_installer() {
   bash "$1" -b -p "$2"
