@@ -15,15 +15,34 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from hpctool import resources
 from hpctool.bootstrap_upload import bundle_digest, collect_bundle
+from hpctool.errors import SetupError
 from hpctool.twin import Twin, port_base
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "hpctool-wheel-test"
+
+
+def test_in_a_checkout_the_shipped_folders_are_the_repositorys_own() -> None:
+    assert resources.data_root() == REPO
+    assert resources.path("snakemake") == REPO / "snakemake"
+    assert resources.path("scripts/make_test_data.py") == REPO / "scripts" / "make_test_data.py"
+    with pytest.raises(SetupError, match="not one of the folders hpctool ships"):
+        resources.path("scripts/demo.sh")  # in the checkout, but not in the wheel
+
+
+def test_the_wheel_config_ships_what_resources_knows() -> None:
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    mapping = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
+    assert mapping == {name: f"hpctool/_data/{name}" for name in resources.SHIPPED}
+    for name in resources.SHIPPED:
+        assert (REPO / name).exists(), name
 
 
 def _uv() -> str:
