@@ -4,7 +4,9 @@ They stay at the repository root (people edit them there), and the wheel carries
 under ``hpctool/_data/`` (``[tool.hatch.build.targets.wheel.force-include]`` in pyproject.toml),
 with the same layout, so relative paths between them (the Snakefile's ``../../../envs``) hold in
 both. Installed from a wheel, :func:`data_root` is that ``_data/`` folder; in a checkout or an
-editable install (where ``_data/`` does not exist) it is the repository root.
+editable install (where ``_data/`` does not exist beside this file) it is the repository root.
+(hatch's editable install also copies the folders to ``site-packages/hpctool/_data/``; nothing
+reads that copy, since this file then lives in ``src/hpctool/``, and edits in the checkout count.)
 """
 
 from __future__ import annotations
