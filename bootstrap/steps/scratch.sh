@@ -53,6 +53,17 @@ own_scratch_disk() {
   done < <(instance_store_disks)
 }
 
+# Instance-store disks that are members of an md array the boot did not assemble (yet).
+raid_members() {
+  local block name
+  while read -r block; do
+    name="${block##*/}"
+    if [[ "$(node_blkid_type "${R}/dev/${name}")" == linux_raid_member ]]; then
+      printf '%s\n' "${R}/dev/${name}"
+    fi
+  done < <(instance_store_disks)
+}
+
 # Instance-store NVMe disks nobody uses yet: no holders (RAID, LVM), no partitions, not
 # mounted, and no filesystem or RAID signature.
 free_instance_store_disks() {
@@ -124,7 +135,17 @@ UNIT
 
 own_disk=""
 if [[ ! -e "${md_device}" ]]; then
-  own_disk="$(own_scratch_disk)"
+  # After a reboot udev usually assembles the array before this runs; if it has not, assemble
+  # ours (by its name, so a foreign array on these disks is never taken for it).
+  mapfile -t members < <(raid_members)
+  if ((${#members[@]})); then
+    log "array members ${members[*]#"${R}"} found, array not assembled: assembling ${md_device#"${R}"}"
+    node_mdadm --assemble "${md_device}" --name=hpctool-scratch "${members[@]}" ||
+      die "mdadm could not assemble ${md_device#"${R}"} from ${members[*]#"${R}"}" \
+        "see 'mdadm --examine ${members[0]#"${R}"}'; if they belong to another array, stop it or wipe them by hand"
+  else
+    own_disk="$(own_scratch_disk)"
+  fi
 fi
 if [[ -e "${md_device}" ]]; then
   device="${md_device}"

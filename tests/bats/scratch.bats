@@ -204,3 +204,19 @@ reboot_node() {
   [ "${is_mounted_at}" = "${HPCTOOL_ROOT}/scratch" ]
   [ -z "$(calls_of node_systemctl)" ]  # the unit is already in place: nothing to reload
 }
+
+@test "scratch: after a reboot that did not assemble the array, the step assembles ours by name and mounts it" {
+  add_nvme nvme1n1
+  add_nvme nvme2n1
+  run_step scratch
+  [ "$status" -eq 0 ]
+  reboot_node
+  rm "${HPCTOOL_ROOT}/dev/md/hpctool-scratch"  # udev has not assembled it
+  echo linux_raid_member >"${HPCTOOL_ROOT}/fake-blkid/nvme1n1"
+  echo linux_raid_member >"${HPCTOOL_ROOT}/fake-blkid/nvme2n1"
+  run_step scratch
+  [ "$status" -eq 0 ]
+  [ "$(calls_of node_mdadm)" = "node_mdadm --assemble ${HPCTOOL_ROOT}/dev/md/hpctool-scratch --name=hpctool-scratch ${HPCTOOL_ROOT}/dev/nvme1n1 ${HPCTOOL_ROOT}/dev/nvme2n1" ]
+  [ -z "$(calls_of node_mkfs_xfs)" ]
+  [ "$(calls_of node_mount)" = "node_mount -o noatime ${HPCTOOL_ROOT}/dev/md/hpctool-scratch ${HPCTOOL_ROOT}/scratch" ]
+}
