@@ -164,6 +164,8 @@ verify_bundle() {
     return 0
   fi
   # JSON is read by Python's own parser (every node image has python3); the sums by sha256sum.
+  command -v python3 >/dev/null 2>&1 || fail "python3 is missing, so ${manifest#"${R}"} cannot be read" \
+    "use a node image with python3 (every ParallelCluster AMI has it)"
   listing="$(python3 -I -c '
 import hashlib, json, sys
 body = json.load(open(sys.argv[1]))
