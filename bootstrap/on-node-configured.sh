@@ -148,6 +148,54 @@ case "${source_uri}" in
 esac
 [[ -f "${bundle}/bootstrap/lib/common.sh" ]] ||
   fail "${source_uri} holds no bootstrap/lib/common.sh" "upload the bundle with 'hpctool bootstrap upload'"
+
+# --- is it the bundle that was uploaded? ------------------------------------------------------
+# `hpctool bootstrap upload` writes manifest.json last: every file's SHA-256 and the digest that
+# names the prefix. This script (fetched by ParallelCluster itself) checks the synced files
+# against it before running any of them: a file changed, added or missing in S3, or a sync cut
+# short, stops the bootstrap here and names the file. A bundle from S3 must have a manifest; a
+# local folder (a checkout, for tests and admins) is checked when it has one.
+verify_bundle() {
+  local manifest="${bundle}/manifest.json" listing digest want_digest checks bad extra
+  if [[ ! -f "${manifest}" ]]; then
+    [[ "${source_uri}" != s3://* ]] || fail "${source_uri} has no manifest.json, so the bundle cannot be checked" \
+      "upload the bundle with 'hpctool bootstrap upload' (it writes manifest.json last; none means an upload that did not finish)"
+    say "bundle ${bundle#"${R}"}: a local folder without manifest.json; not verified"
+    return 0
+  fi
+  # JSON is read by Python's own parser (every node image has python3); the sums by sha256sum.
+  command -v python3 >/dev/null 2>&1 || fail "python3 is missing, so ${manifest#"${R}"} cannot be read" \
+    "use a node image with python3 (every ParallelCluster AMI has it)"
+  listing="$(python3 -I -c '
+import hashlib, json, sys
+body = json.load(open(sys.argv[1]))
+files = body["files"]
+digest = hashlib.sha256("".join(f"{p}\0{files[p]}\n" for p in sorted(files)).encode()).hexdigest()[:12]
+print(body["digest"], digest)
+for path in sorted(files):
+    print(f"{files[path]}  {path}")
+' "${manifest}" 2>&1)" || fail "${source_uri}: manifest.json is not a manifest of 'hpctool bootstrap upload'" \
+    "upload the bundle again with 'hpctool bootstrap upload'"
+  read -r want_digest digest <<<"${listing%%$'\n'*}"
+  checks="${listing#*$'\n'}"
+  [[ "${want_digest}" == "${digest}" ]] ||
+    fail "${source_uri}: manifest.json says digest ${want_digest}, its file list hashes to ${digest}" \
+      "upload the bundle again with 'hpctool bootstrap upload'"
+  if [[ "${source_uri%/}" =~ /([0-9a-f]{12})$ && "${BASH_REMATCH[1]}" != "${digest}" ]]; then
+    fail "${source_uri}: the prefix names bundle ${BASH_REMATCH[1]}, its manifest is of bundle ${digest}" \
+      "point the Script URI at the prefix 'hpctool bootstrap upload' printed"
+  fi
+  bad="$(cd "${bundle}" && sha256sum --check --quiet <<<"${checks}" 2>&1)" || true
+  if [[ -n "${bad}" ]]; then
+    fail "${source_uri}: files differ from the uploaded bundle ${digest}: $(sed -n 's/: FAILED open or read$/ (missing)/p; s/: FAILED$//p' <<<"${bad}" | paste -sd' ')" \
+      "the bundle was changed in S3 after the upload, or the sync did not finish: upload it again with 'hpctool bootstrap upload'"
+  fi
+  extra="$(cd "${bundle}" && find bootstrap envs -type f 2>/dev/null | sort | comm -23 - <(cut -c67- <<<"${checks}" | sort))"
+  [[ -z "${extra}" ]] || fail "${source_uri}: files not in the uploaded bundle ${digest}: $(paste -sd' ' <<<"${extra}")" \
+    "something else wrote into the bundle's prefix; upload the bundle again with 'hpctool bootstrap upload'"
+  say "bundle ${digest}: $(wc -l <<<"${checks}") files match manifest.json"
+}
+verify_bundle
 export HPCTOOL_BUNDLE="${bundle}"
 # shellcheck source=bootstrap/lib/common.sh
 . "${bundle}/bootstrap/lib/common.sh"

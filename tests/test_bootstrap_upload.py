@@ -13,7 +13,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
-from hpctool.aws import S3, parameter_value, secret_string
+from hpctool.aws import S3
 from hpctool.bootstrap_upload import ENTRY_SCRIPT, bundle_digest, collect_bundle, upload_bundle
 from hpctool.cli import main
 from hpctool.errors import AwsError, ConfigError, UsageError
@@ -44,7 +44,8 @@ def s3():
 
 def count_puts(store: S3) -> list[str]:
     keys: list[str] = []
-    store.on_call("PutObject", lambda params, **_: keys.append(params["Key"]))
+    store.client.meta.events.register("provide-client-params.s3.PutObject",
+                                      lambda params, **_: keys.append(params["Key"]))
     return keys
 
 
@@ -90,7 +91,8 @@ def test_digest_covers_paths_and_contents(bundle_root: Path):
 def test_upload_keys_and_checksums(bundle_root: Path, s3):
     store = S3(s3_client=s3)
     sent: dict[str, str] = {}  # moto stores no ChecksumSHA256, so the request itself is checked
-    store.on_call("PutObject", lambda params, **_: sent.__setitem__(params["Key"], params["ChecksumSHA256"]))
+    store.client.meta.events.register("provide-client-params.s3.PutObject",
+                                      lambda params, **_: sent.__setitem__(params["Key"], params["ChecksumSHA256"]))
     report = upload_bundle(BUCKET, "team/hpctool/", s3=store, root=bundle_root)
     files = collect_bundle(bundle_root)
     prefix = f"team/hpctool/{bundle_digest(files)}"
@@ -209,18 +211,3 @@ def test_bad_input_gets_clear_errors(bundle_root: Path, s3, tmp_path: Path):
         upload_bundle("no-such-bucket-here", "hpctool", s3=S3(s3_client=s3), root=bundle_root)
     with pytest.raises(ConfigError, match="bootstrap/on-node-configured.sh: no such file"):
         upload_bundle(BUCKET, "hpctool", s3=S3(s3_client=s3), root=tmp_path)
-
-
-def test_secrets_and_parameters_are_read_and_errors_name_them():
-    with mock_aws():
-        sm = boto3.client("secretsmanager", region_name="us-east-1")
-        sm.create_secret(Name="hpctool/dragen", SecretString="lic-123")
-        ssm = boto3.client("ssm", region_name="us-east-1")
-        ssm.put_parameter(Name="/hpctool/dragen", Value="lic-456", Type="SecureString")
-        assert secret_string("hpctool/dragen", sm_client=sm) == "lic-123"
-        assert parameter_value("/hpctool/dragen", ssm_client=ssm) == "lic-456"
-        with pytest.raises(AwsError, match="Secrets Manager secret hpctool/missing: cannot read") as err:
-            secret_string("hpctool/missing", sm_client=sm)
-        assert "lic-123" not in str(err.value)
-        with pytest.raises(AwsError, match="SSM parameter /hpctool/missing: cannot read"):
-            parameter_value("/hpctool/missing", ssm_client=ssm)

@@ -10,6 +10,7 @@ finished and end with VCFs concordant with the clean run's.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,23 @@ from conftest import wait_for
 from hpctool import concordance, workflow
 from hpctool.slurm import Slurm
 from hpctool.twin import Twin, spot
+
+# Snakemake's line for a job it saw finish (and recorded as done).
+_FINISHED = re.compile(r"^Finished jobid: (?P<job>\S+) \(Rule: (?P<rule>\w+)\)", re.MULTILINE)
+
+
+def _finished_submissions(log_text: str) -> list[workflow.SlurmRuleJob]:
+    """The Slurm jobs of one Snakemake log that Snakemake itself saw finish."""
+    done_ids = {job for job, _ in _FINISHED.findall(log_text)}
+    return [job for job in workflow.parse_submissions(log_text) if job.snakemake_job in done_ids]
+
+
+def _partitions_by_rule(records: list[workflow.RuleJobRecord]) -> dict[str, set[str]]:
+    result: dict[str, set[str]] = {}
+    for record in records:
+        for rule in record.rules:
+            result.setdefault(rule, set()).add(record.acct.partition)
+    return result
 
 pytestmark = pytest.mark.twin
 
@@ -113,7 +131,7 @@ def test_every_rule_ran_in_its_intended_partition(clean_run: Run, slurm: Slurm) 
     # 1 reference index, 4 x (align, sort_markdup, call_sample+qc_sample as one group job), 1 joint call
     assert len(records) == 14, [(r.rules, r.wildcards) for r in records]
     assert all(r.acct.state == "COMPLETED" for r in records), [(r.rules, r.acct.state) for r in records]
-    ran_in = workflow.partitions_by_rule(records)
+    ran_in = _partitions_by_rule(records)
     assert ran_in == {rule: {partition} for rule, partition in INTENDED_PARTITION.items()}
 
 
@@ -192,7 +210,7 @@ def test_killed_snakemake_resumes_without_redoing_finished_outputs(
     run = killed_then_interrupted
     assert run.first_exit != 0
     done_before = {(j.rules, j.wildcards) for log in run.first_logs
-                   for j in workflow.finished_submissions(log.read_text(errors="replace"))}
+                   for j in _finished_submissions(log.read_text(errors="replace"))}
     assert (("index_reference",), "") in done_before, done_before
     assert {(("align",), s) for s in SAMPLES} <= done_before, done_before
     assert run.resumed_exit == 0, f"the resumed run failed; see {run.resumed.output}"

@@ -10,7 +10,13 @@ import pytest
 from conftest import assert_golden
 from hpctool.cluster import ComputeResource, Queue, load_cluster
 from hpctool.errors import SetupError
-from hpctool.twin.conf import TwinPaths, power_timings, render_power_script, render_slurm_conf, render_slurmdbd_conf
+from hpctool.twin.conf import (
+    TwinPaths,
+    power_timings,
+    render_power_script,
+    render_slurm_conf,
+    render_slurmdbd_conf,
+)
 from hpctool.twin.layout import plan_layout
 from hpctool.twin.spot import SpotServices
 

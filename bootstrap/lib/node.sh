@@ -3,13 +3,26 @@
 # The bats tests replace every function here (HPCTOOL_TEST_WRAPPERS); nothing else in the
 # bootstrap calls these programs directly.
 
-# IMDSv2 only (the cluster requires it): a session token first, then the metadata path.
+# IMDSv2 only (the cluster requires it): a session token first, then the metadata path. IMDS
+# throttles and has hiccups while an instance boots: curl retries what is transient (timeouts,
+# refused connections, 429, 5xx) with a growing delay, and a token refused as stale (401) is
+# replaced once. A 404 (no such path) is an answer, not retried. HPCTOOL_IMDS_ENDPOINT points the
+# tests at a loopback emulator.
 node_imds() {
-  local path="$1" token
-  token="$(curl -sS --fail --max-time 5 -X PUT "http://169.254.169.254/latest/api/token" \
-    -H "X-aws-ec2-metadata-token-ttl-seconds: 300")"
-  curl -sS --fail --max-time 5 -H "X-aws-ec2-metadata-token: ${token}" \
-    "http://169.254.169.254/latest/${path}"
+  local path="$1" endpoint="${HPCTOOL_IMDS_ENDPOINT:-http://169.254.169.254}" token reply code attempt
+  local retry=(--retry "${HPCTOOL_IMDS_RETRIES:-6}" --retry-connrefused --retry-max-time 60 --max-time 5)
+  for attempt in 1 2; do
+    token="$(curl -sS --fail "${retry[@]}" -X PUT "${endpoint}/latest/api/token" \
+      -H "X-aws-ec2-metadata-token-ttl-seconds: 300")" || return 1
+    reply="$(curl -sS "${retry[@]}" -w '\n%{http_code}' -H "X-aws-ec2-metadata-token: ${token}" \
+      "${endpoint}/latest/${path}")" || return 1
+    code="${reply##*$'\n'}"
+    case "${code}" in
+      200) printf '%s\n' "${reply%$'\n'*}"; return 0 ;;
+      401) ((attempt == 1)) || { echo "IMDS refused a fresh session token for ${path} (401)" >&2; return 1; } ;;
+      *) echo "IMDS ${path}: HTTP ${code}" >&2; return 1 ;;
+    esac
+  done
 }
 
 node_aws() {
@@ -57,12 +70,13 @@ node_blkid_type() {
   blkid -o value -s TYPE "$1" 2>/dev/null || true
 }
 
-node_df_avail_gb() {
-  df -P -BG "$1" | awk 'NR == 2 { sub("G", "", $4); print $4 }'
+# Prints a device's filesystem label; empty when it has none.
+node_blkid_label() {
+  blkid -o value -s LABEL "$1" 2>/dev/null || true
 }
 
-node_chown() {
-  chown "$@"
+node_df_avail_gb() {
+  df -P -BG "$1" | awk 'NR == 2 { sub("G", "", $4); print $4 }'
 }
 
 # Runs an installer that was downloaded and checked: bash INSTALLER -b -p PREFIX.

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Step conda: Miniforge (conda + mamba) on the shared apps filesystem, installed once for the
 # cluster; every environment file in envs/ created once and exposed as a Lua modulefile
-# <apps>/modulefiles/<name>/<version>.lua. A lock on shared storage makes the nodes that boot at
-# the same time wait for one installer instead of racing it.
+# <apps>/modulefiles/<name>/<version>.lua. A lock on shared storage makes the nodes that must
+# build wait for one builder instead of racing it; a node that finds everything built (every boot
+# after the first) takes no lock, so a long build elsewhere never holds up its boot.
 set -euo pipefail
 # shellcheck source=bootstrap/lib/common.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../lib/common.sh"
@@ -15,10 +16,6 @@ version="${HPCTOOL_MINIFORGE_VERSION:?}"
 envs_dir="${HPCTOOL_BUNDLE:?}/envs"
 
 mkdir -p "${apps}" "${envs_root}" "${modulefiles}"
-exec 8>"${apps}/.hpctool-conda.lock"
-log "waiting for the conda lock ${apps#"${R}"}/.hpctool-conda.lock"
-flock -w 7200 8 || die "another node held ${apps#"${R}"}/.hpctool-conda.lock for two hours" \
-  "look at /var/log/hpctool/conda.log on the node that is installing (usually the head node)"
 
 install_miniforge() {
   local arch url work expected actual
@@ -39,19 +36,6 @@ install_miniforge() {
   node_run_installer "${work}/installer.sh" "${conda_root}" || die "the Miniforge installer failed"
   printf '%s\n' "${version}" >"${conda_root}/.hpctool-installed"
 }
-
-if [[ -f "${conda_root}/.hpctool-installed" ]]; then
-  log "Miniforge $(cat "${conda_root}/.hpctool-installed") is installed at ${conda_root#"${R}"}"
-else
-  if [[ -e "${conda_root}" ]]; then
-    # No completion marker: an install that was interrupted. Conda prefixes cannot be moved,
-    # so it is removed and installed again in place (under the lock).
-    log "removing the unfinished install at ${conda_root#"${R}"}"
-    rm -rf "${conda_root}"
-  fi
-  install_miniforge
-  log "Miniforge ${version} installed at ${conda_root#"${R}"}"
-fi
 
 # The module name and version of an env file: its '# hpctool-module: NAME/VERSION' comment, else
 # the 'name:' field and a short content hash.
@@ -87,13 +71,53 @@ LUA
 
 shopt -s nullglob
 env_files=("${envs_dir}"/*.yaml "${envs_dir}"/*.yml)
+
+# --envs NAME,... builds only those modules (by name); 'all' builds every file.
+wanted="${HPCTOOL_ENVS:-all}"
+
+# True when something is left to build: Miniforge, or a wanted environment without its marker.
+# Markers are written last, after a complete build, so "all markers there" means "all built".
+needs_build() {
+  local file module
+  [[ -f "${conda_root}/.hpctool-installed" ]] || return 0
+  for file in "${env_files[@]}"; do
+    module="$(module_of "${file}" "$(sha256sum "${file}" | awk '{ print $1 }')")"
+    if [[ "${wanted}" == all ]] || in_list "${module%%/*}" "${wanted}"; then
+      [[ -f "${envs_root}/${module}/.hpctool-env-sha256" ]] || return 0
+    fi
+  done
+  return 1
+}
+
+# Lock only to build, and look again once the lock is ours: the node that held it may have built
+# everything meanwhile, and then this one builds nothing.
+if needs_build; then
+  exec 8>"${apps}/.hpctool-conda.lock"
+  log "something to build: waiting for the conda lock ${apps#"${R}"}/.hpctool-conda.lock"
+  flock -w 7200 8 || die "another node held ${apps#"${R}"}/.hpctool-conda.lock for two hours" \
+    "look at /var/log/hpctool/conda.log on the node that is installing (usually the head node)"
+  needs_build || log "another node built everything while this one waited for the lock"
+else
+  log "Miniforge and every environment are built; no lock needed"
+fi
+
+if [[ -f "${conda_root}/.hpctool-installed" ]]; then
+  log "Miniforge $(cat "${conda_root}/.hpctool-installed") is installed at ${conda_root#"${R}"}"
+else
+  if [[ -e "${conda_root}" ]]; then
+    # No completion marker: an install that was interrupted. Conda prefixes cannot be moved,
+    # so it is removed and installed again in place (under the lock).
+    log "removing the unfinished install at ${conda_root#"${R}"}"
+    rm -rf "${conda_root}"
+  fi
+  install_miniforge
+  log "Miniforge ${version} installed at ${conda_root#"${R}"}"
+fi
+
 if ((${#env_files[@]} == 0)); then
   log "no environment files in envs/; nothing to build"
   exit 0
 fi
-
-# --envs NAME,... builds only those modules (by name); 'all' builds every file.
-wanted="${HPCTOOL_ENVS:-all}"
 declare -A seen=() found=()
 built=0
 for file in "${env_files[@]}"; do

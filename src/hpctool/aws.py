@@ -1,15 +1,13 @@
-"""The one module that talks to AWS through boto3: small, general S3, SSM and Secrets Manager calls.
+"""The one module that talks to AWS through boto3: clients, and small, general S3 calls.
 
-Every AWS failure becomes an :class:`~hpctool.errors.AwsError` that names the bucket, key,
-parameter or secret and says what to check. Secret values are returned, never logged or put in
-an error message.
+Every AWS failure becomes an :class:`~hpctool.errors.AwsError` that names the bucket or key and
+says what to check.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
-from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -82,30 +80,3 @@ class S3:
                                    ChecksumSHA256=sha256_base64(data))
         except (ClientError, BotoCoreError) as exc:
             raise _wrap(exc, f"s3://{bucket}/{key}: cannot upload", f"check s3:PutObject on bucket {bucket}") from exc
-
-    def on_call(self, operation: str, callback: Callable[..., None]) -> None:
-        """Call ``callback(params=API_PARAMETERS, ...)`` before each ``operation`` (e.g. "PutObject")."""
-        self.client.meta.events.register(f"provide-client-params.s3.{operation}", callback)
-
-
-def secret_string(secret_id: str, region: str | None = None, sm_client: Any = None) -> str:
-    """The SecretString of a Secrets Manager secret."""
-    sm = sm_client if sm_client is not None else client("secretsmanager", region)
-    try:
-        return sm.get_secret_value(SecretId=secret_id)["SecretString"]
-    except (ClientError, BotoCoreError) as exc:
-        raise _wrap(exc, f"Secrets Manager secret {secret_id}: cannot read",
-                    "check that it exists in this region and that you may secretsmanager:GetSecretValue") from exc
-    except KeyError as exc:
-        raise AwsError(f"Secrets Manager secret {secret_id} has no SecretString",
-                       "store the value as a string, not as binary") from exc
-
-
-def parameter_value(name: str, region: str | None = None, ssm_client: Any = None) -> str:
-    """The (decrypted) value of an SSM Parameter Store parameter."""
-    ssm = ssm_client if ssm_client is not None else client("ssm", region)
-    try:
-        return ssm.get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
-    except (ClientError, BotoCoreError) as exc:
-        raise _wrap(exc, f"SSM parameter {name}: cannot read",
-                    "check that it exists in this region and that you may ssm:GetParameter (and kms:Decrypt)") from exc

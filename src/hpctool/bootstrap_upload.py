@@ -23,8 +23,9 @@ from typing import Any
 
 from hpctool.atomic import write_atomic
 from hpctool.aws import S3
-from hpctool.cluster import REPO_ROOT, load_yaml
+from hpctool.cluster import load_yaml
 from hpctool.errors import ConfigError, UsageError
+from hpctool.resources import data_root
 
 BUNDLE_DIRS = ("bootstrap", "envs")
 ENTRY_SCRIPT = "bootstrap/on-node-configured.sh"
@@ -90,11 +91,12 @@ class UploadReport:
         }
 
 
-def collect_bundle(root: Path = REPO_ROOT) -> list[BundleFile]:
-    """The files of ``bootstrap/`` and ``envs/`` under ``root``, sorted by path."""
+def collect_bundle(root: Path | None = None) -> list[BundleFile]:
+    """The files of ``bootstrap/`` and ``envs/`` under ``root`` (the shipped ones by default), by path."""
+    root = root if root is not None else data_root()
     if not (root / ENTRY_SCRIPT).is_file():
         raise ConfigError(f"{root / ENTRY_SCRIPT}: no such file",
-                          "run from an hpctool checkout (or pass its root), which has bootstrap/")
+                          "reinstall hpctool (its wheel ships bootstrap/), or pass the root of a checkout")
     files = []
     for top in BUNDLE_DIRS:
         base = root / top
@@ -206,7 +208,7 @@ def _parse(text: str, path: Path) -> Any:
 
 # --- the upload -----------------------------------------------------------------------------------
 
-def upload_bundle(bucket: str, prefix: str, *, s3: S3 | None = None, root: Path = REPO_ROOT,
+def upload_bundle(bucket: str, prefix: str, *, s3: S3 | None = None, root: Path | None = None,
                   config: str | Path | None = None, write: bool = False, dry_run: bool = False,
                   region: str | None = None, progress: Progress = lambda _: None) -> UploadReport:
     """Upload the bundle (unless ``dry_run``) and check, or with ``write`` fix, the config's Scripts."""

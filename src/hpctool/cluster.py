@@ -12,10 +12,10 @@ from typing import Any
 
 import yaml
 
+from hpctool import resources
 from hpctool.errors import ConfigError
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_CLUSTER_CONFIG = REPO_ROOT / "cluster-configs" / "default.yaml"
+DEFAULT_CLUSTER_CONFIG = resources.path("cluster-configs") / "default.yaml"
 
 
 @dataclass(frozen=True)

@@ -15,15 +15,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpctool.cluster import REPO_ROOT
 from hpctool.errors import ConfigError, SetupError, UsageError
+from hpctool.resources import path as shipped
 from hpctool.slurm import Slurm
 from hpctool.slurm_parse import AcctJob
 
-SNAKEMAKE_DIR = REPO_ROOT / "snakemake"
+SNAKEMAKE_DIR = shipped("snakemake")
 WORKFLOWS = {"germline": SNAKEMAKE_DIR / "workflows" / "germline"}
 PROFILES = {"twin": SNAKEMAKE_DIR / "profiles" / "twin", "slurm": SNAKEMAKE_DIR / "profiles" / "slurm"}
-TEST_DATA_SCRIPT = REPO_ROOT / "scripts" / "make_test_data.py"
+TEST_DATA_SCRIPT = shipped("scripts/make_test_data.py")
 TEST_DATA_DIR = "test-data"  # inside the run folder: where config/test.yaml looks
 
 # "Job 7 has been submitted with SLURM jobid 85 (log: .../slurm_logs/rule_align/S1/85.log)."
@@ -147,16 +147,6 @@ def parse_submissions(log_text: str, read_job_log: Callable[[Path], str | None] 
     return jobs
 
 
-_FINISHED = re.compile(r"^Finished jobid: (?P<job>\S+) \(Rule: (?P<rule>\w+)\)", re.MULTILINE)
-
-
-def finished_submissions(log_text: str) -> list[SlurmRuleJob]:
-    """The Slurm jobs of one Snakemake log that Snakemake itself saw finish (and recorded as done)."""
-    finished = set(_FINISHED.findall(log_text))
-    done_ids = {job for job, _ in finished}
-    return [job for job in parse_submissions(log_text) if job.snakemake_job in done_ids]
-
-
 def _read_if_there(path: Path) -> str | None:
     try:
         return path.read_text(errors="replace")
@@ -192,11 +182,3 @@ def rule_jobs(slurm: Slurm, run_dir: Path) -> list[RuleJobRecord]:
         return []
     acct = {record.job_id: record for record in slurm.sacct([j.slurm_job_id for j in jobs])}
     return [RuleJobRecord(j.rules, j.wildcards, acct[j.slurm_job_id]) for j in jobs if j.slurm_job_id in acct]
-
-
-def partitions_by_rule(records: list[RuleJobRecord]) -> dict[str, set[str]]:
-    result: dict[str, set[str]] = {}
-    for record in records:
-        for rule in record.rules:
-            result.setdefault(rule, set()).add(record.acct.partition)
-    return result

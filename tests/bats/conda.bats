@@ -136,3 +136,39 @@ setup() {
   done
   [ "$(find "${APPS}/modulefiles" -name '*.lua' | wc -l)" -eq "$(ls "${REPO}"/envs/*.yaml | wc -l)" ]
 }
+
+@test "conda: a node that finds everything built takes no lock, so a build elsewhere does not hold it up" {
+  run_step conda
+  [ "$status" -eq 0 ]
+  # Another node holds the lock (building something) for longer than this test may take.
+  bash -c 'exec 9>"$1"; flock 9; exec sleep 60' _ "${APPS}/.hpctool-conda.lock" 3>&- &
+  holder=$!  # the sleep itself holds the lock: killing it lets go
+  sleep 0.3
+  : >"${FAKE_CALLS}"
+  SECONDS=0
+  run timeout 20 bash -c 'HPCTOOL_STEP=conda HPCTOOL_BUNDLE="$1" HPCTOOL_APPS=/shared/apps HPCTOOL_MINIFORGE_VERSION=25.3.0-3 bash "$1/bootstrap/steps/conda.sh"' _ "${BUNDLE}"
+  kill "${holder}"
+  [ "$status" -eq 0 ]
+  ((SECONDS < 10))
+  [[ "$output" == *"every environment are built; no lock needed"* ]]
+  [[ "$output" != *"waiting for the conda lock"* ]]
+  [ ! -s "${FAKE_CALLS}" ]
+}
+
+@test "conda: a node that must build takes the lock, then looks again and builds nothing another node built" {
+  run_step conda
+  [ "$status" -eq 0 ]
+  marker="${APPS}/conda-envs/aligners/1.0/.hpctool-env-sha256"
+  mv "${marker}" "${BATS_TEST_TMPDIR}/marker"
+  # The other node: holds the lock while it "finishes" aligners/1.0, then lets go.
+  flock "${APPS}/.hpctool-conda.lock" bash -c 'sleep 2; mv "$1" "$2"' _ "${BATS_TEST_TMPDIR}/marker" "${marker}" 3>&- &
+  sleep 0.3
+  : >"${FAKE_CALLS}"
+  run_step conda
+  wait
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"something to build: waiting for the conda lock"* ]]
+  [[ "$output" == *"another node built everything while this one waited"* ]]
+  [ -z "$(grep '^mamba env create' "${FAKE_CALLS}")" ]
+  [[ "$output" == *"environment aligners/1.0: already built"* ]]
+}

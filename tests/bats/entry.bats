@@ -116,8 +116,7 @@ steps_run() {  # the steps that started, in order, from the main log
 
 @test "entry: run alone as ParallelCluster does, it fetches the bundle from the S3 prefix of its own URL" {
   make_node HeadNode
-  mkdir -p "${FAKE_S3}/bucket/hpctool/0123456789ab"
-  cp -r "${BUNDLE}/bootstrap" "${BUNDLE}/envs" "${FAKE_S3}/bucket/hpctool/0123456789ab/"
+  digest="$(upload_to_fake_s3 bucket hpctool)"
   lonely="${BATS_TEST_TMPDIR}/tmp.XYZ"
   cp "${BUNDLE}/bootstrap/on-node-configured.sh" "${lonely}"
   # Before the bundle is here, the entry calls the aws CLI itself: a stand-in on PATH.
@@ -125,9 +124,10 @@ steps_run() {  # the steps that started, in order, from the main log
   printf '#!/usr/bin/env bash\n. "%s"\nnode_aws "$@"\n' "${HPCTOOL_TEST_WRAPPERS}" >"${BATS_TEST_TMPDIR}/bin/aws"
   chmod +x "${BATS_TEST_TMPDIR}/bin/aws"
   PATH="${BATS_TEST_TMPDIR}/bin:${PATH}" \
-    cfn_postinstall=s3://bucket/hpctool/0123456789ab/bootstrap/on-node-configured.sh run bash "${lonely}" --only lmod
+    cfn_postinstall="s3://bucket/hpctool/${digest}/bootstrap/on-node-configured.sh" run bash "${lonely}" --only lmod
   [ "$status" -eq 0 ]
-  grep -qx "node_aws s3 sync --only-show-errors --delete s3://bucket/hpctool/0123456789ab/ ${HPCTOOL_ROOT}/opt/hpctool/bundle/" "${FAKE_CALLS}"
+  grep -qx "node_aws s3 sync --only-show-errors --delete s3://bucket/hpctool/${digest}/ ${HPCTOOL_ROOT}/opt/hpctool/bundle/" "${FAKE_CALLS}"
+  grep -qE "\[bootstrap\] bundle ${digest}: [0-9]+ files match manifest.json$" "${HPCTOOL_ROOT}/var/log/hpctool/bootstrap.log"
   [ -f "${HPCTOOL_ROOT}/opt/hpctool/bundle/envs/aligners.yaml" ]
   [ "$(steps_run)" = "lmod" ]
 }
@@ -150,4 +150,53 @@ steps_run() {  # the steps that started, in order, from the main log
   bootstrap --source s3://other-bucket/hpctool/0123456789ab --bucket hpctool-dev-artifacts
   [ "$status" -ne 0 ]
   [[ "$output" == *"is not in --bucket hpctool-dev-artifacts"* ]]
+}
+
+# run_from_s3 URI_PREFIX: the entry script alone, as ParallelCluster runs it, fetching from $FAKE_S3.
+run_from_s3() {
+  cp "${BUNDLE}/bootstrap/on-node-configured.sh" "${BATS_TEST_TMPDIR}/lonely.sh"
+  mkdir -p "${BATS_TEST_TMPDIR}/bin"
+  printf '#!/usr/bin/env bash\n. "%s"\nnode_aws "$@"\n' "${HPCTOOL_TEST_WRAPPERS}" >"${BATS_TEST_TMPDIR}/bin/aws"
+  chmod +x "${BATS_TEST_TMPDIR}/bin/aws"
+  PATH="${BATS_TEST_TMPDIR}/bin:${PATH}" run bash "${BATS_TEST_TMPDIR}/lonely.sh" --source "$1" --only lmod
+}
+
+@test "entry: a bundle file changed in S3 after the upload stops the bootstrap and names the file" {
+  make_node HeadNode
+  digest="$(upload_to_fake_s3 bucket hpctool)"
+  printf 'echo injected\n' >>"${FAKE_S3}/bucket/hpctool/${digest}/bootstrap/steps/lmod.sh"
+  run_from_s3 "s3://bucket/hpctool/${digest}"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"files differ from the uploaded bundle ${digest}: bootstrap/steps/lmod.sh"* ]]
+  [ -z "$(steps_run)" ]
+  [ -z "$(calls_of node_pkg_install)" ]
+}
+
+@test "entry: a file missing from, or added to, the synced bundle is named" {
+  make_node HeadNode
+  digest="$(upload_to_fake_s3 bucket hpctool)"
+  rm "${FAKE_S3}/bucket/hpctool/${digest}/envs/aligners.yaml"
+  run_from_s3 "s3://bucket/hpctool/${digest}"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"files differ from the uploaded bundle ${digest}: envs/aligners.yaml (missing)"* ]]
+  make_node HeadNode
+  digest="$(upload_to_fake_s3 bucket hpctool)"
+  printf '#!/bin/sh\n' >"${FAKE_S3}/bucket/hpctool/${digest}/bootstrap/steps/extra.sh"
+  run_from_s3 "s3://bucket/hpctool/${digest}"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"files not in the uploaded bundle ${digest}: bootstrap/steps/extra.sh"* ]]
+}
+
+@test "entry: an S3 bundle without manifest.json, or under another bundle's prefix, is refused" {
+  make_node HeadNode
+  digest="$(upload_to_fake_s3 bucket hpctool)"
+  mv "${FAKE_S3}/bucket/hpctool/${digest}" "${FAKE_S3}/bucket/hpctool/0123456789ab"
+  run_from_s3 "s3://bucket/hpctool/0123456789ab"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"the prefix names bundle 0123456789ab, its manifest is of bundle ${digest}"* ]]
+  rm "${FAKE_S3}/bucket/hpctool/0123456789ab/manifest.json"
+  run_from_s3 "s3://bucket/hpctool/0123456789ab"
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"has no manifest.json, so the bundle cannot be checked"* ]]
+  [ -z "$(steps_run)" ]
 }

@@ -22,6 +22,8 @@ node_aws() {
       local source="${*: -2:1}" target="${*: -1}"
       source="${FAKE_S3}/${source#s3://}"
       [[ -d "${source}" ]] || { echo "fatal error: NoSuchBucket ${source}" >&2; return 1; }
+      # --delete: what is no longer in S3 goes from the target too
+      if [[ " $* " == *" --delete "* && -d "${target}" ]]; then find "${target}" -mindepth 1 -delete; fi
       cp -r "${source%/}/." "${target}"
       ;;
     "secretsmanager get-secret-value" | "ssm get-parameter")
@@ -59,7 +61,14 @@ node_mdadm() {
   : >"$2"
 }
 
-node_mkfs_xfs() { record node_mkfs_xfs "$@"; }
+# mkfs writes what blkid then reads: the type and the label, as on a real disk.
+node_mkfs_xfs() {
+  record node_mkfs_xfs "$@"
+  local device="${*: -1}"
+  mkdir -p "${HPCTOOL_ROOT}/fake-blkid"
+  echo xfs >"${HPCTOOL_ROOT}/fake-blkid/${device##*/}"
+  if [[ "$1" == -L ]]; then echo "$2" >"${HPCTOOL_ROOT}/fake-blkid/${device##*/}.label"; fi
+}
 
 node_mount() {
   record node_mount "$@"
@@ -69,6 +78,11 @@ node_mount() {
 node_blkid_type() {
   local signature="${HPCTOOL_ROOT}/fake-blkid/${1##*/}"
   if [[ -f "${signature}" ]]; then cat "${signature}"; fi
+}
+
+node_blkid_label() {
+  local label="${HPCTOOL_ROOT}/fake-blkid/${1##*/}.label"
+  if [[ -f "${label}" ]]; then cat "${label}"; fi
 }
 
 node_df_avail_gb() { printf '%s\n' "${FAKE_DF_GB:-500}"; }

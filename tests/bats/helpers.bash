@@ -102,3 +102,23 @@ run_twice() {
   [ "$status" -eq 0 ] || { echo "second run failed: $output"; return 1; }
   [ "$(tree_state)" = "${before}" ] || { echo "the second run changed files"; return 1; }
 }
+
+# upload_to_fake_s3 BUCKET PREFIX: what `hpctool bootstrap upload` puts in S3, made by its own code
+# (bundle, digest, manifest.json) from $BUNDLE, under $FAKE_S3/BUCKET/PREFIX/<digest>/. Prints the digest.
+upload_to_fake_s3() {
+  local bucket="$1" prefix="$2"
+  "${REPO}/.venv/bin/python" - "${BUNDLE}" "${FAKE_S3}/${bucket}/${prefix}" <<'PY'
+import sys
+from pathlib import Path
+from hpctool.bootstrap_upload import bundle_digest, collect_bundle, manifest_of
+
+bundle, target = Path(sys.argv[1]), Path(sys.argv[2])
+files = collect_bundle(bundle)
+digest = bundle_digest(files)
+for item in files:
+    (target / digest / item.path).parent.mkdir(parents=True, exist_ok=True)
+    (target / digest / item.path).write_bytes(item.data)
+(target / digest / "manifest.json").write_bytes(manifest_of(files, digest))
+print(digest)
+PY
+}

@@ -122,3 +122,101 @@ setup() {
   [ "$status" -eq 0 ]
   [ -d "${scratch}" ]
 }
+
+# reboot: the mounts are gone, the disks (and an assembled array) keep their data.
+reboot_node() {
+  : >"${HPCTOOL_ROOT}/proc/mounts"
+  : >"${FAKE_CALLS}"
+}
+
+@test "scratch: an array left without a filesystem (crash between mdadm and mkfs) gets one on rerun" {
+  add_nvme nvme1n1
+  add_nvme nvme2n1
+  mkdir -p "${HPCTOOL_ROOT}/dev/md" "${HPCTOOL_ROOT}/fake-blkid"
+  : >"${HPCTOOL_ROOT}/dev/md/hpctool-scratch"  # mdadm --create ran, then the node died
+  echo linux_raid_member >"${HPCTOOL_ROOT}/fake-blkid/nvme1n1"
+  echo linux_raid_member >"${HPCTOOL_ROOT}/fake-blkid/nvme2n1"
+  run_step scratch
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"exists without a filesystem"* ]]
+  [ -z "$(calls_of node_mdadm)" ]
+  [ "$(calls_of node_mkfs_xfs)" = "node_mkfs_xfs -L scratch ${HPCTOOL_ROOT}/dev/md/hpctool-scratch" ]
+  [ "$(calls_of node_mount)" = "node_mount -o noatime ${HPCTOOL_ROOT}/dev/md/hpctool-scratch ${HPCTOOL_ROOT}/scratch" ]
+}
+
+@test "scratch: an array with someone else's filesystem is refused, not formatted" {
+  add_nvme nvme1n1
+  mkdir -p "${HPCTOOL_ROOT}/dev/md" "${HPCTOOL_ROOT}/fake-blkid"
+  : >"${HPCTOOL_ROOT}/dev/md/hpctool-scratch"
+  echo ext4 >"${HPCTOOL_ROOT}/fake-blkid/hpctool-scratch"
+  run_step scratch
+  [ "$status" -ne 0 ]
+  [[ "$output" == *"holds a ext4 filesystem, not hpctool's XFS"* ]]
+  [ -z "$(calls_of node_mkfs_xfs)" ]
+  [ -z "$(calls_of node_mount)" ]
+}
+
+@test "scratch: after a reboot the array is mounted again as it is (no mdadm, no mkfs)" {
+  add_nvme nvme1n1
+  add_nvme nvme2n1
+  run_step scratch
+  [ "$status" -eq 0 ]
+  reboot_node
+  run_step scratch
+  [ "$status" -eq 0 ]
+  [ -z "$(calls_of node_mdadm)" ]
+  [ -z "$(calls_of node_mkfs_xfs)" ]
+  [ "$(calls_of node_mount)" = "node_mount -o noatime ${HPCTOOL_ROOT}/dev/md/hpctool-scratch ${HPCTOOL_ROOT}/scratch" ]
+}
+
+@test "scratch: after a reboot a single disk's XFS (label scratch) is mounted again, not skipped" {
+  add_nvme nvme1n1
+  run_step scratch
+  [ "$status" -eq 0 ]
+  reboot_node
+  run_step scratch
+  [ "$status" -eq 0 ]
+  [[ "$output" == *"holds the XFS labelled scratch from an earlier boot"* ]]
+  [ -z "$(calls_of node_mkfs_xfs)" ]
+  [ "$(calls_of node_mount)" = "node_mount -o noatime ${HPCTOOL_ROOT}/dev/nvme1n1 ${HPCTOOL_ROOT}/scratch" ]
+}
+
+@test "scratch: a boot unit runs the step before slurmd; after a stop/start it builds /scratch on the new disks" {
+  add_nvme nvme1n1
+  add_nvme nvme2n1
+  run_step scratch
+  [ "$status" -eq 0 ]
+  unit="${HPCTOOL_ROOT}/etc/systemd/system/hpctool-scratch.service"
+  grep -qx "Before=slurmd.service" "${unit}"
+  grep -qx "WantedBy=multi-user.target" "${unit}"
+  [ "$(calls_of node_systemctl)" = "$(printf 'node_systemctl daemon-reload\nnode_systemctl enable hpctool-scratch.service')" ]
+  # stop/start: new instance-store disks, empty; no array, no mounts.
+  rm -rf "${HPCTOOL_ROOT}/dev/md" "${HPCTOOL_ROOT}/fake-blkid"
+  reboot_node
+  # what systemd runs at boot: the unit's own Environment and ExecStart
+  read -r -a unit_env <<<"$(sed -n 's/^Environment=//p' "${unit}")"
+  read -r -a exec_start <<<"$(sed -n 's/^ExecStart=//p' "${unit}")"
+  run env "${unit_env[@]}" "${exec_start[@]}"
+  [ "$status" -eq 0 ]
+  [ "$(calls_of node_mdadm | wc -l)" -eq 1 ]
+  [ "$(calls_of node_mkfs_xfs)" = "node_mkfs_xfs -L scratch ${HPCTOOL_ROOT}/dev/md/hpctool-scratch" ]
+  is_mounted_at="$(awk '{ print $2 }' "${HPCTOOL_ROOT}/proc/mounts")"
+  [ "${is_mounted_at}" = "${HPCTOOL_ROOT}/scratch" ]
+  [ -z "$(calls_of node_systemctl)" ]  # the unit is already in place: nothing to reload
+}
+
+@test "scratch: after a reboot that did not assemble the array, the step assembles ours by name and mounts it" {
+  add_nvme nvme1n1
+  add_nvme nvme2n1
+  run_step scratch
+  [ "$status" -eq 0 ]
+  reboot_node
+  rm "${HPCTOOL_ROOT}/dev/md/hpctool-scratch"  # udev has not assembled it
+  echo linux_raid_member >"${HPCTOOL_ROOT}/fake-blkid/nvme1n1"
+  echo linux_raid_member >"${HPCTOOL_ROOT}/fake-blkid/nvme2n1"
+  run_step scratch
+  [ "$status" -eq 0 ]
+  [ "$(calls_of node_mdadm)" = "node_mdadm --assemble ${HPCTOOL_ROOT}/dev/md/hpctool-scratch --name=hpctool-scratch ${HPCTOOL_ROOT}/dev/nvme1n1 ${HPCTOOL_ROOT}/dev/nvme2n1" ]
+  [ -z "$(calls_of node_mkfs_xfs)" ]
+  [ "$(calls_of node_mount)" = "node_mount -o noatime ${HPCTOOL_ROOT}/dev/md/hpctool-scratch ${HPCTOOL_ROOT}/scratch" ]
+}

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     render = commands.add_parser("render", help="render cluster-configs/templates/cluster.yaml.j2 with a values file")
     render.add_argument("--values", required=True, metavar="FILE",
-                        help="values file, e.g. cluster-configs/values/dev.yaml")
+                        help="values file, or the name of a shipped one: dev, prod")
     render.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", dest="overrides",
                         help="override one value (dotted key, YAML value), e.g. --set queues.spot.max_count=10")
     render.add_argument("-o", "--output", metavar="OUT", help="write the config here (default: stdout)")

@@ -15,10 +15,11 @@ from urllib.parse import urlparse
 import jinja2
 import yaml
 
-from hpctool.cluster import REPO_ROOT, load_yaml
+from hpctool.cluster import load_yaml
 from hpctool.errors import ConfigError
+from hpctool.resources import path as shipped
 
-CONFIGS_DIR = REPO_ROOT / "cluster-configs"
+CONFIGS_DIR = shipped("cluster-configs")
 TEMPLATE = CONFIGS_DIR / "templates" / "cluster.yaml.j2"
 SPEC_FILE = CONFIGS_DIR / "values-spec.yaml"
 VALUES_DIR = CONFIGS_DIR / "values"
@@ -202,6 +203,12 @@ def render_values(values: dict[str, Any], source: str = "values", template: Path
 
 
 def render(values_file: str | Path, overrides: list[str] | None = None) -> str:
-    """Render the cluster config for ``values_file`` with ``--set`` overrides applied."""
+    """Render the cluster config for ``values_file`` with ``--set`` overrides applied.
+
+    A bare name that is not a file here (``dev``, ``prod``) is a shipped values file, so a wheel
+    install can render without a checkout."""
+    if isinstance(values_file, str) and "/" not in values_file and not Path(values_file).exists() \
+            and (VALUES_DIR / f"{values_file}.yaml").is_file():
+        values_file = VALUES_DIR / f"{values_file}.yaml"
     values = apply_overrides(load_yaml(values_file), overrides or [])
     return render_values(values, str(values_file))

@@ -5,8 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hpctool.cluster import load_yaml
 from hpctool.configs.checks import hpctool_findings
 from hpctool.configs.findings import ERROR, Finding, NotChecked, Report
@@ -82,6 +80,3 @@ def format_report(report: Report) -> str:
     lines.append(f"{report.source}: {verdict} ({len(report.errors)} error(s), {len(report.warnings)} warning(s))")
     return "\n".join(lines)
 
-
-def dump_config(config: Any) -> str:
-    return yaml.safe_dump(config, sort_keys=False)

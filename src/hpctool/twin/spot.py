@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hpctool import resources
 from hpctool.atomic import write_atomic
-from hpctool.cluster import REPO_ROOT
 from hpctool.errors import TwinError
 from hpctool.polling import poll_until
 from hpctool.slurm_parse import node_in_service, node_out_of_service
@@ -29,7 +29,7 @@ from hpctool.twin import daemons
 from hpctool.twin.core import Twin
 from hpctool.twin.layout import TwinLayout, TwinNode
 
-HANDLER_SCRIPT = REPO_ROOT / "bootstrap" / "spot-interruption-handler"
+HANDLER_SCRIPT = resources.path("bootstrap") / "spot-interruption-handler"
 IMDS_PORT_OFFSET = 60  # spot nodes' emulators listen on base+60, base+61, ... (nodes use base+10...)
 HANDLER_INTERVAL_S = 1.0  # the twin polls faster than EC2's 2 s default: shorter tests, same code
 
