@@ -80,3 +80,52 @@ def test_slurm_client_commands_are_run_only_through_hpctool_slurm():
                     and argv.elts[0].value in SLURM_CLIENTS:
                 offenders.append(f"{path.relative_to(PACKAGE)}:{call.lineno} {func}({argv.elts[0].value} ...)")
     assert offenders == []
+
+
+# Layers above the lowest: who may import whom, module by module. A module missing here is new:
+# give it a row (its allowed imports of ours).
+LAYERS = {
+    "hpctool.atomic": set(),
+    "hpctool.polling": set(),
+    "hpctool.resources": {"hpctool.errors"},
+    "hpctool.cluster": {"hpctool.errors", "hpctool.resources"},
+    "hpctool.twin.layout": {"hpctool.cluster", "hpctool.errors"},
+    "hpctool.twin.conf": {"hpctool.twin.layout"},
+    "hpctool.twin.daemons": {"hpctool.errors", "hpctool.polling"},
+    "hpctool.twin.accounting": {"hpctool.atomic", "hpctool.slurm", "hpctool.twin.daemons", "hpctool.twin.conf",
+                                "hpctool.twin.layout"},
+    "hpctool.twin.capacity": {"hpctool.atomic", "hpctool.errors", "hpctool.twin.conf", "hpctool.twin.layout"},
+    "hpctool.twin.core": {"hpctool.atomic", "hpctool.cluster", "hpctool.errors", "hpctool.polling", "hpctool.slurm",
+                          "hpctool.slurm_parse", "hpctool.twin.daemons", "hpctool.twin.accounting",
+                          "hpctool.twin.conf", "hpctool.twin.layout"},
+    "hpctool.twin.imds": set(),
+}
+
+
+def _ours(module: str) -> set[str]:
+    path = PACKAGE.joinpath(*module.split(".")[1:]).with_suffix(".py")
+    if not path.exists():
+        path = PACKAGE.joinpath(*module.split(".")[1:], "__init__.py")
+    modules = {_module_name(p) for p in MODULES}
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            # `from hpctool.twin import daemons` uses the module hpctool.twin.daemons, not the package.
+            subs = {f"{node.module}.{a.name}" for a in node.names}
+            found.update(subs & modules if subs <= modules else subs | {node.module})
+    return {n for n in found if n in modules and n.startswith("hpctool.")} - {module}
+
+
+@pytest.mark.parametrize("module", sorted(LAYERS))
+def test_each_layer_imports_only_what_is_below_it(module):
+    assert _ours(module) <= LAYERS[module] | {"hpctool.twin"}, _ours(module) - LAYERS[module]
+
+
+def test_the_twin_core_knows_no_service_and_features_know_no_twin():
+    assert not _ours("hpctool.twin.core") & {"hpctool.twin.spot", "hpctool.twin.manager", "hpctool.twin.power",
+                                             "hpctool.twin.imds", "hpctool.twin"}
+    for feature in ("jobs", "workflow", "concordance", "bootstrap_upload"):
+        twin_imports = {n for n in _imports(PACKAGE / f"{feature}.py") if n.startswith("hpctool.twin")}
+        assert not twin_imports, f"{feature} imports the twin: {twin_imports}"
