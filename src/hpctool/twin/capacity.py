@@ -11,6 +11,7 @@ from pathlib import Path
 
 from hpctool.atomic import write_atomic
 from hpctool.errors import TwinError
+from hpctool.slurm_parse import node_state_flags
 from hpctool.twin.conf import TwinPaths
 from hpctool.twin.layout import DEFAULT_BOOT_DELAY_S, TwinLayout
 
@@ -104,6 +105,11 @@ def boot_delay(faults: ResourceFaults) -> float:
     return faults.boot_delay_s if faults.boot_delay_s is not None else DEFAULT_BOOT_DELAY_S
 
 
+def is_capacity_reason(reason: str) -> bool:
+    """True for a node reason a capacity failure set (either of ParallelCluster's two texts)."""
+    return "Failure when resuming nodes" in reason or "due to insufficient capacity" in reason
+
+
 def describe(fault: ResourceFaults) -> str:
     parts = []
     if fault.insufficient():
@@ -126,7 +132,7 @@ def reenable(twin, layout: TwinLayout, keys: list[str]) -> list[str]:
         reason = record.get("Reason", "")
         if node is None or f"{node.queue}/{node.compute_resource}" not in wanted:
             continue
-        if "insufficient capacity" in reason or "Failure when resuming" in reason:
+        if is_capacity_reason(reason) and node_state_flags(record.get("State", ""))[0] == "DOWN":
             twin.slurm.update_node(node.name, "power_down_force")
             reset.append(node.name)
     return reset

@@ -54,31 +54,38 @@ def run_once(twin: Twin, layout: TwinLayout, now: float | None = None) -> list[s
         record = records.get(node.name)
         if record is None:
             continue
-        action = _recovery(twin, node, record, reenable, faults)
+        action, state, reason = _recovery(twin, node, record, reenable, faults, now)
         if action:
-            twin.slurm.update_node(node.name, "power_down_force")
-            done.append(f"{node.name}: {action}: reset to powered down")
+            twin.slurm.update_node(node.name, state, reason=reason)
+            done.append(f"{node.name}: {action}")
     return done
 
 
 def _recovery(twin: Twin, node: TwinNode, record: dict[str, str], reenable: set[str],
-              faults: capacity.CapacityFaults) -> str:
+              faults: capacity.CapacityFaults, now: float) -> tuple[str, str, str | None]:
+    """What to do with one dynamic node: (what happened, the state to set, its reason)."""
     base, flags = node_state_flags(record.get("State", ""))
     reason = record.get("Reason", "")
     key = f"{node.queue}/{node.compute_resource}"
-    if "insufficient capacity" in reason or "Failure when resuming" in reason:
-        disabled = faults.resources.get(key)
-        if key in reenable or disabled is None or not disabled.disabled_until:
-            return "capacity is back"
-        return ""
+    if capacity.is_capacity_reason(reason):
+        fault = faults.resources.get(key)
+        disabled = fault is not None and fault.disabled_until > now and key not in reenable
+        if disabled and base != "DOWN":
+            # Slurm's idle_on_node_suspend made the failed node idle again: keep the resource
+            # disabled until the timeout, as clustermgtd does.
+            code = fault.code if fault else capacity.INSUFFICIENT_CODE
+            return "still without capacity: kept down", "down", capacity.DISABLED_REASON.format(code=code)
+        if not disabled and base == "DOWN":
+            return "capacity is back: reset to powered down", "power_down_force", None
+        return "", "", None
     if base == "DOWN" and not reason.startswith("spot-"):
-        return f"down ({reason or 'no reason'})"  # e.g. ResumeTimeout reached
+        return f"down ({reason or 'no reason'}): reset to powered down", "power_down_force", None
     if "POWERED_DOWN" in flags and "NOT_RESPONDING" in flags:
-        return "powered down but not responding"
+        return "powered down but not responding: reset", "power_down_force", None
     powered_up = not flags & {"POWERED_DOWN", "POWERING_DOWN", "POWERING_UP"}
     if powered_up and "NOT_RESPONDING" in flags and not twin._alive_slurmd(node.name):
-        return "its instance is gone"
-    return ""
+        return "its instance is gone: reset to powered down", "power_down_force", None
+    return "", "", None
 
 
 def main(argv: list[str] | None = None) -> int:

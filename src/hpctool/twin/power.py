@@ -57,7 +57,8 @@ def resume(twin: Twin, nodes: list[str]) -> None:
             _log(f"resume {node}: not a dynamic node of the twin, ignored")
             continue
         fault = faults.get(entry.queue, entry.compute_resource)
-        if fault.insufficient():
+        # Within the timeout after a failure the resource stays disabled, capacity or not.
+        if fault.insufficient() or fault.disabled_until > time.time():
             reason = capacity.RESUME_FAILURE_REASON.format(code=fault.code)
             twin.slurm.update_node(node, "down", reason=reason)
             failed_resources.add((entry.queue, entry.compute_resource))
