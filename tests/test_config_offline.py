@@ -88,3 +88,22 @@ def test_no_network_blocks_and_restores(fake_aws) -> None:
     assert os.environ.get("AWS_ACCESS_KEY_ID") == before
     with socket.create_connection(("127.0.0.1", port), timeout=2) as sock:  # restored afterwards
         sock.sendall(b"ping")
+
+
+def test_deep_fetches_no_script_url(fake_aws, tmp_path: Path) -> None:
+    """--deep's child blocks the network too: an https:// OnNodeConfigured script is not fetched."""
+    import yaml
+
+    port, seen = fake_aws
+    config = yaml.safe_load((CORPUS / "pcluster-example-slurm-required.yaml").read_text())
+    config["Region"] = "us-east-1"
+    config["HeadNode"]["CustomActions"] = {"OnNodeConfigured": {"Script": f"https://127.0.0.1:{port}/boot.sh"}}
+    path = tmp_path / "script-url.yaml"
+    path.write_text(yaml.safe_dump(config))
+    done = subprocess.run([sys.executable, "-m", "hpctool.cli", "config", "validate", "--deep", "--json", str(path)],
+                          capture_output=True, text=True, env=_hostile_env(port), timeout=300, check=False)
+    report = json.loads(done.stdout)
+    assert not seen, f"--deep connected: {seen}"
+    assert report["verdict"] in ("valid", "incomplete"), report
+    url_checks = [n for n in report["not_checked"] if n["check"] == "pcluster:UrlValidator"]
+    assert url_checks and url_checks[0]["kind"] == "account"

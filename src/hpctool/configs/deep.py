@@ -399,6 +399,17 @@ def _path_from_message(message: str, config: dict) -> str:
     return "(cluster)"
 
 
+def _seed_supported_regions() -> None:
+    """pcluster's RegionValidator fetches its region list over https and falls back to the list it ships
+    (``pcluster.utils.retrieve_supported_regions``); offline, use the shipped list from the start."""
+    from importlib.resources import files
+
+    from pcluster import utils
+
+    shipped = files("pcluster") / "resources" / "supported-regions"
+    utils.retrieve_supported_regions.cache = shipped.read_text(encoding="utf-8").split("\n")
+
+
 def _child_main() -> int:
     request = json.load(sys.stdin)
     configs, cluster_name, suppress = request["configs"], request["cluster_name"], request.get("suppress", [])
@@ -415,6 +426,7 @@ def _child_main() -> int:
             "MOTO_AMIS_PATH": amis,  # read by moto at import: set before the first `import moto`
             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         })
+        _seed_supported_regions()
         results = []
         for config in configs:
             # moto's copy of the AWS-managed IAM policies (slow to load: only when the config names one)
