@@ -87,6 +87,15 @@ def test_deep_paths_are_yaml_paths(deep_reports) -> None:
     memory = deep_reports["it-memory-based-scheduling.yaml"]
     warning = [f for f in memory.findings if f.check == "pcluster:InstancesMemorySchedulingWarningValidator"]
     assert warning and warning[0].path == "Scheduling.SlurmQueues[queue1].ComputeResources[1]"
-    accounting = deep_reports["it-slurm-accounting.yaml"]
-    paths = {f.path for f in accounting.findings} | set()
-    assert not any(p.startswith("Scheduling.Settings") for p in paths)
+
+
+def test_deep_finding_under_slurm_settings_has_its_yaml_path() -> None:
+    """pcluster's model calls it Scheduling.settings; the YAML key is SlurmSettings."""
+    config = yaml.safe_load((CORPUS / "it-slurm-accounting.yaml").read_text())
+    config["Scheduling"]["SlurmSettings"]["Database"]["Uri"] = "/" + config["Scheduling"]["SlurmSettings"][
+        "Database"]["Uri"]
+    from hpctool.configs.validate import validate_config
+
+    report = validate_config(config, "leading-slash-uri", deep=True)
+    uri = [f for f in report.errors if f.check == "pcluster:DatabaseUriValidator"]
+    assert uri and uri[0].path == "Scheduling.SlurmSettings.Database", uri
