@@ -435,9 +435,13 @@ def _child_main() -> int:
             try:
                 results.append(_run_validators(config, cluster_name, suppress))
             except Exception as error:  # noqa: BLE001 - one config's failure must not hide the others' results
+                missing = re.search(r"The (\w+) action has not been implemented", str(error))
+                reason = (f"they need the AWS call {missing.group(1)}, which moto cannot answer (only your account "
+                          "can: e.g. existing FSx volumes, capacity reservations)") if missing else \
+                    f"{type(error).__name__}: {str(error)[:300]}"
                 results.append({"findings": [], "ran": [], "not_checked": [NotChecked(
-                    "pcluster:validators", f"ParallelCluster's validators could not run under moto: "
-                    f"{type(error).__name__}: {str(error)[:300]}", INCOMPLETE).to_dict()]})
+                    "pcluster:validators", f"ParallelCluster's validators could not run under moto: {reason}",
+                    INCOMPLETE).to_dict()]})
     json.dump({"results": results}, sys.stdout)
     return 0
 
