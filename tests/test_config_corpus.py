@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
+from hpctool.cluster import DEFAULT_CLUSTER_CONFIG
 from hpctool.configs.findings import EXIT_INCOMPLETE, INCOMPLETE
-from hpctool.configs.validate import validate_file, validate_files
+from hpctool.configs.loader import load_config
+from hpctool.configs.validate import validate_configs, validate_file
 
 CORPUS = Path(__file__).parent / "data" / "configs" / "real"
 EXPECTED = yaml.safe_load((CORPUS / "expected.yaml").read_text())
@@ -50,10 +52,19 @@ def test_no_false_positive_placeholders_in_real_configs() -> None:
     assert removed and "AWS Batch" in removed[0].message and "spelling" not in removed[0].hint
 
 
+def _leading_slash_uri() -> dict:
+    config = yaml.safe_load((CORPUS / "it-slurm-accounting.yaml").read_text())
+    database = config["Scheduling"]["SlurmSettings"]["Database"]
+    database["Uri"] = "/" + database["Uri"]
+    return config
+
+
 @pytest.fixture(scope="module")
 def deep_reports():
-    """Every corpus file through --deep, in one moto child process."""
-    return dict(zip(FILES, validate_files([CORPUS / name for name in FILES], deep=True)))
+    """Every corpus file through --deep, plus a few variants, in one moto child process."""
+    items = [(load_config(CORPUS / name), name) for name in FILES]
+    items += [(yaml.safe_load(DEFAULT_CLUSTER_CONFIG.read_text()), "default"), (_leading_slash_uri(), "slash-uri")]
+    return {source: report for (_, source), report in zip(items, validate_configs(items, deep=True))}
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -89,13 +100,18 @@ def test_deep_paths_are_yaml_paths(deep_reports) -> None:
     assert warning and warning[0].path == "Scheduling.SlurmQueues[queue1].ComputeResources[1]"
 
 
-def test_deep_finding_under_slurm_settings_has_its_yaml_path() -> None:
+def test_deep_finding_under_slurm_settings_has_its_yaml_path(deep_reports) -> None:
     """pcluster's model calls it Scheduling.settings; the YAML key is SlurmSettings."""
-    config = yaml.safe_load((CORPUS / "it-slurm-accounting.yaml").read_text())
-    config["Scheduling"]["SlurmSettings"]["Database"]["Uri"] = "/" + config["Scheduling"]["SlurmSettings"][
-        "Database"]["Uri"]
-    from hpctool.configs.validate import validate_config
-
-    report = validate_config(config, "leading-slash-uri", deep=True)
-    uri = [f for f in report.errors if f.check == "pcluster:DatabaseUriValidator"]
+    uri = [f for f in deep_reports["slash-uri"].errors if f.check == "pcluster:DatabaseUriValidator"]
     assert uri and uri[0].path == "Scheduling.SlurmSettings.Database", uri
+
+
+def test_deep_on_default_config(deep_reports) -> None:
+    report = deep_reports["default"]
+    assert report.valid and not report.incomplete, report.errors
+    ran = set(report.checks_run)
+    assert {"pcluster:InstancesCPUValidator", "pcluster:FsxStorageCapacityValidator"} <= ran
+    not_checked = {n.check for n in report.not_checked}
+    assert {"pcluster:KeyPairValidator", "pcluster:HeadNodeLaunchTemplateValidator",
+            "pcluster:ComputeResourceLaunchTemplateValidator"} <= not_checked
+    assert "pcluster:QueueSubnetsValidator" in not_checked  # ran against stubs only: not a pass

@@ -234,17 +234,6 @@ def test_cli_exit_codes_and_json(tmp_path: Path, capsys: pytest.CaptureFixture) 
     assert usage.value.code == 2
 
 
-def test_deep_on_default_config() -> None:
-    report = validate_file(DEFAULT_CLUSTER_CONFIG, deep=True)
-    assert report.valid, [f for f in report.errors]
-    ran = set(report.checks_run)
-    assert {"pcluster:InstancesCPUValidator", "pcluster:FsxStorageCapacityValidator"} <= ran
-    not_checked = {n.check for n in report.not_checked}
-    assert {"pcluster:KeyPairValidator", "pcluster:HeadNodeLaunchTemplateValidator",
-            "pcluster:ComputeResourceLaunchTemplateValidator"} <= not_checked
-    assert "pcluster:QueueSubnetsValidator" in not_checked  # ran against stubs only: not a pass
-
-
 def test_deep_finds_what_only_parallelcluster_knows(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # A managed FSx with a queue spread over two subnets: only pcluster's ManagedFsxMultiAzValidator knows.
     config = copy.deepcopy(DEV)

@@ -168,7 +168,7 @@ class Checker:
                          "or another instance type", "instances")
         # pcluster's InstancesCPUValidator: the same vCPUs, or the same cores when SMT is disabled.
         unit, count = ("cores", lambda i: i.cores) if smt_off else ("vCPUs", lambda i: i.vcpus)
-        if len({count(i) for i in known}) > 1:
+        if all(count(i) > 0 for i in known) and len({count(i) for i in known}) > 1:  # 0: no data, no verdict
             sizes = ", ".join(f"{i.name}: {count(i)}" for i in known)
             self.add(ERROR, path, f"instance types of one compute resource differ in {unit} ({sizes})",
                      f"list only types with the same {unit} count; put other sizes in their own compute resource",

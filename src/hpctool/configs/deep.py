@@ -65,6 +65,16 @@ ROOT_PATHS = {
     "SharedFileCacheNotHomeValidator": "SharedStorage",
     "SharedStorageMountDirValidator": "SharedStorage",
     "SharedStorageNameValidator": "SharedStorage",
+    "SchedulerValidator": "Scheduling.Scheduler",
+    "HostedZoneValidator": "Scheduling.SlurmSettings.Dns.HostedZoneId",
+    "MixedSecurityGroupOverwriteValidator": "HeadNode.Networking.SecurityGroups",
+    "SharedEbsPerformanceBottleNeckValidator": "SharedStorage",
+    "RootVolumeSizeValidator": "HeadNode.LocalStorage.RootVolume.Size",
+    "EbsVolumeIopsValidator": "HeadNode.LocalStorage.RootVolume",
+    "EbsVolumeTypeSizeValidator": "HeadNode.LocalStorage.RootVolume",
+    "InstanceTypeOSCompatibleValidator": "Image.Os",
+    "EfaOsArchitectureValidator": "Image.Os",
+    "ComputeResourceTagsValidator": "Tags",
 }
 _ID_RE = {"subnet": re.compile(r"^subnet-[0-9a-f]{8,17}$"), "sg": re.compile(r"^sg-[0-9a-f]{8,17}$"),
           "ami": re.compile(r"^ami-[0-9a-f]{8,17}$")}
@@ -349,7 +359,11 @@ def _run_validators(config: dict, cluster_name: str, suppress: list[str]) -> dic
         if "has not been implemented" in message or "NotImplemented" in message:
             account_only.setdefault(kind, message)  # a lookup moto cannot answer: only the account can
             continue
-        path = getattr(failure, "hpctool_path", "") or ROOT_PATHS.get(kind) or _path_from_message(message, config)
+        # a validator registered on the whole cluster: the queue/compute resource its message names, else
+        # the place it is about
+        path = getattr(failure, "hpctool_path", "") or _path_from_message(message, config)
+        if path == "(cluster)":
+            path = ROOT_PATHS.get(kind, path)
         if any(f.path == path and f.message == message and f.check == f"{DEEP_CHECK}:{kind}" for f in findings):
             continue  # the same verdict registered twice (e.g. DcvValidator) is said once
         findings.append(Finding(Level.from_pcluster(failure.level), path, message, f"ParallelCluster's {kind}: fix "
@@ -399,6 +413,28 @@ def _path_from_message(message: str, config: dict) -> str:
     return "(cluster)"
 
 
+def _parse_managed_policies_once() -> None:
+    """moto builds its ~1,300 AWS-managed policies again for every IAM backend it creates (about a dozen
+    per config, 75,000 objects for four configs). Build them once per account in this child: the
+    validators only read them (an AWS-managed policy's ARN has no region), so sharing is safe here."""
+    from moto import settings
+    from moto.iam import models
+
+    built: dict[str, list] = {}
+
+    def init_aws_policies(backend: Any) -> list:
+        if not settings.load_iam_aws_managed_policies():
+            return []
+        if backend.account_id not in built:
+            parsed = json.loads(models.aws_managed_policies_data)
+            built[backend.account_id] = [models.AWSManagedPolicy.from_data(name, backend.account_id,
+                                                                           backend.region_name, data)
+                                         for name, data in parsed.items()]
+        return list(built[backend.account_id])
+
+    models.IAMBackend._init_aws_policies = init_aws_policies
+
+
 def _seed_supported_regions() -> None:
     """pcluster's RegionValidator fetches its region list over https and falls back to the list it ships
     (``pcluster.utils.retrieve_supported_regions``); offline, use the shipped list from the start."""
@@ -427,6 +463,7 @@ def _child_main() -> int:
             "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         })
         _seed_supported_regions()
+        _parse_managed_policies_once()
         results = []
         for config in configs:
             # moto's copy of the AWS-managed IAM policies (slow to load: only when the config names one)
