@@ -265,8 +265,9 @@ class Checker:
         if head_own_groups or _list(_dict(head.get("Networking")).get("AdditionalSecurityGroups")):
             self.not_checked.append(NotChecked("hpctool:open-ports", "the rules of your own security groups "
                                                "(HeadNode.Networking): no port (SSH, DCV, a web UI such as "
-                                               "JupyterHub) should be open to 0.0.0.0/0; they cannot be seen "
-                                               "offline"))
+                                               "JupyterHub) should be open to 0.0.0.0/0, and head and compute "
+                                               "nodes must reach each other (else nodes miss ResumeTimeout: "
+                                               "aws-parallelcluster 5919); they cannot be seen offline"))
 
     def _open_port(self, what: str, allowed: Any, path: str, own_groups: bool, check: str) -> None:
         if own_groups:
