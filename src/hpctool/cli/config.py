@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 from hpctool.cli.output import print_json, progress
-from hpctool.errors import UsageError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,10 +21,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     render.add_argument("-o", "--output", metavar="OUT", help="write the config here (default: stdout)")
     render.set_defaults(handler=cmd_render)
 
-    validate = commands.add_parser("validate", help="validate a config offline: exit 0 valid, 1 invalid, 2 usage")
+    validate = commands.add_parser(
+        "validate", help="validate a config offline: exit 0 valid, 1 invalid, 2 usage, 3 incomplete (--deep)",
+        description="Validate a ParallelCluster config offline: never calls AWS or the network. Exit codes: "
+                    "0 valid (warnings allowed), 1 invalid (an error), 2 usage (no such file, a directory, an "
+                    "unknown --suppress), 3 incomplete (no error found, but ParallelCluster's validators could not "
+                    "all run under --deep: the config is not reported valid).")
     validate.add_argument("file", metavar="FILE", help="ParallelCluster cluster config (YAML)")
     validate.add_argument("--deep", action="store_true",
                           help="also run ParallelCluster's full validators against moto (no AWS account)")
+    validate.add_argument("--region", metavar="REGION",
+                          help="region for a config without Region: (else AWS_DEFAULT_REGION, else us-east-1)")
+    validate.add_argument("--suppress", action="append", default=[], metavar="CHECK",
+                          help="drop the findings of one check (e.g. ssh, spot-failover, or pcluster:VALIDATOR "
+                               "with --deep), like pcluster's --suppress-validators; repeatable")
     validate.add_argument("--json", action="store_true", help="machine-readable report")
     validate.set_defaults(handler=cmd_validate)
 
@@ -46,11 +55,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     from hpctool.configs.validate import format_report, validate_file
 
-    if not Path(args.file).exists():
-        raise UsageError(f"{args.file}: no such file", "give the path of a ParallelCluster config (YAML)")
     if args.deep:
         progress("running ParallelCluster's validators against moto (a few seconds)")
-    report = validate_file(args.file, deep=args.deep)
+    report = validate_file(args.file, deep=args.deep, region=args.region, suppress=args.suppress)
     if args.json:
         print_json(report.to_dict())
     else:

@@ -9,6 +9,7 @@ validators can run; the verdicts that only an account can give are reported as "
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import re
@@ -18,7 +19,8 @@ import tempfile
 from typing import Any
 from urllib.parse import urlparse
 
-from hpctool.configs.findings import ERROR, INFO, WARNING, Finding, NotChecked, PathNamer
+from hpctool.configs.findings import INCOMPLETE, Finding, Level, NotChecked, PathNamer
+from hpctool.configs.offline import no_network
 
 # Validators that need an account (dry-run launches, the key pair): suppressed, as `pcluster` lets one do.
 SUPPRESSED = ("HeadNodeLaunchTemplateValidator", "ComputeResourceLaunchTemplateValidator", "KeyPairValidator")
@@ -39,31 +41,76 @@ STUBBED = {
     "ArchitectureOsValidator": "the official ParallelCluster AMI for this OS and architecture",
 }
 DEEP_CHECK = "pcluster"
-_LEVELS = {"ERROR": ERROR, "WARNING": WARNING, "INFO": INFO}
+# Resource attributes whose YAML key is not their PascalCase name (pcluster's schemas give data_key).
+RENAMES = {"queues": "SlurmQueues", "settings": "SlurmSettings"}
+# Validators registered on the whole cluster: the YAML path their verdict is about.
+ROOT_PATHS = {
+    "HeadNodeMemorySizeValidator": "HeadNode.InstanceType",
+    "DcvValidator": "HeadNode.Dcv",
+    "MultiAzEbsVolumeValidator": "SharedStorage",
+    "MultiAzRootVolumeValidator": "HeadNode.Networking.SubnetId",
+    "SchedulerOsValidator": "Image.Os",
+    "RegionValidator": "Region",
+    "ClusterNameValidator": "(cluster name)",
+    "MaxCountValidator": "Scheduling.SlurmQueues",
+    "DuplicateNameValidator": "Scheduling.SlurmQueues",
+    "DuplicateMountDirValidator": "SharedStorage",
+    "NumberOfStorageValidator": "SharedStorage",
+    "ManagedFsxMultiAzValidator": "SharedStorage",
+    "UnmanagedFsxMultiAzValidator": "SharedStorage",
+    "EfsIdValidator": "SharedStorage",
+    "FsxNetworkingValidator": "SharedStorage",
+    "MultiNetworkInterfacesInstancesValidator": "Scheduling.SlurmQueues",
+    "DeletionPolicyValidator": "SharedStorage",
+    "SharedFileCacheNotHomeValidator": "SharedStorage",
+    "SharedStorageMountDirValidator": "SharedStorage",
+    "SharedStorageNameValidator": "SharedStorage",
+    "SchedulerValidator": "Scheduling.Scheduler",
+    "HostedZoneValidator": "Scheduling.SlurmSettings.Dns.HostedZoneId",
+    "MixedSecurityGroupOverwriteValidator": "HeadNode.Networking.SecurityGroups",
+    "SharedEbsPerformanceBottleNeckValidator": "SharedStorage",
+    "RootVolumeSizeValidator": "HeadNode.LocalStorage.RootVolume.Size",
+    "EbsVolumeIopsValidator": "HeadNode.LocalStorage.RootVolume",
+    "EbsVolumeTypeSizeValidator": "HeadNode.LocalStorage.RootVolume",
+    "InstanceTypeOSCompatibleValidator": "Image.Os",
+    "EfaOsArchitectureValidator": "Image.Os",
+    "ComputeResourceTagsValidator": "Tags",
+}
 _ID_RE = {"subnet": re.compile(r"^subnet-[0-9a-f]{8,17}$"), "sg": re.compile(r"^sg-[0-9a-f]{8,17}$"),
           "ami": re.compile(r"^ami-[0-9a-f]{8,17}$")}
 
 
-def run_deep(config: dict, cluster_name: str = "hpctool", timeout: float = 180) -> tuple[list[Finding],
-                                                                                      list[NotChecked], list[str]]:
-    """Run the child and return (findings, not checked, validators that ran)."""
+def run_deep_many(configs: list[dict], suppress: list[str] | None = None, cluster_name: str = "hpctool",
+                  timeout: float = 600) -> list[tuple[list[Finding], list[NotChecked], list[str]]]:
+    """Run ParallelCluster's validators on ``configs`` (each with its Region set) in one child process.
+
+    Returns, per config, (findings, not checked, validators that ran). When the child cannot run, every
+    config gets an "incomplete" item: the verdict is then never "valid".
+    """
+    if not configs:
+        return []
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    request = {"configs": configs, "cluster_name": cluster_name, "suppress": list(suppress or [])}
     try:
-        done = subprocess.run([sys.executable, "-m", "hpctool.configs.deep"], input=json.dumps(
-            {"config": config, "cluster_name": cluster_name}), capture_output=True, text=True, timeout=timeout,
-            env=env, check=False)
+        done = subprocess.run([sys.executable, "-m", "hpctool.configs.deep"], input=json.dumps(request),
+                              capture_output=True, text=True, timeout=timeout, env=env, check=False)
     except subprocess.TimeoutExpired:
-        return [], [NotChecked("pcluster:validators", f"ParallelCluster's validators did not finish in "
-                               f"{timeout:.0f} s under moto")], []
+        return [([], [NotChecked("pcluster:validators", f"ParallelCluster's validators did not finish in "
+                                 f"{timeout:.0f} s under moto", INCOMPLETE)], []) for _ in configs]
     try:
-        result = json.loads(done.stdout)
-    except json.JSONDecodeError:
+        results = json.loads(done.stdout)["results"]
+    except (json.JSONDecodeError, KeyError, TypeError):
         tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return [], [NotChecked("pcluster:validators", f"ParallelCluster's validators could not run under moto: "
-                               f"{tail}")], []
-    findings = [Finding(**f) for f in result["findings"]]
-    not_checked = [NotChecked(**n) for n in result["not_checked"]]
-    return findings, not_checked, result["ran"]
+        return [([], [NotChecked("pcluster:validators", f"ParallelCluster's validators could not run under moto: "
+                                 f"{tail}", INCOMPLETE)], []) for _ in configs]
+    return [([Finding(**{**f, "level": Level(f["level"])}) for f in r["findings"]],
+             [NotChecked(**n) for n in r["not_checked"]], r["ran"]) for r in results]
+
+
+def run_deep(config: dict, cluster_name: str = "hpctool", timeout: float = 600) -> tuple[list[Finding],
+                                                                                       list[NotChecked], list[str]]:
+    """One config: see :func:`run_deep_many`."""
+    return run_deep_many([config], cluster_name=cluster_name, timeout=timeout)[0]
 
 
 # --- the child process ---------------------------------------------------------------------------
@@ -149,7 +196,7 @@ def _resource_paths(root: Any, config: dict) -> dict[int, str]:
     from pcluster.config.common import Resource
     from pcluster.utils import to_pascal_case
 
-    renames = {"queues": "SlurmQueues"}  # the one attribute whose YAML key is not its PascalCase
+    renames = RENAMES
     namer = PathNamer(config)
     paths: dict[int, str] = {id(root): ""}
 
@@ -171,11 +218,46 @@ def _resource_paths(root: Any, config: dict) -> dict[int, str]:
     return paths
 
 
-def _run_validators(config: dict, cluster_name: str) -> dict[str, Any]:
+_CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("hpctool_validator", default="")
+
+
+def _validator_name(kind: str) -> str:
+    return kind.removeprefix("AsyncTimed")  # pcluster's timed async wrappers rename the class
+
+
+class _Trace:
+    """Per validator: the AWS lookups that failed, network it tried, and whether it crashed."""
+
+    def __init__(self, attempts: Any) -> None:
+        self.attempts = attempts
+        self.lookups: dict[str, list[str]] = {}
+        self.crashed: dict[str, str] = {}
+
+    def lookup_failed(self, function: str, message: str) -> None:
+        name = _CURRENT.get()
+        if name:
+            self.lookups.setdefault(name, []).append(f"{function}: {message}")
+
+    def crash(self, name: str, error: Exception) -> None:
+        if isinstance(error, NotImplementedError):  # moto lacks the API: a lookup only the account answers
+            self.lookups.setdefault(name, []).append(str(error))
+        else:
+            self.crashed[name] = f"{type(error).__name__}: {error}"
+
+    def network(self, name: str, before: int) -> None:
+        for host in self.attempts.hosts[before:]:
+            self.lookups.setdefault(name, []).append(f"a connection to {host} (blocked: validation is offline)")
+
+
+def _run_validators(config: dict, cluster_name: str, suppress: list[str]) -> dict[str, Any]:
     import moto
+    from pcluster.aws.aws_api import AWSApi
+    from pcluster.aws.common import AWSClientError, Cache
 
     region = config["Region"]
-    with moto.mock_aws():
+    AWSApi.reset()
+    Cache.clear_all()
+    with no_network(region) as attempts, moto.mock_aws():
         renamed = _stub_account(config, region)
         text = json.dumps(config)
         for original, created in renamed.items():
@@ -185,7 +267,23 @@ def _run_validators(config: dict, cluster_name: str) -> dict[str, Any]:
         from pcluster.config.common import Resource, TypeMatchValidatorsSuppressor, ValidatorContext
         from pcluster.schemas.cluster_schema import ClusterSchema
 
-        model = ClusterSchema(cluster_name=cluster_name).load(stubbed_config)
+        trace = _Trace(attempts)
+        original_client_error_init = AWSClientError.__init__
+
+        def client_error_init(self: Any, function_name: str, message: str, *args: Any, **kwargs: Any) -> None:
+            original_client_error_init(self, function_name, message, *args, **kwargs)
+            trace.lookup_failed(function_name, message)
+
+        AWSClientError.__init__ = client_error_init
+        try:
+            model = ClusterSchema(cluster_name=cluster_name).load(stubbed_config)
+        except Exception as error:  # noqa: BLE001 - pcluster builds its model with AWS lookups moto may lack
+            AWSClientError.__init__ = original_client_error_init
+            reason = str(error) or type(error).__name__
+            return {"findings": [], "ran": [], "not_checked": [NotChecked(
+                "pcluster:validators", "ParallelCluster could not build its model of this config under moto "
+                f"(it needs a lookup moto cannot answer: {_back(reason, renamed)[:300]}); none of its validators "
+                "ran", INCOMPLETE).to_dict()]}
         paths = _resource_paths(model, config)
         ran: dict[str, list[tuple[Any, str]]] = {}
         current: list[str] = [""]
@@ -193,7 +291,8 @@ def _run_validators(config: dict, cluster_name: str) -> dict[str, Any]:
         original_execute = Resource._validator_execute
 
         # Why patch private methods: pcluster's results carry no path; these two hooks are where a
-        # validator meets the resource it checks, so each result can name its YAML path.
+        # validator meets the resource it checks, so each result can name its YAML path; and the
+        # current validator's name lets a failed AWS lookup be charged to the validator that made it.
         def validate_self(resource: Any, context: Any, suppressors: Any) -> None:
             current.append(paths.get(id(resource), ""))
             try:
@@ -203,15 +302,33 @@ def _run_validators(config: dict, cluster_name: str) -> dict[str, Any]:
 
         def execute(validator_class: Any, args: Any, suppressors: Any, executor: Any) -> Any:
             path = current[-1]
-            ran.setdefault(validator_class.__name__, [])
-            result = original_execute(validator_class, args, suppressors, executor)
+            name = _validator_name(validator_class.__name__)
+            ran.setdefault(name, [])
+            token = _CURRENT.set(name)
+            before = len(attempts.hosts)
+            try:
+                result = original_execute(validator_class, args, suppressors, executor)
+            except Exception as error:  # noqa: BLE001 - a crashing validator is "could not run", not a pass
+                trace.crash(name, error)
+                return []
+            finally:
+                _CURRENT.reset(token)
+                trace.network(name, before)
             if result is None or isinstance(result, list):
                 for failure in result or []:
                     failure.hpctool_path = path
                 return result
 
             async def tagged() -> Any:
-                failures = await result
+                _CURRENT.set(name)
+                start = len(attempts.hosts)
+                try:
+                    failures = await result
+                except Exception as error:  # noqa: BLE001
+                    trace.crash(name, error)
+                    return []
+                finally:
+                    trace.network(name, start)
                 for failure in failures or []:
                     failure.hpctool_path = path
                 return failures
@@ -221,23 +338,43 @@ def _run_validators(config: dict, cluster_name: str) -> dict[str, Any]:
         Resource._validate_self = validate_self
         Resource._validator_execute = staticmethod(execute)
         try:
-            failures = model.validate({TypeMatchValidatorsSuppressor(set(SUPPRESSED))}, ValidatorContext())
+            failures = model.validate({TypeMatchValidatorsSuppressor(set(SUPPRESSED) | set(suppress))},
+                                      ValidatorContext())
         finally:
             Resource._validate_self = original_validate_self
             Resource._validator_execute = staticmethod(original_execute)
+            AWSClientError.__init__ = original_client_error_init
 
-    back = {created: original for original, created in renamed.items()}
     findings, not_checked = [], []
+    account_only: dict[str, str] = {kind: _back(lookups[0], renamed) for kind, lookups in trace.lookups.items()
+                                    if kind not in STUBBED and kind not in SUPPRESSED}
     for failure in failures:
-        message = str(failure.message)
-        for created, original in back.items():
-            message = message.replace(created, original)
-        kind = failure.validator_type
-        if kind in STUBBED or kind in SUPPRESSED:
+        message = _back(str(failure.message), renamed)
+        kind = _validator_name(failure.validator_type)
+        if kind in STUBBED or kind in SUPPRESSED or kind in suppress:
             continue  # listed below as not checked; a stub's verdict says nothing about the account
+        if kind in trace.lookups:
+            account_only.setdefault(kind, _back(trace.lookups[kind][0], renamed))
+            continue
+        if "has not been implemented" in message or "NotImplemented" in message:
+            account_only.setdefault(kind, message)  # a lookup moto cannot answer: only the account can
+            continue
+        # a validator registered on the whole cluster: the queue/compute resource its message names, else
+        # the place it is about
         path = getattr(failure, "hpctool_path", "") or _path_from_message(message, config)
-        findings.append(Finding(_LEVELS.get(str(failure.level), ERROR), path, message, f"ParallelCluster's {kind}: fix the value at this "
-                                "path (see the ParallelCluster configuration reference)", f"{DEEP_CHECK}:{kind}"))
+        if path == "(cluster)":
+            path = ROOT_PATHS.get(kind, path)
+        if any(f.path == path and f.message == message and f.check == f"{DEEP_CHECK}:{kind}" for f in findings):
+            continue  # the same verdict registered twice (e.g. DcvValidator) is said once
+        findings.append(Finding(Level.from_pcluster(failure.level), path, message, f"ParallelCluster's {kind}: fix "
+                                "the value at this path (see the ParallelCluster configuration reference)",
+                                f"{DEEP_CHECK}:{kind}"))
+    for kind, reason in sorted(account_only.items()):
+        not_checked.append(NotChecked(f"{DEEP_CHECK}:{kind}", f"needs your AWS account: its lookup failed under "
+                                      f"moto ({reason[:200]})"))
+    for kind, reason in sorted(trace.crashed.items()):
+        not_checked.append(NotChecked(f"{DEEP_CHECK}:{kind}", f"could not run under moto ({reason[:200]})",
+                                      INCOMPLETE))
     for kind in SUPPRESSED:
         not_checked.append(NotChecked(f"{DEEP_CHECK}:{kind}", "needs your AWS account (suppressed offline, as "
                                       "`pcluster create-cluster --suppress-validators` allows)"))
@@ -245,42 +382,104 @@ def _run_validators(config: dict, cluster_name: str) -> dict[str, Any]:
         not_checked.append(NotChecked(f"{DEEP_CHECK}:{kind}", f"{STUBBED[kind]}: checked only against stubs "
                                       "in moto, needs your AWS account"))
     return {"findings": [f.to_dict() for f in findings], "not_checked": [n.to_dict() for n in not_checked],
-            "ran": sorted(ran)}
+            "ran": sorted(set(ran) - set(trace.crashed) - set(account_only))}
+
+
+def _back(text: str, renamed: dict[str, str]) -> str:
+    """Put the config's own ids back into a message that names moto's stand-ins."""
+    for original, created in renamed.items():
+        text = text.replace(created, original)
+    return text
 
 
 def _path_from_message(message: str, config: dict) -> str:
-    """Validators registered on the whole cluster name the queue in their message; use it."""
+    """Validators registered on the whole cluster name the queue or compute resource in their message."""
     namer = PathNamer(config)
     queues = (config.get("Scheduling") or {}).get("SlurmQueues") or []
-    queue = re.search(r"queue '([^']+)'", message)
-    resource = re.search(r"ComputeResource '([^']+)'", message)
+
+    def named(name: Any) -> bool:
+        return isinstance(name, str) and bool(name) and re.search(
+            rf"(?<![\w-]){re.escape(name)}(?![\w-])", message) is not None
+
     for q_index, item in enumerate(queues):
-        if queue and isinstance(item, dict) and item.get("Name") == queue.group(1):
-            path = namer.join(["Scheduling", "SlurmQueues", q_index])
-            for r_index, res in enumerate(item.get("ComputeResources") or []):
-                if resource and isinstance(res, dict) and res.get("Name") == resource.group(1):
-                    return f"{path}.ComputeResources[{r_index}]"
-            return path
-    return "(top level)"
+        if not isinstance(item, dict):
+            continue
+        for r_index, res in enumerate(item.get("ComputeResources") or []):
+            if isinstance(res, dict) and named(res.get("Name")) and res.get("Name") != item.get("Name"):
+                return f"{namer.join(['Scheduling', 'SlurmQueues', q_index])}.ComputeResources[{r_index}]"
+    for q_index, item in enumerate(queues):
+        if isinstance(item, dict) and named(item.get("Name")):
+            return namer.join(["Scheduling", "SlurmQueues", q_index])
+    return "(cluster)"
+
+
+def _parse_managed_policies_once() -> None:
+    """moto builds its ~1,300 AWS-managed policies again for every IAM backend it creates (about a dozen
+    per config, 75,000 objects for four configs). Build them once per account in this child: the
+    validators only read them (an AWS-managed policy's ARN has no region), so sharing is safe here."""
+    from moto import settings
+    from moto.iam import models
+
+    built: dict[str, list] = {}
+
+    def init_aws_policies(backend: Any) -> list:
+        if not settings.load_iam_aws_managed_policies():
+            return []
+        if backend.account_id not in built:
+            parsed = json.loads(models.aws_managed_policies_data)
+            built[backend.account_id] = [models.AWSManagedPolicy.from_data(name, backend.account_id,
+                                                                           backend.region_name, data)
+                                         for name, data in parsed.items()]
+        return list(built[backend.account_id])
+
+    models.IAMBackend._init_aws_policies = init_aws_policies
+
+
+def _seed_supported_regions() -> None:
+    """pcluster's RegionValidator fetches its region list over https and falls back to the list it ships
+    (``pcluster.utils.retrieve_supported_regions``); offline, use the shipped list from the start."""
+    from importlib.resources import files
+
+    from pcluster import utils
+
+    shipped = files("pcluster") / "resources" / "supported-regions"
+    utils.retrieve_supported_regions.cache = shipped.read_text(encoding="utf-8").split("\n")
 
 
 def _child_main() -> int:
     request = json.load(sys.stdin)
-    config, cluster_name = request["config"], request["cluster_name"]
+    configs, cluster_name, suppress = request["configs"], request["cluster_name"], request.get("suppress", [])
     from importlib.metadata import version
 
     with tempfile.TemporaryDirectory(prefix="hpctool-deep-") as scratch:
         amis = os.path.join(scratch, "amis.json")
+        stubs: dict[str, dict] = {}
+        for config in configs:
+            stubs.update({s["ami_id"]: s for s in _ami_stubs(config, version("aws-parallelcluster"))})
         with open(amis, "w") as handle:
-            json.dump(_ami_stubs(config, version("aws-parallelcluster")), handle)
+            json.dump(list(stubs.values()), handle)
         os.environ.update({
             "MOTO_AMIS_PATH": amis,  # read by moto at import: set before the first `import moto`
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": config["Region"], "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
         })
-        result = _run_validators(config, cluster_name)
-    json.dump(result, sys.stdout)
+        _seed_supported_regions()
+        _parse_managed_policies_once()
+        results = []
+        for config in configs:
+            # moto's copy of the AWS-managed IAM policies (slow to load: only when the config names one)
+            managed = any(v.startswith("arn:aws:iam::aws:policy/") for v in _strings(config))
+            os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true" if managed else "false"
+            try:
+                results.append(_run_validators(config, cluster_name, suppress))
+            except Exception as error:  # noqa: BLE001 - one config's failure must not hide the others' results
+                missing = re.search(r"The (\w+) action has not been implemented", str(error))
+                reason = (f"they need the AWS call {missing.group(1)}, which moto cannot answer (only your account "
+                          "can: e.g. existing FSx volumes, capacity reservations)") if missing else \
+                    f"{type(error).__name__}: {str(error)[:300]}"
+                results.append({"findings": [], "ran": [], "not_checked": [NotChecked(
+                    "pcluster:validators", f"ParallelCluster's validators could not run under moto: {reason}",
+                    INCOMPLETE).to_dict()]})
+    json.dump({"results": results}, sys.stdout)
     return 0
 
 

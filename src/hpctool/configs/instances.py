@@ -19,6 +19,7 @@ from pathlib import Path
 class InstanceType:
     name: str
     vcpus: int
+    cores: int
     memory_mib: int
     fpga: bool
     instance_store_gb: int
@@ -33,6 +34,7 @@ class InstanceCatalog:
             name: InstanceType(
                 name=name,
                 vcpus=int(info.get("VCpuInfo", {}).get("DefaultVCpus", 0)),
+                cores=int(info.get("VCpuInfo", {}).get("DefaultCores", 0)),
                 memory_mib=int(info.get("MemoryInfo", {}).get("SizeInMiB", 0)),
                 fpga="FpgaInfo" in info,
                 instance_store_gb=int(info.get("InstanceStorageInfo", {}).get("TotalSizeInGB", 0)),
@@ -68,3 +70,13 @@ def moto_resources() -> Path | None:
 def catalog() -> InstanceCatalog | None:
     resources = moto_resources()
     return InstanceCatalog(resources) if resources else None
+
+
+@lru_cache(maxsize=1)
+def known_regions() -> frozenset[str] | None:
+    """Regions in EC2's offering data (moto's copy); None without moto."""
+    resources = moto_resources()
+    if resources is None:
+        return None
+    folder = resources / "instance_type_offerings" / "region"
+    return frozenset(p.name.removesuffix(".json.gz") for p in folder.glob("*.json.gz"))
