@@ -13,8 +13,8 @@ import pytest
 import yaml
 
 from hpctool.cluster import DEFAULT_CLUSTER_CONFIG
+from hpctool.config_file import load_config
 from hpctool.configs.findings import EXIT_INCOMPLETE, INCOMPLETE
-from hpctool.configs.loader import load_config
 from hpctool.configs.validate import validate_configs, validate_file
 
 CORPUS = Path(__file__).parent / "data" / "configs" / "real"

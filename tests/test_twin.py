@@ -219,7 +219,7 @@ def test_a_config_without_slurm_queues_names_the_yaml_path(tmp_path):
 
 def test_a_missing_config_file_is_a_clear_cli_error(tmp_path):
     result = run_cli("local", "up", "--config", str(tmp_path / "nope.yaml"))
-    assert result.returncode == 1
+    assert result.returncode == 2  # a usage error, as for `config validate`
     assert "nope.yaml: no such file" in result.stderr and "Traceback" not in result.stderr
 
 

@@ -98,3 +98,54 @@ def test_a_queue_without_any_node_is_refused():
     with pytest.raises(SetupError) as error:
         plan_layout([queue], "x.yaml", base=20000)
     assert "empty" in error.value.message and "MaxCount" in error.value.hint
+
+
+# -- the twin's config reader: typed, and no input makes it raise anything but ConfigError ------
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from hpctool.cluster import slurm_queues
+from hpctool.errors import ConfigError
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 100), st.floats(allow_nan=False),
+                     st.text(max_size=8), st.sampled_from(["many", "c7i.large", "SPOT", "ONDEMAND", ""]))
+_values = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3),
+    st.dictionaries(st.sampled_from(["Name", "InstanceType", "Instances", "MinCount", "MaxCount",
+                                     "ComputeResources", "CapacityType", "Tags", "Key", "Value"]), inner,
+                    max_size=5)), max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(queues=_values)
+def test_any_slurm_queues_value_is_read_or_refused_with_a_config_error(queues):
+    config = {"Scheduling": {"Scheduler": "slurm", "SlurmQueues": queues}}
+    try:
+        result = slurm_queues(config, "fuzz.yaml")
+    except ConfigError as error:
+        assert error.message.startswith("fuzz.yaml") and error.hint
+        return
+    for queue in result:  # what is read is typed as the twin needs it
+        assert isinstance(queue.name, str) and queue.compute_resources
+        for resource in queue.compute_resources:
+            assert isinstance(resource.min_count, int) and isinstance(resource.max_count, int)
+            assert 0 <= resource.min_count <= resource.max_count
+            assert all(isinstance(t, str) and t for t in resource.instance_types)
+
+
+@pytest.mark.parametrize("count, word", [("many", "MinCount"), (-1, "MinCount"), (True, "MinCount")])
+def test_a_bad_min_count_names_the_yaml_path(count, word):
+    config = {"Scheduling": {"SlurmQueues": [{"Name": "q", "ComputeResources": [
+        {"Name": "r", "InstanceType": "c7i.large", "MinCount": count}]}]}}
+    with pytest.raises(ConfigError) as error:
+        slurm_queues(config, "c.yaml")
+    assert f"Scheduling.SlurmQueues[q].ComputeResources[0].{word}" in error.value.message
+
+
+def test_duplicate_keys_are_refused_for_the_twin_too(tmp_path):
+    config = tmp_path / "dup.yaml"
+    config.write_text("Scheduling:\n  SlurmQueues: []\nScheduling:\n  SlurmQueues: []\n")
+    with pytest.raises(ConfigError) as error:
+        load_cluster(config)
+    assert "Scheduling" in error.value.message

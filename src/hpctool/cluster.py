@@ -10,9 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from hpctool import resources
+from hpctool.config_file import load_config
 from hpctool.errors import ConfigError
 
 DEFAULT_CLUSTER_CONFIG = resources.path("cluster-configs") / "default.yaml"
@@ -39,21 +38,9 @@ class Queue:
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Parse a YAML file, with errors that name the file and line."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: no such file", "give the path of a ParallelCluster config") from exc
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read: {exc.strerror}", "check the path and its permissions") from exc
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{path}:{where}: not valid YAML: {problem}", "fix the YAML syntax") from exc
+    """Parse a config file as ``config validate`` does (:mod:`hpctool.config_file`): UTF-8,
+    duplicate keys refused, alias expansion and size bounded; errors name the file and line."""
+    return load_config(path)
 
 
 def slurm_queues(config: Any, source: str = "config") -> list[Queue]:
