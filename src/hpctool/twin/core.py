@@ -308,9 +308,14 @@ class Twin:
         resumed = []
         for node, state in self.slurm.node_states().items():
             entry = layout.node(node)
-            if entry is None or not node_out_of_service(state):
+            if entry is None:
                 continue
-            self.slurm.update_node(node, "power_down_force" if entry.dynamic else "resume")
+            if entry.dynamic and (node_out_of_service(state) or _stuck_powered_down(state)):
+                self.slurm.update_node(node, "power_down_force")
+            elif node_out_of_service(state):
+                self.slurm.update_node(node, "resume")
+            else:
+                continue
             resumed.append(node)
         return resumed
 
@@ -489,7 +494,8 @@ class Twin:
     def _power_down_dynamic(self, layout: TwinLayout) -> None:
         """A fresh start is a new cluster: every dynamic node begins powered down (``idle~``)."""
         states = self.slurm.node_states()
-        stale = [n.name for n in layout.dynamic_nodes() if not node_powered_down(states.get(n.name, ""))]
+        stale = [n.name for n in layout.dynamic_nodes()
+                 if not node_powered_down(states.get(n.name, "")) or _stuck_powered_down(states.get(n.name, ""))]
         for name in stale:
             self.stop_node(name)
             self.slurm.update_node(name, "power_down_force")
@@ -505,6 +511,11 @@ class Twin:
             poll_until(lambda: not [j for j in self.slurm.jobs() if j.get("JobState") in {"RUNNING", "COMPLETING"}],
                        timeout=20, interval=0.5,
                        on_timeout=lambda: TwinError("jobs still running after scancel", "they are killed with their slurmd"))
+
+
+def _stuck_powered_down(state: str) -> bool:
+    """Powered down yet not idle (``mixed~``, ``alloc~``): an allocation its job no longer has."""
+    return state.endswith("~") and not state.startswith(("idle", "down"))
 
 
 def check_prerequisites(euid: int | None = None, path: str | None = None) -> None:
