@@ -281,3 +281,13 @@ def parse_scontrol_config(text: str) -> dict[str, str]:
         if sep and key.strip() and " " not in key.strip():
             config[key.strip()] = value.strip()
     return config
+
+
+# The spot-interruption handler (bootstrap/spot-interruption-handler) drains a node with this
+# reason before it signals the node's jobs.
+SPOT_NOTICE_REASON = "spot-interruption"
+
+
+def node_under_spot_notice(reason: str) -> bool:
+    """True when a node's Reason says the spot handler drained it for an interruption notice."""
+    return reason.strip().startswith(SPOT_NOTICE_REASON)
