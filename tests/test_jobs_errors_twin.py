@@ -96,10 +96,16 @@ def test_an_array_beyond_max_array_size_is_split_into_several_arrays(twin, held_
     assert _queued(twin, "split") == max_size + 1
 
 
-def test_a_job_named_with_a_pipe_is_listed_whole(twin, tmp_path, capsys):
-    assert cli(["submit", "--queue", "compute", "--name", "a|b", "--folder", str(tmp_path), "--wait", "--json",
-                "--", "true"]) == 0
+def test_a_job_named_with_a_pipe_is_listed_whole_and_nothing_lands_in_the_cwd(twin, tmp_path, capsys, monkeypatch):
+    cwd, state = tmp_path / "cwd", tmp_path / "state"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.delenv("HPCTOOL_JOBS_DIR", raising=False)
+    assert cli(["submit", "--queue", "compute", "--name", "a|b", "--wait", "--json", "--", "true"]) == 0
     (row,) = json.loads(capsys.readouterr().out)["jobs"]
+    assert list(cwd.iterdir()) == []  # no hpctool-jobs/ where the user happened to be
+    assert Path(row["folder"]).is_relative_to(state / "hpctool" / "jobs")
     wait_for(lambda: [r.name for r in jobs.list_jobs(twin.slurm, [row["id"]])] == ["a|b"], what="the job in sacct")
     assert cli(["jobs", row["id"], "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)

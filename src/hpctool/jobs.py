@@ -2,14 +2,18 @@
 
 submitit already does the hard part of spot safety: its jobs catch USR2 (the signal the spot
 handler sends), call a ``Checkpointable``'s ``checkpoint()`` and requeue themselves. This module
-adds what researchers need on top: queue-aware defaults (``--requeue`` on spot queues), shell
-commands that can save their own state (:class:`ShellCommand`), arrays over many inputs, and the
-job table from accounting (:func:`list_jobs`).
+adds what researchers need on top: queue-aware defaults (``--requeue`` on spot queues), requests
+checked against the queue's nodes before sbatch, sbatch's refusals as clear errors, shell commands
+that can save their own state (:class:`ShellCommand`), arrays over many inputs (split at Slurm's
+``MaxArraySize``), and a runner (:mod:`hpctool.job_runner`) that never takes a spot notice for a
+timeout. What it needs to know about the cluster comes from the caller, resolved once.
 
     from hpctool import jobs
-    job = jobs.submit(MyCheckpointable(), queue="spot", cpus=2, mem="4G", time_min=60)
+    cluster = jobs.resolve_cluster(arrays=True)
+    job = jobs.submit(MyCheckpointable(), resources=jobs.Resources(queue="spot", cpus=2, mem="4G"),
+                      cluster=cluster)
     job.result()
-    array = jobs.map_array(process_sample, samples, queue="spot")
+    array = jobs.map_array(process_sample, samples, jobs.Resources(queue="spot"), cluster=cluster)
 """
 
 from __future__ import annotations
