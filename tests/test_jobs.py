@@ -189,7 +189,8 @@ def test_shell_command_runs_bash_and_pickles_without_its_process(tmp_path: Path)
         jobs.ShellCommand("exit 3")()
 
 
-def test_submit_needs_a_command_or_a_callable(capsys) -> None:
+def test_submit_needs_a_command_or_a_callable(capsys, monkeypatch) -> None:
+    monkeypatch.setenv("SLURM_CONF", "/nonexistent/slurm.conf")  # usage errors come before Slurm is asked
     assert cli(["submit", "--queue", "spot"]) == 2
     assert "either a shell command" in capsys.readouterr().err
     assert cli(["submit", "--call", "nomodule", "--", "echo"]) == 2

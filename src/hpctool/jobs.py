@@ -335,16 +335,22 @@ def load_callable(spec: str) -> Callable[..., Any]:
     return target
 
 
+def check_work(command: str = "", call: str | None = None) -> Callable[..., Any] | None:
+    """Exactly one of a shell command or ``MODULE:FUNCTION``; the callable when it is one. Checked
+    before anything asks Slurm, so a wrong command line is a usage error even with Slurm away."""
+    if bool(command) == bool(call):
+        raise UsageError("give either a shell command (after --) or --call MODULE:FUNCTION",
+                         "e.g. hpctool submit --queue spot -- 'bwa mem ref.fa reads.fq > out.sam'")
+    return load_callable(call) if call else None
+
+
 def submit_work(resources: Resources, *, command: str = "", call: str | None = None,
                 items: Sequence[str] | None = None, folder: str | Path | None = None,
                 cluster: SlurmCluster | None = None) -> tuple[list[submitit.Job], bool]:
     """What ``hpctool submit`` sends: a shell command or ``MODULE:FUNCTION``, once or as an array
     over ``items`` (for a command, ``{}`` marks where each item goes). Returns the jobs and whether
     they requeue on an interruption. ``cluster`` comes from the caller (resolved once)."""
-    if bool(command) == bool(call):
-        raise UsageError("give either a shell command (after --) or --call MODULE:FUNCTION",
-                         "e.g. hpctool submit --queue spot -- 'bwa mem ref.fa reads.fq > out.sam'")
-    work = load_callable(call) if call else None
+    work = check_work(command, call)
     cluster = cluster or resolve_cluster(arrays=items is not None)
     resources = replace(resources, requeue=wants_requeue(resources, cluster.spot))
     if items is not None:

@@ -57,6 +57,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     resources = jobs.Resources(queue=args.queue, cpus=args.cpus, mem=args.mem, time_min=args.time,
                                requeue=args.requeue, name=args.name)
     items = jobs.read_array_file(args.array) if args.array else None
+    jobs.check_work(command, args.call)
     cluster = jobs.resolve_cluster(cluster_config=args.cluster_config, arrays=items is not None)
     submitted, requeue = jobs.submit_work(resources, command=command, call=args.call, items=items,
                                           folder=args.folder, cluster=cluster)
