@@ -241,3 +241,14 @@ def test_arrays_beyond_the_limit_split_evenly(count, most, sizes):
     chunks = jobs.split_evenly(list(range(count)), most)
     assert [len(c) for c in chunks] == sizes
     assert [i for c in chunks for i in c] == list(range(count))
+
+
+def test_sbatch_output_without_a_job_id_is_a_slurm_error_too(tmp_path) -> None:
+    from submitit.core.utils import FailedSubmissionError
+
+    batch = tmp_path / "batch"
+    batch.mkdir()
+    with pytest.raises(SlurmError, match="sbatch refused the job: Could not make sense"), \
+            jobs._sbatch_errors(batch, pasted_cluster(), None):
+        raise FailedSubmissionError('Could not make sense of sbatch output "queued"')
+    assert not batch.exists()

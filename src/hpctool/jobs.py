@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import submitit
-from submitit.core.utils import FailedJobError
+from submitit.core.utils import FailedJobError, FailedSubmissionError
 
 from hpctool.errors import ConfigError, SlurmError, UsageError
 from hpctool.job_table import JobRow, list_jobs  # noqa: F401 (hpctool.jobs' public API)
@@ -243,7 +243,7 @@ def _sbatch_hint(message: str, cluster: SlurmCluster | None, queue: str | None) 
     return "sbatch refused the job: check the options against `sinfo -s` and `scontrol show partition`"
 
 
-def _sbatch_message(error: FailedJobError) -> str:
+def _sbatch_message(error: Exception) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     # "sbatch: error: Batch job submission failed: X" says it best; keep every distinct reason.
     reasons = [re.sub(r"^sbatch:\s*error:\s*", "", line) for line in lines]
@@ -258,7 +258,8 @@ def _sbatch_errors(batch: Path, cluster: SlurmCluster | None, queue: str | None)
     try:
         with contextlib.redirect_stderr(quiet):
             yield
-    except FailedJobError as error:
+    except (FailedJobError, FailedSubmissionError) as error:
+        # FailedJobError: sbatch failed (its stderr); FailedSubmissionError: it printed no job id.
         shutil.rmtree(batch, ignore_errors=True)
         message = _sbatch_message(error)
         raise SlurmError(f"sbatch refused the job: {message}", _sbatch_hint(message, cluster, queue)) from error
