@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from submitit.core.utils import DelayedSubmission
 
-from conftest import wait_all_idle, wait_for
+from conftest import wait_all_idle, wait_for, wait_job
 from hpctool import jobs, spot
 
 pytestmark = pytest.mark.twin
@@ -75,8 +75,9 @@ def test_a_spot_notice_never_fails_a_requeued_job_and_uses_up_no_timeout(twin, t
     results = {name: job.result() for name, job in submitted.items()}  # raises if reported failed
     assert results == expected
     for name, job in submitted.items():
-        record = twin.slurm.sacct([job.job_id])[0]
-        assert (record.state, record.restarts) == ("COMPLETED", 1), name
+        # result() returns once the result pickle exists; Slurm's record of the end follows.
+        assert wait_job(twin.slurm, job.job_id) == "COMPLETED", name
+        assert twin.slurm.sacct([job.job_id])[0].restarts == 1, name
         log = Path(job.paths.stderr).read_text()
         assert f"preemption, {jobs.MAX_NUM_TIMEOUT} timeouts left" in log, name
         assert "time limit" not in log, name
