@@ -252,3 +252,19 @@ def test_sbatch_output_without_a_job_id_is_a_slurm_error_too(tmp_path) -> None:
             jobs._sbatch_errors(batch, pasted_cluster(), None):
         raise FailedSubmissionError('Could not make sense of sbatch output "queued"')
     assert not batch.exists()
+
+
+@pytest.mark.parametrize(
+    ("program", "detail", "names"),
+    [
+        ("sacct", "sacct: error: Problem talking to the database: Connection refused", "slurmdbd"),
+        ("sacct", "sacct: error: slurm_persist_conn_open_without_init: failed to open persistent connection", "slurmdbd"),
+        ("sinfo", "slurm_load_partitions: Unable to contact slurm controller (connect failure)", "slurmctld"),
+        ("sbatch", "sbatch: error: Batch job submission failed: Unable to contact slurm controller", "slurmctld"),
+    ],
+)
+def test_a_failed_slurm_command_names_the_daemon_it_could_not_reach(program, detail, names):
+    from hpctool.slurm import failure_hint
+
+    hint = failure_hint(program, detail)
+    assert hint.startswith(f"{names} ") and "hpctool local up" in hint
