@@ -1,5 +1,10 @@
-"""Submitting many tasks: ``hpctool submit --array`` (one submitit job array) against a shell loop of
-``sbatch`` (one job per task), in the same run on the twin.
+"""Submitting on the twin, against raw ``sbatch`` in the same run:
+
+- many tasks: ``hpctool submit --array`` (one submitit job array) against a shell loop of ``sbatch``
+  (one job per task);
+- one job: ``hpctool submit -- CMD`` against ``sbatch --wrap CMD``, each a new process (start-up
+  included), median of several, with the parts of hpctool's time (Python start, imports, the one
+  ``sinfo``, submitit's pickle and sbatch).
 
 The queue's nodes are drained while we submit, so only submission is timed (no job runs and loads
 the machine meanwhile); every job is cancelled afterwards.
@@ -7,6 +12,7 @@ the machine meanwhile); every job is cancelled afterwards.
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -16,7 +22,17 @@ from pathlib import Path
 from hpctool.twin import Twin
 
 TASKS = 1000
+SINGLE_RUNS = 15
 HPCTOOL = Path(sys.executable).with_name("hpctool")
+
+
+def _median_s(argv: list[str], env: dict[str, str], runs: int = SINGLE_RUNS) -> float:
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        subprocess.run(argv, env=env, check=True, capture_output=True, text=True)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
 
 
 def _progress(message: str) -> None:
@@ -65,6 +81,18 @@ def main() -> None:
                 loop_tasks = _pending(twin, "bench-loop")
                 _cancel(twin, "bench-loop")
                 _progress(f"shell loop of sbatch: {loop_tasks} jobs in {loop_s:.2f} s")
+
+                single = {
+                    "sbatch": _median_s(["sbatch", "--parsable", f"--partition={queue}", "--job-name=bench-one",
+                                         f"--output={tmp}/%j.out", "--wrap", "echo hi"], env),
+                    "hpctool": _median_s([str(HPCTOOL), "submit", "--queue", queue, "--name", "bench-one",
+                                          "--folder", tmp, "--", "echo hi"], env),
+                    "python": _median_s([sys.executable, "-c", "pass"], env),
+                    "imports": _median_s([sys.executable, "-c", "import hpctool.cli.jobs, hpctool.jobs"], env),
+                    "sinfo": _median_s(["sinfo", "-h", "-N", "-o", "%R|%P|%N|%c|%m|%l|%T|%f"], env),
+                }
+                _cancel(twin, "bench-one")
+                _progress("one job: " + ", ".join(f"{k} {1000 * v:.0f} ms" for k, v in single.items()))
         finally:
             for node in layout.queues[0]["nodes"]:
                 twin.slurm.update_node(node, "resume")
@@ -79,6 +107,20 @@ submission is timed), in one run.
 | `hpctool submit --array FILE` (one submitit job array) | {array_tasks} | {array_s:.2f} s | {1000 * array_s / TASKS:.1f} ms |
 | shell loop of `sbatch --wrap` | {loop_tasks} | {loop_s:.2f} s | {1000 * loop_s / TASKS:.1f} ms |
 
-The array submits **{loop_s / array_s:.1f}x** faster. It is also one job id to watch or cancel, and it
-keeps slurmctld's queue short (one record, not {TASKS}).
+The array submits **{loop_s / array_s:.1f}x** faster (target: 10x). It is also one job id to watch or
+cancel, and it keeps slurmctld's queue short (one record, not {TASKS}).
+
+### One job
+
+Median of {SINGLE_RUNS} runs, each a new process, same command (`echo hi`) and queue:
+
+| what | time |
+|---|---|
+| `sbatch --wrap 'echo hi'` (baseline) | {1000 * single["sbatch"]:.0f} ms |
+| `hpctool submit -- 'echo hi'` | {1000 * single["hpctool"]:.0f} ms (**{single["hpctool"] / single["sbatch"]:.1f}x** sbatch) |
+| of which: `python -c pass` | {1000 * single["python"]:.0f} ms |
+| of which: Python start + `import hpctool.cli.jobs, hpctool.jobs` (submitit) | {1000 * single["imports"]:.0f} ms |
+| of which: the one `sinfo` (queues, nodes, spot) | {1000 * single["sinfo"]:.0f} ms |
+| of which: the rest (pickle, sbatch script, sbatch, job folder) | \
+{1000 * (single["hpctool"] - single["imports"] - single["sinfo"]):.0f} ms |
 """)

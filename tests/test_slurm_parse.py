@@ -6,7 +6,11 @@ from pathlib import Path
 
 import pytest
 
+from hpctool.errors import SlurmError
 from hpctool.slurm_parse import (
+    job_active,
+    job_finished,
+    job_state_base,
     node_in_service,
     node_out_of_service,
     node_state_flags,
@@ -14,8 +18,11 @@ from hpctool.slurm_parse import (
     parse_elapsed,
     parse_sacct_jobs,
     parse_sbatch_parsable,
+    parse_scontrol_config,
     parse_scontrol_record,
     parse_scontrol_records,
+    parse_sinfo_nodes,
+    parse_time_limit,
 )
 
 DATA = Path(__file__).parent / "data" / "slurm"
@@ -34,14 +41,43 @@ def test_sacct_requeued_job_counts_its_earlier_runs_as_restarts():
 
 
 def test_sacct_cancelled_state_keeps_the_first_word():
-    line = "9|wrap|spot|CANCELLED by 0|0:0|spot-st-mixed16-1|4|2026-11-21T10:26:01|2026-11-21T10:26:01|2026-11-21T10:26:05"
+    line = "9|spot|CANCELLED by 0|0:0|spot-st-mixed16-1|4|2026-11-21T10:26:01|2026-11-21T10:26:01|2026-11-21T10:26:05|wrap"
     (job,) = parse_sacct_jobs(line)
     assert job.state == "CANCELLED" and job.finished
 
 
-def test_sacct_line_with_wrong_field_count_is_an_error():
-    with pytest.raises(ValueError, match="expected 10 fields"):
-        parse_sacct_jobs("1|wrap|compute")
+def test_sacct_line_with_wrong_field_count_is_a_slurm_error_with_a_hint():
+    with pytest.raises(SlurmError, match="expected 10 fields") as error:
+        parse_sacct_jobs("1|compute|wrap")
+    assert error.value.hint
+
+
+def test_a_job_name_with_a_pipe_is_read_whole():
+    # Pasted from the twin: `sbatch --job-name='a|b'`; sacct prints the `|` unescaped.
+    jobs = {j.job_id: j for j in parse_sacct_jobs((DATA / "sacct-pipe-in-name.txt").read_text())}
+    assert jobs["1"].name == "a|b" and jobs["1"].state == "COMPLETED" and jobs["1"].partition == "compute"
+    assert jobs["3"].name == "wrap" and jobs["3"].state == "CANCELLED"
+
+
+@pytest.mark.parametrize(
+    ("state", "base", "active", "finished"),
+    [
+        ("PENDING", "PENDING", True, False),
+        ("running", "RUNNING", True, False),
+        ("REQUEUED", "REQUEUED", True, False),
+        ("COMPLETING", "COMPLETING", True, False),
+        ("REQUEUE_HOLD", "REQUEUE_HOLD", True, False),
+        ("COMPLETED", "COMPLETED", False, True),
+        ("CANCELLED by 0", "CANCELLED", False, True),
+        ("NODE_FAIL", "NODE_FAIL", False, True),
+        ("OUT_OF_MEMORY", "OUT_OF_MEMORY", False, True),
+        ("TIMEOUT", "TIMEOUT", False, True),
+        ("", "", False, False),
+    ],
+)
+def test_job_state_predicates(state, base, active, finished):
+    assert job_state_base(state) == base
+    assert job_active(state) is active and job_finished(state) is finished
 
 
 def test_scontrol_node_reason_with_spaces_is_one_value():
@@ -103,13 +139,41 @@ def test_parse_elapsed(text, seconds):
 def test_sbatch_parsable():
     assert parse_sbatch_parsable("42\n") == "42"
     assert parse_sbatch_parsable("42;twin\n") == "42"
-    with pytest.raises(ValueError):
+    with pytest.raises(SlurmError, match="no job id"):
         parse_sbatch_parsable("sbatch: error: Batch job submission failed\n")
+
+
+@pytest.mark.parametrize("bad", ["1-xx:00:00", "1:2:3:4", "soon"])
+def test_a_bad_duration_is_a_slurm_error(bad):
+    with pytest.raises(SlurmError, match="not a Slurm duration"):
+        parse_elapsed(bad)
+
+
+def test_sinfo_queue_nodes_give_cpus_memory_and_the_time_limit():
+    # Pasted from the twin, with `scontrol update partitionname=fpga maxtime=90` for a finite limit.
+    nodes = parse_sinfo_nodes((DATA / "sinfo-queue-nodes.txt").read_text())
+    assert len(nodes) == 8
+    compute = [n for n in nodes if n.partition == "compute"]
+    assert all(n.default for n in compute) and not any(n.default for n in nodes if n.partition != "compute")
+    assert {(n.cpus, n.memory_mb) for n in nodes} == {(4, 1807)}
+    assert {n.time_limit_min for n in nodes if n.partition == "fpga"} == {90}
+    assert compute[0].time_limit_min is None
+    assert {n.node for n in nodes if "spot" in n.features} == {"spot-st-mixed16-1", "spot-st-mixed16-2"}
+    assert parse_time_limit("1-00:00:00") == 1440 and parse_time_limit("30:00") == 30
+    with pytest.raises(SlurmError, match="CPU count"):
+        parse_sinfo_nodes("compute|compute*|n1|many|1807|infinite|idle|static")
+
+
+def test_scontrol_show_config_reads_the_array_limit():
+    config = parse_scontrol_config((DATA / "scontrol-show-config.txt").read_text())
+    assert config["MaxArraySize"] == "1001"
+    assert config["MaxJobCount"] == "10000"
+    assert "Configuration data as of" not in " ".join(config)
 
 
 def test_a_placeholder_row_before_the_job_record_is_not_finished():
     # Pasted from the twin: slurmdbd had the job's step but not yet the job record.
-    line = "46|allocation||COMPLETED|0:0|compute-st-c7i4xl-1|0|2026-11-21T10:29:42|2026-11-21T10:29:43|2026-11-21T10:29:43"
+    line = "46||COMPLETED|0:0|compute-st-c7i4xl-1|0|2026-11-21T10:29:42|2026-11-21T10:29:43|2026-11-21T10:29:43|allocation"
     (job,) = parse_sacct_jobs(line)
     assert job.state == "COMPLETED"
     assert not job.recorded and not job.finished

@@ -14,11 +14,15 @@ from collections.abc import Mapping, Sequence
 from hpctool.errors import SlurmError
 from hpctool.slurm_parse import (
     SACCT_FIELDS,
+    SINFO_NODE_FORMAT,
     AcctJob,
+    QueueNode,
     parse_delimited,
     parse_sacct_jobs,
     parse_sbatch_parsable,
+    parse_scontrol_config,
     parse_scontrol_records,
+    parse_sinfo_nodes,
 )
 
 DEFAULT_TIMEOUT = 30.0
@@ -64,11 +68,25 @@ def run(
         ) from exc
     if check and result.returncode != 0:
         detail = (result.stderr or result.stdout).strip()
-        hint = "check that slurmctld is up (`scontrol ping`)"
-        if "Unable to contact slurm controller" in detail or "Connection refused" in detail:
-            hint = "slurmctld is not reachable: start the twin with `hpctool local up`, or check SLURM_CONF"
-        raise SlurmError(f"{' '.join(argv)} failed (exit {result.returncode}): {detail}", hint)
+        raise SlurmError(f"{' '.join(argv)} failed (exit {result.returncode}): {detail}", failure_hint(argv[0], detail))
     return result
+
+
+def failure_hint(program: str, detail: str) -> str:
+    """What to do when a Slurm command failed: name the daemon it could not reach. sacct and
+    sacctmgr talk to slurmdbd (accounting), the other commands to slurmctld."""
+    down = ("Connection refused", "Unable to contact", "Problem talking to the database",
+            "persistent connection", "Socket timed out", "Zero Bytes were transmitted")
+    if program in {"sacct", "sacctmgr", "sreport"}:
+        if any(text in detail for text in down):
+            return ("slurmdbd (accounting) is not reachable: on the twin `hpctool local status` names what "
+                    "is down and `hpctool local up` starts it; on a cluster `systemctl status slurmdbd` on the "
+                    "head node (`squeue` still lists jobs that slurmctld knows)")
+        return "check the accounting database (`sacctmgr show cluster`)"
+    if any(text in detail for text in down):
+        return ("slurmctld is not reachable: on the twin `hpctool local status` names what is down and "
+                "`hpctool local up` starts it; on a cluster `scontrol ping`, and check SLURM_CONF")
+    return "check that slurmctld is up (`scontrol ping`)"
 
 
 class Slurm:
@@ -129,6 +147,21 @@ class Slurm:
     def nodes(self) -> list[dict[str, str]]:
         result = self.run(["scontrol", "-o", "show", "node"])
         return parse_scontrol_records(result.stdout)
+
+    def node(self, name: str) -> dict[str, str]:
+        """One node's record (``scontrol show node NAME``)."""
+        records = parse_scontrol_records(self.run(["scontrol", "-o", "show", "node", name]).stdout)
+        if not records:
+            raise SlurmError(f"node {name} is not known to slurmctld", "`sinfo -N` lists the nodes")
+        return records[0]
+
+    def queue_nodes(self) -> list[QueueNode]:
+        """Every node of every partition with its CPUs, memory and the partition's time limit (one sinfo)."""
+        return parse_sinfo_nodes(self.run(["sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT]).stdout)
+
+    def config(self) -> dict[str, str]:
+        """slurmctld's running configuration (``scontrol show config``)."""
+        return parse_scontrol_config(self.run(["scontrol", "show", "config"]).stdout)
 
     def node_states(self) -> dict[str, str]:
         """Node name -> long state (``idle``, ``mixed``, ``drained``, ``down*``...) from sinfo."""

@@ -9,6 +9,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from hpctool.errors import SlurmError
+
+_FORMAT_HINT = "is this Slurm 20.02 or newer? (`sinfo --version`); report the line above if so"
+
 # `scontrol show -o` prints `Key=Value` pairs separated by spaces; a value may itself contain
 # spaces (Reason=..., Comment=...), so a value runs until the next ` Key=` token.
 _SCONTROL_KEY = re.compile(r"(?:^|\s)([A-Za-z][A-Za-z0-9_:/.]*)=")
@@ -34,19 +38,54 @@ def parse_scontrol_records(text: str) -> list[dict[str, str]]:
     return records
 
 
-def parse_delimited(text: str, fields: list[str], delimiter: str = "|") -> list[dict[str, str]]:
-    """Rows of ``--parsable2 --noheader`` (sacct) or ``-h -o %a|%b`` (squeue, sinfo) output."""
+def parse_delimited(text: str, fields: list[str], delimiter: str = "|",
+                    free_last: bool = False) -> list[dict[str, str]]:
+    """Rows of ``--parsable2 --noheader`` (sacct) or ``-h -o %a|%b`` (squeue, sinfo) output.
+
+    ``free_last``: the last field is free text that may itself hold the delimiter (a job name
+    such as ``a|b``; Slurm does not escape it), so a line is split at most ``len(fields) - 1`` times.
+    """
     rows = []
     for line in text.splitlines():
         if not line.strip():
             continue
-        values = line.split(delimiter)
+        values = line.split(delimiter, len(fields) - 1) if free_last else line.split(delimiter)
         if len(values) != len(fields):
-            raise ValueError(
-                f"expected {len(fields)} fields separated by {delimiter!r}, got {len(values)}: {line!r}"
+            raise SlurmError(
+                f"expected {len(fields)} fields separated by {delimiter!r}, got {len(values)}: {line!r}",
+                _FORMAT_HINT,
             )
         rows.append(dict(zip(fields, values, strict=True)))
     return rows
+
+
+# -- job states -------------------------------------------------------------------------------
+# Slurm's job states (squeue/scontrol/sacct spell them the same; sacct adds "by UID" to
+# CANCELLED). Active: the job may still run or run again; finished: it never will by itself.
+ACTIVE_JOB_STATES = frozenset({
+    "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED",
+    "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT",
+})
+FINISHED_JOB_STATES = frozenset({
+    "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
+    "DEADLINE", "PREEMPTED", "REVOKED",
+})
+
+
+def job_state_base(state: str) -> str:
+    """``CANCELLED by 0`` -> ``CANCELLED``; ``running`` -> ``RUNNING``; ``RUNNING+...`` -> ``RUNNING``."""
+    words = state.strip().split()
+    return words[0].split("+")[0].upper() if words else ""
+
+
+def job_active(state: str) -> bool:
+    """True while the job may still run (or run again): pending, running, requeued, completing..."""
+    return job_state_base(state) in ACTIVE_JOB_STATES
+
+
+def job_finished(state: str) -> bool:
+    """True once the job is over for good: completed, failed, cancelled, timed out, node failure..."""
+    return job_state_base(state) in FINISHED_JOB_STATES
 
 
 @dataclass(frozen=True)
@@ -73,12 +112,12 @@ class AcctJob:
 
     @property
     def finished(self) -> bool:
-        return self.recorded and self.state not in {"PENDING", "RUNNING", "REQUEUED", "SUSPENDED", "RESIZING"}
+        return self.recorded and not job_active(self.state)
 
 
+# JobName comes last: it is the one free-text field, and sacct prints a `|` in it unescaped.
 SACCT_FIELDS = [
     "JobID",
-    "JobName",
     "Partition",
     "State",
     "ExitCode",
@@ -87,24 +126,31 @@ SACCT_FIELDS = [
     "Submit",
     "Start",
     "End",
+    "JobName",
 ]
 
 
 def parse_elapsed(value: str) -> int:
     """Slurm durations: ``[D-]HH:MM:SS``, ``MM:SS`` or a number of seconds (ElapsedRaw)."""
     value = value.strip()
-    if not value or value in {"INVALID", "UNLIMITED", "Partition_Limit"}:
+    if not value or value.upper() in {"INVALID", "UNLIMITED", "INFINITE", "PARTITION_LIMIT", "NONE"}:
         return 0
     if value.isdigit():
         return int(value)
-    days = 0
-    if "-" in value:
-        day_text, value = value.split("-", 1)
-        days = int(day_text)
-    parts = [int(p) for p in value.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0)
-    hours, minutes, seconds = parts
+    original = value
+    try:
+        days = 0
+        if "-" in value:
+            day_text, value = value.split("-", 1)
+            days = int(day_text)
+        parts = [int(p) for p in value.split(":")]
+        if not 1 <= len(parts) <= 3:
+            raise ValueError(original)
+        while len(parts) < 3:
+            parts.insert(0, 0)
+        hours, minutes, seconds = parts
+    except ValueError as error:
+        raise SlurmError(f"{original!r} is not a Slurm duration ([D-]HH:MM:SS)", _FORMAT_HINT) from error
     return ((days * 24 + hours) * 60 + minutes) * 60 + seconds
 
 
@@ -117,7 +163,7 @@ def parse_sacct_jobs(text: str) -> list[AcctJob]:
     run. The State column reads ``CANCELLED by 0`` for cancelled jobs; only its first word is kept.
     """
     runs: dict[str, list[dict[str, str]]] = {}
-    for row in parse_delimited(text, SACCT_FIELDS):
+    for row in parse_delimited(text, SACCT_FIELDS, free_last=True):
         runs.setdefault(row["JobID"], []).append(row)
     jobs = []
     for job_id, records in runs.items():
@@ -127,7 +173,7 @@ def parse_sacct_jobs(text: str) -> list[AcctJob]:
                 job_id=job_id,
                 name=row["JobName"],
                 partition=row["Partition"],
-                state=row["State"].split()[0] if row["State"] else "",
+                state=job_state_base(row["State"]),
                 exit_code=row["ExitCode"],
                 node_list=row["NodeList"],
                 restarts=len(records) - 1,
@@ -145,7 +191,7 @@ def parse_sbatch_parsable(text: str) -> str:
     first = text.strip().splitlines()[0] if text.strip() else ""
     job_id = first.split(";", 1)[0]
     if not job_id.isdigit():
-        raise ValueError(f"sbatch printed no job id: {text!r}")
+        raise SlurmError(f"sbatch printed no job id: {text.strip()!r}", "run the same sbatch by hand to see why")
     return job_id
 
 
@@ -186,12 +232,74 @@ def node_powered_down(state: str) -> bool:
     return bool(flags & {"POWERED_DOWN", "POWERING_DOWN"})
 
 
-# Job states (``squeue``/``scontrol`` JobState) of a job that still holds or waits for nodes.
-ACTIVE_JOB_STATES = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED",
-                               "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD", "RESIZING", "SIGNALING",
-                               "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD"})
+
+# -- what a queue's nodes offer ----------------------------------------------------------------
+# `sinfo -h -N -o <SINFO_NODE_FORMAT>`: one row per node and partition. %R is the partition name,
+# %P the same with a `*` on the default partition.
+SINFO_NODE_FORMAT = "%R|%P|%N|%c|%m|%l|%T|%f"
+_SINFO_NODE_FIELDS = ["partition", "marked", "node", "cpus", "memory", "time_limit", "state", "features"]
 
 
-def job_active(state: str) -> bool:
-    """True while a job is queued or running (not yet completed, failed, cancelled...)."""
-    return state.split()[0].upper() in ACTIVE_JOB_STATES if state.strip() else False
+@dataclass(frozen=True)
+class QueueNode:
+    """One node of one partition, as ``sinfo -N`` reports it."""
+
+    partition: str
+    default: bool  # the partition is the cluster's default one
+    node: str
+    cpus: int
+    memory_mb: int
+    time_limit_min: int | None  # the partition's MaxTime; None: no limit
+    state: str
+    features: tuple[str, ...]
+
+
+def parse_time_limit(value: str) -> int | None:
+    """A partition's time limit (``infinite``, ``1-00:00:00``, ``30:00``) in minutes; None: no limit."""
+    if value.strip().upper() in {"INFINITE", "UNLIMITED", "NONE", ""}:
+        return None
+    return parse_elapsed(value) // 60
+
+
+def _count(value: str, what: str) -> int:
+    text = value.strip().rstrip("+")  # sinfo marks aggregated minimums with "+"
+    if not text.isdigit():
+        raise SlurmError(f"sinfo printed {value!r} as {what}", _FORMAT_HINT)
+    return int(text)
+
+
+def parse_sinfo_nodes(text: str) -> list[QueueNode]:
+    """Rows of ``sinfo -h -N -o SINFO_NODE_FORMAT``."""
+    return [
+        QueueNode(
+            partition=row["partition"],
+            default=row["marked"].endswith("*"),
+            node=row["node"],
+            cpus=_count(row["cpus"], "a CPU count"),
+            memory_mb=_count(row["memory"], "a memory size"),
+            time_limit_min=parse_time_limit(row["time_limit"]),
+            state=row["state"],
+            features=tuple(f for f in row["features"].split(",") if f and f != "(null)"),
+        )
+        for row in parse_delimited(text, _SINFO_NODE_FIELDS, free_last=True)
+    ]
+
+
+def parse_scontrol_config(text: str) -> dict[str, str]:
+    """``scontrol show config``: ``Key = Value`` lines as a dict (other lines are skipped)."""
+    config: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep and key.strip() and " " not in key.strip():
+            config[key.strip()] = value.strip()
+    return config
+
+
+# The spot-interruption handler (bootstrap/spot-interruption-handler) drains a node with this
+# reason before it signals the node's jobs.
+SPOT_NOTICE_REASON = "spot-interruption"
+
+
+def node_under_spot_notice(reason: str) -> bool:
+    """True when a node's Reason says the spot handler drained it for an interruption notice."""
+    return reason.strip().startswith(SPOT_NOTICE_REASON)

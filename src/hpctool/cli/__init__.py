@@ -17,8 +17,30 @@ from hpctool.errors import HpctoolError
 # The command groups, in the order `hpctool --help` lists them.
 GROUPS = ["local", "config", "jobs", "bootstrap", "workflow"]
 
+# Start-up: each group module imports its feature modules (Twin, submitit, ParallelCluster's
+# schema...), which costs up to a second. So only the group of the command being run is imported;
+# the others appear in the parser as placeholders with their one-line help, from this table
+# (tests/test_cli_startup.py checks it against what the groups register). A group or command
+# missing here still works: its group is imported every time, which only costs start-up time.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "local": ("local", "run a real Slurm twin of the cluster on this machine"),
+    "config": ("config", "render and validate ParallelCluster cluster configs"),
+    "submit": ("jobs", "submit a shell command (or an array of them) as Slurm jobs, spot-safe"),
+    "jobs": ("jobs", "jobs from accounting: queue, node, state, restarts, elapsed"),
+    "bootstrap": ("bootstrap", "the node bootstrap (OnNodeConfigured) bundle"),
+    "run": ("workflow", "run a Snakemake workflow of this repository (on the twin or a cluster)"),
+    "concordance": ("workflow", "compare the variants of two VCFs (exit 0 concordant, 1 discordant, 2 unreadable)"),
+    "recall": ("workflow", "share of a truth set's variants a VCF recalls, per sample"),
+}
 
-def build_parser() -> argparse.ArgumentParser:
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The command word: the first argument that is not an option (the top level takes no values)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(argv: Sequence[str] | None = None, *, lazy: bool = True) -> argparse.ArgumentParser:
+    """The parser; with ``lazy``, only the group of ``argv``'s command is really registered."""
     import importlib
 
     parser = argparse.ArgumentParser(
@@ -27,13 +49,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hpctool {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    command = _command_of(sys.argv[1:] if argv is None else argv)
+    wanted = COMMANDS[command][0] if lazy and command in COMMANDS else None
     for group in GROUPS:
-        importlib.import_module(f"hpctool.cli.{group}").register(subparsers)
+        placeholders = [(name, text) for name, (owner, text) in COMMANDS.items() if owner == group]
+        if lazy and placeholders and group != wanted and (command is None or command in COMMANDS):
+            for name, text in placeholders:
+                subparsers.add_parser(name, help=text, add_help=False)
+        else:
+            importlib.import_module(f"hpctool.cli.{group}").register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
         code = args.handler(args)

@@ -1,10 +1,13 @@
-"""`hpctool submit ...` and `hpctool jobs`: run work on the cluster (or the twin) through submitit."""
+"""`hpctool submit ...` and `hpctool jobs`: run work on the cluster (or the twin) through submitit.
+
+Feature modules are imported in the handlers: `hpctool jobs` never pays for submitit's import.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from hpctool import jobs
 from hpctool.cli.output import print_json, print_table, progress
 
 
@@ -31,7 +34,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.add_argument("--call", metavar="MODULE:FUNCTION",
                         help="run a Python callable instead of a shell command (importable on the nodes); "
                              "with --array it gets each line as its one argument")
-    submit.add_argument("--folder", default=jobs.DEFAULT_FOLDER, help="where submitit keeps job files and logs")
+    submit.add_argument("--folder", help="where submitit keeps job files and logs, one folder per submission "
+                                          "(default $HPCTOOL_JOBS_DIR, else ~/.local/state/hpctool/jobs)")
+    submit.add_argument("--cluster-config", metavar="YAML",
+                        help="the cluster's ParallelCluster config: its SPOT queues get --requeue by default "
+                             "(default $HPCTOOL_CLUSTER_CONFIG; nodes with the `spot` feature count too)")
     submit.add_argument("--wait", action="store_true", help="wait for the jobs and print their results")
     submit.add_argument("--json", action="store_true", help="machine-readable output")
     submit.set_defaults(handler=cmd_submit)
@@ -44,12 +51,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
+    from hpctool import jobs
+
     command = " ".join(args.command[1:] if args.command[:1] == ["--"] else args.command)
     resources = jobs.Resources(queue=args.queue, cpus=args.cpus, mem=args.mem, time_min=args.time,
                                requeue=args.requeue, name=args.name)
     items = jobs.read_array_file(args.array) if args.array else None
+    jobs.check_work(command, args.call)
+    cluster = jobs.resolve_cluster(cluster_config=args.cluster_config, arrays=items is not None)
     submitted, requeue = jobs.submit_work(resources, command=command, call=args.call, items=items,
-                                          folder=args.folder)
+                                          folder=args.folder, cluster=cluster)
     progress(f"submitted {len(submitted)} job(s) to {args.queue or 'the default queue'}"
              f" ({'requeue on interruption' if requeue else 'no requeue'})")
     rows = jobs.wait_results(submitted) if args.wait else [
@@ -65,7 +76,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    rows = jobs.list_jobs(job_ids=args.job_ids or None, since=args.since)
+    from hpctool.job_table import controller_warning, list_jobs
+    from hpctool.slurm import Slurm
+
+    slurm = Slurm()
+    rows = list_jobs(slurm, job_ids=args.job_ids or None, since=args.since)
+    warning = controller_warning(slurm)
+    if warning:
+        print(f"warning: {warning.message}\nhint: {warning.hint}", file=sys.stderr)
     if args.json:
         print_json([r.to_dict() for r in rows])
         return 0
