@@ -8,6 +8,7 @@ from pathlib import Path
 from hpctool.cli.output import print_json, print_table, progress
 from hpctool.cost import estimate as estimate_mod
 from hpctool.cost import jobs as cost_jobs
+from hpctool.cost import plan as plan_mod
 from hpctool.cost import prices
 
 
@@ -50,6 +51,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     jobs.add_argument("--prices", type=Path, help="a snapshot file instead of the current one")
     jobs.add_argument("--json", action="store_true", help="machine-readable output")
     jobs.set_defaults(handler=cmd_jobs)
+
+    plan = commands.add_parser(
+        "plan", help="a cohort's cost and deadline risk on-demand, on spot (with and without checkpoints), mixed",
+        description="Seeded Monte Carlo: each sample runs the steps in order on one node, NODES at a time; "
+                    "spot interruptions arrive at the instance type's rate (its Spot Instance Advisor band, "
+                    "or --interruptions-per-hour) and cost a restart plus the work since the last checkpoint.")
+    plan.add_argument("--samples", type=int, required=True, help="samples in the cohort")
+    plan.add_argument("--step", dest="steps", action="append", required=True, metavar="NAME=HOURS",
+                      help="a step and its hours per sample on one node (repeat it, in order)")
+    plan.add_argument("--deadline", type=float, required=True, metavar="HOURS", help="hours until the results are due")
+    plan.add_argument("--nodes", type=int, default=10, help="nodes working at once (10)")
+    plan.add_argument("--instance-type", default=None, help="the node type (the config's spot queue's first type)")
+    plan.add_argument("--interruptions-per-hour", type=float, default=None, metavar="RATE",
+                      help="spot interruptions per node-hour (default: from the snapshot's advisor band)")
+    plan.add_argument("--checkpoint-minutes", type=float, default=0.0,
+                      help="checkpoint interval; 0 = on the 2-minute notice, as hpctool's spot handler does (0)")
+    plan.add_argument("--restart-minutes", type=float, default=10.0, help="requeue and new node, billed (10)")
+    plan.add_argument("--risk", type=float, default=0.05, help="acceptable chance of missing the deadline (0.05)")
+    plan.add_argument("--trials", type=int, default=500, help="Monte Carlo trials (500)")
+    plan.add_argument("--seed", type=int, default=1, help="random seed: same seed, same figures (1)")
+    plan.add_argument("--config", type=Path, help="the cluster's config: its region and queues (the default config)")
+    plan.add_argument("--prices", type=Path, help="a snapshot file instead of the current one")
+    plan.add_argument("--json", action="store_true", help="machine-readable output")
+    plan.set_defaults(handler=cmd_plan)
 
 
 def _book(args: argparse.Namespace) -> prices.PriceBook:
@@ -125,4 +150,36 @@ def cmd_jobs(args: argparse.Namespace) -> int:
                  _usd(summary.lost_cost)])
     rows.append(["total", str(sum(g.jobs for g in summary.groups)), "", _usd(summary.total)])
     print_table(rows, [args.by.upper(), "JOBS", "NODE-HOURS", "COST"])
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    book = _book(args)
+    model = cost_jobs.cluster_model(args.config)
+    instance_type = args.instance_type or next(
+        (q.compute_resources[0].instance_types[0] for q in model.queues if q.is_spot),
+        model.queues[0].compute_resources[0].instance_types[0])
+    cohort = plan_mod.Cohort(args.samples, plan_mod.parse_steps(args.steps), args.deadline, args.nodes)
+    market = plan_mod.market(book, model.region, instance_type, args.interruptions_per_hour,
+                             args.checkpoint_minutes, args.restart_minutes)
+    outcomes = plan_mod.compare(cohort, market, args.trials, args.seed)
+    best, why = plan_mod.recommend(outcomes, args.risk)
+    queues = plan_mod.queues_for(best.strategy, model.queues, instance_type)
+    if args.json:
+        print_json({"instance_type": instance_type, "region": model.region,
+                    "price_date": book.region_date(model.region), "on_demand": market.on_demand,
+                    "spot": market.spot, "interruptions_per_hour": market.interruptions_per_hour,
+                    "trials": args.trials, "seed": args.seed,
+                    "strategies": [o.to_dict() for o in outcomes],
+                    "recommendation": {"strategy": best.strategy, "why": why, "queues": queues}})
+        return 0
+    print(f"{args.samples} samples x {', '.join(f'{n} {h:g} h' for n, h in cohort.steps)} on {args.nodes} "
+          f"{instance_type} nodes, deadline {args.deadline:g} h; {model.region} prices as of "
+          f"{book.region_date(model.region)}: on-demand {_usd(market.on_demand)}/h, spot {_usd(market.spot)}/h, "
+          f"{market.interruptions_per_hour:.5f} interruptions per node-hour; {args.trials} trials, seed {args.seed}")
+    print_table([[o.strategy, _usd(o.mean_cost), f"{_usd(o.p5_cost)}-{_usd(o.p95_cost)}",
+                  f"{o.mean_makespan_h:.1f}", f"{o.miss_probability:.1%}", f"{o.mean_interruptions:.1f}",
+                  f"{o.mean_lost_hours:.1f}"] for o in outcomes],
+                ["STRATEGY", "MEAN COST", "5-95%", "MAKESPAN H", "P(MISS)", "INTERRUPTIONS", "LOST H"])
+    print(f"recommended: {best.strategy} on queue(s) {', '.join(queues) or '-'} ({why})")
     return 0
