@@ -168,6 +168,7 @@ class RunCost:
     start: str
     end: str
     price_date: str
+    node_list: str = ""
 
     def to_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -197,7 +198,7 @@ def run_cost(run: JobRun, catalog: NodeCatalog) -> RunCost | None:
     assert first is not None
     return RunCost(run.job_id, run.name, run.user, run.account, run.partition or first.queue, run.state,
                    first.instance_type, first.spot, len(nodes), round(max(shares), 6), run.elapsed_s, total,
-                   run.lost, run.start, run.end, date)
+                   run.lost, run.start, run.end, date, run.node_list)
 
 
 def costs(runs: Iterable[JobRun], catalog: NodeCatalog) -> list[RunCost]:
