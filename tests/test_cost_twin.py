@@ -94,3 +94,21 @@ def test_cost_jobs_by_user_over_a_window_includes_the_jobs(twin, cost_jobs_on_tw
     assert {spot, exclusive} <= listed
     queues = {g["key"] for g in data["groups"]}
     assert {"spot", "compute"} <= queues
+
+
+def test_report_page_of_a_run_on_the_twin(twin, cost_jobs_on_twin, tmp_path, capsys):
+    spot, exclusive = cost_jobs_on_twin
+    run_dir = tmp_path / "run2"
+    _snakemake_log(run_dir, {spot: ("align", "S1"), exclusive: ("call", "")})
+    (run_dir / "qc").mkdir()
+    (run_dir / "qc" / "summary.tsv").write_text("sample\treads\nS1\t2000\n")
+    png = tmp_path / "report.png"
+    assert cli(["report", str(run_dir), "--png", str(png)]) == 0
+    page = run_dir / "hpctool-report.html"
+    assert capsys.readouterr().out.strip() == str(page)
+    text = page.read_text()
+    # the spot job's two runs (one interrupted) and the exclusive job: three bars, one cross
+    assert text.count('<rect class="job') == 3 and text.count('<rect class="job lost"') == 1
+    assert text.count('class="interruption"') == 1 and f"spot reclaim of job {spot}" in text
+    assert "prices as of 2026-11-01" in text and "<td>S1</td><td>2000</td>" in text
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -61,7 +61,7 @@ class InstancePrice:
             return None
         if when is None:
             return self.spot[-1][1]
-        index = bisect.bisect_right([t for t, _ in self.spot], when) - 1
+        index = bisect.bisect_right(self.spot, (when, math.inf)) - 1
         return self.spot[max(index, 0)][1]
 
     def hourly(self, spot: bool, when: datetime | None = None) -> float:
