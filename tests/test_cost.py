@@ -43,6 +43,12 @@ BOOK_DATA = {
     }},
 }
 
+@pytest.fixture(autouse=True)
+def _shipped_prices(tmp_path, monkeypatch):
+    """A price snapshot refreshed on this machine ($HPCTOOL_HOME/prices.json) must not change the figures."""
+    monkeypatch.setenv("HPCTOOL_HOME", str(tmp_path / "hpctool-home"))
+
+
 
 @pytest.fixture
 def book() -> prices.PriceBook:

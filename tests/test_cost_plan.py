@@ -13,6 +13,13 @@ from hpctool.cost import plan
 from hpctool.errors import UsageError
 
 
+@pytest.fixture(autouse=True)
+def _shipped_prices(tmp_path, monkeypatch):
+    """A price snapshot refreshed on this machine ($HPCTOOL_HOME/prices.json) must not change the figures."""
+    monkeypatch.setenv("HPCTOOL_HOME", str(tmp_path / "hpctool-home"))
+
+
+
 def test_without_interruptions_every_figure_is_exact():
     cohort = plan.Cohort(samples=48, steps=(("align", 2.5), ("call", 1.0)), deadline_h=17.5, nodes=10)
     market = plan.Market(on_demand=0.8, spot=0.3, interruptions_per_hour=0.0)

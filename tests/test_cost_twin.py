@@ -75,11 +75,11 @@ def test_cost_jobs_cli_per_rule_and_sample_of_a_run(twin, cost_jobs_on_twin, tmp
     assert data["lost_to_interruptions"]["runs"] == 1
     assert data["lost_to_interruptions"]["cost"] == pytest.approx(jobs[spot, True], abs=1e-6)
     assert data["total"] == pytest.approx(sum(jobs.values()), abs=1e-5)
-    assert data["price_dates"] == ["2026-11-01"]
+    assert data["price_dates"] == [prices.load().region_date("us-east-1")]
 
     assert cli(["cost", "jobs", "--run", str(run_dir), "--by", "sample"]) == 0
     out = capsys.readouterr().out
-    assert "prices as of 2026-11-01" in out and "S1" in out and cost_jobs.ALL_SAMPLES in out
+    assert f"prices as of {prices.load().region_date('us-east-1')}" in out and "S1" in out and cost_jobs.ALL_SAMPLES in out
     assert "lost to spot interruptions  1" in out
 
     assert cli(["cost", "jobs", "--by", "rule"]) == 2  # a rule needs a run folder
@@ -110,5 +110,5 @@ def test_report_page_of_a_run_on_the_twin(twin, cost_jobs_on_twin, tmp_path, cap
     # the spot job's two runs (one interrupted) and the exclusive job: three bars, one cross
     assert text.count('<rect class="job') == 3 and text.count('<rect class="job lost"') == 1
     assert text.count('class="interruption"') == 1 and f"spot reclaim of job {spot}" in text
-    assert "prices as of 2026-11-01" in text and "<td>S1</td><td>2000</td>" in text
+    assert f"prices as of {prices.load().region_date('us-east-1')}" in text and "<td>S1</td><td>2000</td>" in text
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,6 +23,12 @@ GOLDEN = Path(__file__).parent / "golden" / "report" / "handmade.html"
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
+@pytest.fixture(autouse=True)
+def _shipped_prices(tmp_path, monkeypatch):
+    """A price snapshot refreshed on this machine ($HPCTOOL_HOME/prices.json) must not change the figures."""
+    monkeypatch.setenv("HPCTOOL_HOME", str(tmp_path / "hpctool-home"))
+
+
 
 def handmade_data(repo: Path) -> report.ReportData:
     """The hand-made accounting of test_cost (a requeued spot job among them) as a run of three rules."""

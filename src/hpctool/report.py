@@ -98,7 +98,7 @@ def build(run_dir: Path | None = None, *, since: str | None = None, until: str |
     if run_dir is not None and not labels:
         raise UsageError(f"{run_dir}: the run lists no Slurm jobs", "was it run with a Slurm profile?")
     items = cost_jobs.job_costs(slurm, config=config, since=since, until=until,
-                                job_ids=sorted(labels, key=int) if labels else None, book=book)
+                                job_ids=sorted(labels, key=cost_jobs.job_order) if labels else None, book=book)
     by_queue = accounting.summarise(items, "queue")
     by_rule = accounting.summarise(items, "rule", labels) if labels else None
     qc_header, qc_rows = read_qc(run_dir) if run_dir is not None else ([], [])

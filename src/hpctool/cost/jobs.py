@@ -39,6 +39,11 @@ def cluster_model(config: str | Path | None = None) -> ClusterModel:
     return ClusterModel(queues, str(data.get("Region", "us-east-1")), str(path))
 
 
+def job_order(job_id: str) -> tuple[int, str]:
+    """Numeric order of Slurm job ids, array tasks (``12_3``) included."""
+    return len(job_id.split("_")[0]), job_id
+
+
 def run_keys(run_dirs: Sequence[Path], by: str) -> dict[str, list[str]]:
     """Slurm job id -> the rules, the sample or the run folder it belongs to."""
     keys: dict[str, list[str]] = {}
@@ -82,5 +87,5 @@ def summary(by: str, slurm: Slurm | None = None, *, config: str | Path | None = 
     if keys is not None and not keys:
         raise UsageError("the run folders list no Slurm jobs", "was the workflow run with a Slurm profile?")
     items = job_costs(slurm, config=config, since=since, until=until,
-                      job_ids=sorted(keys, key=int) if keys else None, book=book)
+                      job_ids=sorted(keys, key=job_order) if keys else None, book=book)
     return accounting.summarise(items, BY_FIELD.get(by, by), keys if by in BY_RUN else None), items
