@@ -1,11 +1,12 @@
 """`cost jobs` over 100,000 accounting records, against the raw `sacct` call that fetches records.
 
-The twin's accounting holds only the jobs the tests ran, so the 100,000 records are a synthetic
-``sacct -a -X -D --parsable2 --noheader`` text (seeded: 4 queues, 12 users, 5 % of jobs requeued once
-and so two records, 3 % on two nodes), parsed by the same code as real output. Measured in the same
-run: (1) the real `sacct` on the twin over every record it holds, per record; (2) the floor of any
-parser, ``slurm_parse.parse_delimited`` (split into dicts) over the synthetic text; (3) hpctool's
-parse, price and group steps over it, and their peak Python memory (tracemalloc).
+The twin cannot hold a busy week of accounting, so the 100,000 records are a synthetic
+``sacct -a -X -D --parsable2 --noheader`` text (seeded: 4 queues, 12 users, 10 % of spot jobs
+requeued once and so two records, 3 % on two nodes), parsed by the same code as real output.
+Measured in the same run: (1) the real `sacct` on the twin over every record it holds (3,000
+pending jobs are submitted first so that there is something to fetch), per record; (2) the floor of
+any parser, ``slurm_parse.parse_delimited`` (split into dicts), over the synthetic text; (3)
+hpctool's parse, price and group steps over it, and their peak Python memory (tracemalloc).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from hpctool.slurm_parse import parse_delimited
 from hpctool.twin import Twin
 
 RECORDS = 100_000
-HELD_JOBS = 3000  # put in the twin's accounting so that sacct has records to fetch
+PENDING_JOBS = 3000  # put in the twin's accounting so that sacct has records to fetch
 QUEUES = {"compute": ("compute-st-c7i4xl", 20), "spot": ("spot-st-mixed16", 50), "fpga": ("fpga-st-f26xl", 4),
           "storage": ("storage-st-i4i4xl", 8)}
 
@@ -84,21 +85,29 @@ def main() -> None:
     with twin.exclusive_use():
         twin.up()
         slurm = twin.slurm
-        queue = twin.layout().queues[0]["name"]
-        # Held jobs are recorded by slurmdbd at submission and never run; a shell loop of sbatch
-        # (one process each, as a user would) fills the accounting quickest. Cancelled afterwards.
-        loop = (f"for i in $(seq {HELD_JOBS}); do sbatch --hold --parsable --partition={queue} "
-                "--job-name=bench-cost-held --wrap=true >/dev/null || exit 1; done")
-        begin = time.perf_counter()
-        subprocess.run(["bash", "-c", loop], env=twin.env(), check=True)
-        _progress(f"{HELD_JOBS} held jobs submitted in {time.perf_counter() - begin:.0f} s")
-        time.sleep(3)  # slurmdbd takes the records in batches
-        text_real = slurm.sacct_text(accounting.COST_FIELDS, since="2020-01-01")
-        real_records = len(text_real.splitlines())
-        sacct_s = _median_s(lambda: slurm.sacct_text(accounting.COST_FIELDS, since="2020-01-01"), 5)
-        sacct_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        nodes = slurm.nodes()
-        slurm.run(["scancel", "--name=bench-cost-held"])
+        layout = twin.layout()
+        queue = layout.queues[0]["name"]
+        # Pending jobs are in accounting from submission (sacct lists them once eligible, so not
+        # held): the queue's nodes are drained so none runs, and a shell loop of sbatch (a process
+        # each, as a user would) fills the accounting. Cancelled, and the nodes resumed, afterwards.
+        for node in layout.queues[0]["nodes"]:
+            slurm.update_node(node, "drain", reason="bench: accounting records only")
+        try:
+            loop = (f"for i in $(seq {PENDING_JOBS}); do sbatch --parsable --partition={queue} "
+                    "--job-name=bench-cost-pending --wrap=true >/dev/null || exit 1; done")
+            begin = time.perf_counter()
+            subprocess.run(["bash", "-c", loop], env=twin.env(), check=True)
+            _progress(f"{PENDING_JOBS} pending jobs submitted in {time.perf_counter() - begin:.0f} s")
+            time.sleep(5)  # slurmdbd takes the records in batches
+            text_real = slurm.sacct_text(accounting.COST_FIELDS, since="2020-01-01")
+            real_records = len(text_real.splitlines())
+            sacct_s = _median_s(lambda: slurm.sacct_text(accounting.COST_FIELDS, since="2020-01-01"), 5)
+            sacct_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+            nodes = slurm.nodes()
+        finally:
+            slurm.run(["scancel", "--name=bench-cost-pending"])
+            for node in layout.queues[0]["nodes"]:
+                slurm.update_node(node, "resume")
     _progress(f"sacct: {real_records} records in {sacct_s * 1000:.0f} ms")
 
     text = synthetic_sacct()
