@@ -116,4 +116,7 @@ def test_report_by_hand(aws, capsys):
     # today nothing is old enough yet: only the transition to Intelligent-Tiering (day 0) applies
     today = tiering.report_bucket(BUCKET, "results/", book, "us-east-1")
     assert {c.data_class for c in today.classes if c.saving} <= {"alignments"}
+    assert cli(["storage", "report", "--bucket", BUCKET, "--prefix", "results/"]) == 0
+    out = capsys.readouterr().out
+    assert "prices as of 2026-11-01" in out and "alignments" in out and "lifecycle transitions, once" in out
     assert cli(["storage", "report", "--bucket", BUCKET, "--as-of", "tomorrow"]) == 2
