@@ -125,3 +125,12 @@ def test_png_of_a_page_with_chromium(repo, tmp_path):
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert int.from_bytes(data[16:20], "big") == 800 and int.from_bytes(data[20:24], "big") == 600
+
+
+def test_report_needs_a_run_folder_or_a_window(tmp_path, capsys):
+    from hpctool.cli import main as cli
+
+    assert cli(["report"]) == 2
+    assert "give a run folder, or --since" in capsys.readouterr().err
+    assert cli(["report", str(tmp_path)]) == 2  # no .snakemake/log: not a run folder
+    assert "not a Snakemake run folder" in capsys.readouterr().err

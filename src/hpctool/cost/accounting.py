@@ -116,8 +116,8 @@ class NodeSpec:
 
 class NodeCatalog:
     """Node name -> NodeSpec, from the cluster config's queues and, where known, Slurm's own node
-    records (``scontrol show node``: CPUTot, RealMemory, and an instance type among the features,
-    as the twin and hpctool's ParallelCluster bootstrap set them)."""
+    records (``scontrol show node``: CPUTot, RealMemory, and the features, one of which may name
+    the node's instance type: the twin always lists it)."""
 
     def __init__(self, queues: list[Queue], book: PriceBook, region: str,
                  slurm_nodes: Iterable[Mapping[str, str]] = ()) -> None:
