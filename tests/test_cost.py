@@ -250,6 +250,7 @@ def test_job_cost_by_hand(book, repo):
     rules = {g.key: g.cost for g in by_rule.groups}
     assert rules["align"] == pytest.approx(0.4) and rules["call"] == rules["qc"] == pytest.approx(0.8)
     assert rules["(not in a run)"] == pytest.approx(0.4 + 0.1 + 0.6 + 3.0)
+    assert by_rule.jobs == by_user.jobs == 6  # job 12 counted once, though in two rules
 
 
 def test_a_node_of_no_queue_and_a_broken_row_are_clear_errors(book, repo):

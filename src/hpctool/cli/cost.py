@@ -148,7 +148,7 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     rows = [[g.key, str(g.jobs), f"{g.hours:.3f}", _usd(g.cost)] for g in summary.groups]
     rows.append(["lost to spot interruptions", str(summary.lost_runs), f"{summary.lost_hours:.3f}",
                  _usd(summary.lost_cost)])
-    rows.append(["total", str(sum(g.jobs for g in summary.groups)), "", _usd(summary.total)])
+    rows.append(["total", str(summary.jobs), "", _usd(summary.total)])
     print_table(rows, [args.by.upper(), "JOBS", "NODE-HOURS", "COST"])
     return 0
 

@@ -225,9 +225,10 @@ class Summary:
     lost_runs: int
     total: float
     price_dates: list[str]
+    jobs: int = 0  # distinct jobs with a costed final run
 
     def to_dict(self) -> dict[str, object]:
-        return {"by": self.by, "groups": [asdict(g) for g in self.groups],
+        return {"by": self.by, "jobs": self.jobs, "groups": [asdict(g) for g in self.groups],
                 "lost_to_interruptions": {"runs": self.lost_runs, "hours": round(self.lost_hours, 4),
                                           "cost": round(self.lost_cost, 6)},
                 "total": round(self.total, 6), "price_dates": self.price_dates}
@@ -262,5 +263,6 @@ def summarise(items: Iterable[RunCost], by: str, key_of: Mapping[str, list[str]]
         group.cost = round(group.cost, 6)
         group.hours = round(group.hours, 4)
     total = sum(g.cost for g in ordered) + lost_cost
-    return Summary(by, ordered, lost_cost, lost_hours, lost_runs, total, sorted(dates))
+    return Summary(by, ordered, lost_cost, lost_hours, lost_runs, total, sorted(dates),
+                   len({job for job, _ in counted}))
 
