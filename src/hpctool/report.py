@@ -25,6 +25,7 @@ from hpctool.slurm import Slurm
 
 # Colour-blind-safe palette (Okabe-Ito), one colour per queue in name order.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+LOST_FILL, LOST_STROKE = "#f4b6b6", "#d62728"  # interrupted runs: light red, dashed red outline
 CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--hide-scrollbars"]
@@ -132,7 +133,7 @@ def queue_colours(bars: Sequence[Bar], queues: Sequence[str] = ()) -> dict[str, 
 
 
 def timeline_svg(bars: Sequence[Bar], colours: dict[str, str], width: int = 960) -> str:
-    """A row per node, a bar per job run; interrupted runs hatched with a red cross where they stopped."""
+    """A row per node, a bar per job run; interrupted runs light red, dashed, with a red cross where they stopped."""
     if not bars:
         return '<p class="empty">no job ran in this window</p>'
     nodes = sorted({b.node for b in bars})
@@ -146,9 +147,7 @@ def timeline_svg(bars: Sequence[Bar], colours: dict[str, str], width: int = 960)
         return left + (t - t0) / span * plot_w
 
     out = [(f'<svg class="timeline" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
-           f'viewBox="0 0 {width} {height}" role="img" aria-label="job timeline">'),
-           ('<defs><pattern id="lost" width="6" height="6" patternUnits="userSpaceOnUse" '
-           'patternTransform="rotate(45)"><rect width="3" height="6" fill="#d62728"/></pattern></defs>')]
+           f'viewBox="0 0 {width} {height}" role="img" aria-label="job timeline">')]
     for index, node in enumerate(nodes):
         y = top + index * row_h
         out.append(f'<text class="node" x="{left - 6}" y="{y + row_h * 0.65:.1f}" text-anchor="end">{_e(node)}</text>')
@@ -156,20 +155,21 @@ def timeline_svg(bars: Sequence[Bar], colours: dict[str, str], width: int = 960)
     for bar in sorted(bars, key=lambda b: (b.node, b.start, b.job_id)):
         y = top + nodes.index(bar.node) * row_h + 4
         x0, w = x(bar.start), max(x(bar.end) - x(bar.start), 2.0)
-        fill = "url(#lost)" if bar.lost else colours[bar.queue]
+        fill = LOST_FILL if bar.lost else colours[bar.queue]
         kind = "job lost" if bar.lost else "job"
         tip = (f"job {bar.job_id} {bar.label} on {bar.node} ({bar.queue}{', spot' if bar.spot else ''}): "
                f"{_clock(bar.start)}-{_clock(bar.end)}, {_usd(bar.cost)}"
                + (" - interrupted and requeued" if bar.lost else ""))
+        stroke = f'stroke="{LOST_STROKE}" stroke-dasharray="4 2"' if bar.lost else f'stroke="{colours[bar.queue]}"'
         out.append(f'<rect class="{kind}" data-job="{_e(bar.job_id)}" data-queue="{_e(bar.queue)}" x="{x0:.1f}" '
-                   f'y="{y}" width="{w:.1f}" height="{row_h - 8}" fill="{fill}" stroke="{colours[bar.queue]}">'
+                   f'y="{y}" width="{w:.1f}" height="{row_h - 8}" fill="{fill}" {stroke}>'
                    f'<title>{_e(tip)}</title></rect>')
         if bar.lost:  # where the run was cut short: the interruption (a spot reclaim on spot nodes)
             cx, cy = x0 + w, y + (row_h - 8) / 2
             label = "spot reclaim" if bar.spot else "requeue"
             out.append(f'<g class="interruption" data-job="{_e(bar.job_id)}"><title>{label} of job {_e(bar.job_id)}'
                        f'</title><path d="M{cx - 5:.1f} {cy - 5:.1f} L{cx + 5:.1f} {cy + 5:.1f} M{cx - 5:.1f} '
-                       f'{cy + 5:.1f} L{cx + 5:.1f} {cy - 5:.1f}" stroke="#d62728" stroke-width="2.5"/></g>')
+                       f'{cy + 5:.1f} L{cx + 5:.1f} {cy - 5:.1f}" stroke="{LOST_STROKE}" stroke-width="2.5"/></g>')
     base = top + row_h * len(nodes)
     out.append(f'<line x1="{left}" x2="{width - 10}" y1="{base}" y2="{base}" stroke="#888"/>')
     for step in range(5):
@@ -220,7 +220,8 @@ def render(data: ReportData) -> str:
     """The page (pure: the same data gives the same bytes)."""
     colours = queue_colours(data.bars, [k for k, _ in data.cost_by_queue])
     legend = "".join(f'<span><i style="background:{c}"></i>{_e(q)}</span>' for q, c in colours.items())
-    legend += '<span><i style="background:#d62728"></i>interrupted run (requeued), ✕ where it stopped</span>'
+    legend += (f'<span><i style="background:{LOST_FILL};outline:1px dashed {LOST_STROKE}"></i>'
+               "interrupted run (requeued), ✕ where it stopped</span>")
     lost_runs = sum(1 for b in data.bars if b.lost)
     queue_rows = [*data.cost_by_queue]
     parts = [
