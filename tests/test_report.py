@@ -6,6 +6,9 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import struct
+import zlib
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -28,6 +31,46 @@ def _shipped_prices(tmp_path, monkeypatch):
     """A price snapshot refreshed on this machine ($HPCTOOL_HOME/prices.json) must not change the figures."""
     monkeypatch.setenv("HPCTOOL_HOME", str(tmp_path / "hpctool-home"))
 
+
+
+def png_pixels(data: bytes) -> list[tuple[int, int, int]]:
+    """RGB pixels of an 8-bit RGB/RGBA PNG (Chromium's screenshots). Written here because the only
+    thing needed is a colour count and Pillow is not a dependency."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks, header = 8, b"", b""
+    while pos < len(data):
+        length = struct.unpack(">I", data[pos:pos + 4])[0]
+        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + length]
+        header = body if kind == b"IHDR" else header
+        chunks += body if kind == b"IDAT" else b""
+        pos += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", header[:10])
+    assert depth == 8 and colour in (2, 6), (depth, colour)
+    bpp = 3 if colour == 2 else 4
+    raw, stride, rows, prev = zlib.decompress(chunks), width * bpp, [], bytearray(width * bpp)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        rows.append(line)
+        prev = line
+    return [tuple(row[x * bpp:x * bpp + 3]) for row in rows for x in range(width)]
+
+
+def dominant_colour(png: bytes) -> str:
+    (rgb, _), = Counter(png_pixels(png)).most_common(1)
+    return "#{:02X}{:02X}{:02X}".format(*rgb)
 
 
 def handmade_data(repo: Path) -> report.ReportData:
@@ -102,6 +145,10 @@ def test_the_page_in_headless_chromium(repo, tmp_path, browser):
     assert all(r.is_displayed() and r.size["width"] >= 2 for r in jobs)
     fills = {r.get_attribute("data-queue"): r.get_attribute("fill") for r in jobs if r not in lost}
     assert len(set(fills.values())) == 2
+    # what is painted: each bar's own screenshot is mostly its colour (the interrupted run light red)
+    assert dominant_colour(lost[0].screenshot_as_png) == report.LOST_FILL.upper()
+    compute = next(r for r in jobs if r.get_attribute("data-queue") == "compute")
+    assert dominant_colour(compute.screenshot_as_png) == fills["compute"].upper()
     node_labels = [t.text for t in browser.find_elements(By.CSS_SELECTOR, "svg.timeline text.node")]
     assert node_labels == ["compute-st-c7i4xl-1", "compute-st-c7i4xl-2", "spot-st-mixed16-1"]
     queue_rows = [[c.text for c in row.find_elements(By.TAG_NAME, "td")]
