@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 from typing import Any
 
 import boto3
@@ -80,3 +81,89 @@ class S3:
                                    ChecksumSHA256=sha256_base64(data))
         except (ClientError, BotoCoreError) as exc:
             raise _wrap(exc, f"s3://{bucket}/{key}: cannot upload", f"check s3:PutObject on bucket {bucket}") from exc
+
+
+# -- prices (hpctool.cost) ---------------------------------------------------------------------
+def price_list_products(service_code: str, filters: list[dict[str, str]],
+                        pricing_client: Any = None) -> list[dict[str, Any]]:
+    """Products of the Price List API matching ``filters``, each PriceList entry parsed from JSON.
+    The API answers in us-east-1 (and two other regions), whatever region the prices are for."""
+    pricing = pricing_client if pricing_client is not None else client("pricing", "us-east-1")
+    found: list[dict[str, Any]] = []
+    try:
+        for page in pricing.get_paginator("get_products").paginate(
+                ServiceCode=service_code, Filters=filters, FormatVersion="aws_v1"):
+            found += [json.loads(item) if isinstance(item, str) else item for item in page.get("PriceList", [])]
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, f"Price List {service_code}: cannot read prices",
+                    "you need pricing:GetProducts (no other permission); the API is in us-east-1") from exc
+    return found
+
+
+def spot_price_history(region: str, instance_types: list[str], start_time: Any,
+                       product: str = "Linux/UNIX", ec2_client: Any = None) -> list[dict[str, Any]]:
+    """EC2's spot price history since ``start_time``: ``{az, instance_type, price, timestamp}`` records."""
+    ec2 = ec2_client if ec2_client is not None else client("ec2", region)
+    records: list[dict[str, Any]] = []
+    try:
+        for page in ec2.get_paginator("describe_spot_price_history").paginate(
+                InstanceTypes=instance_types, ProductDescriptions=[product], StartTime=start_time):
+            records += [{"az": item["AvailabilityZone"], "instance_type": item["InstanceType"],
+                         "price": float(item["SpotPrice"]), "timestamp": item["Timestamp"]}
+                        for item in page.get("SpotPriceHistory", [])]
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, f"EC2 spot price history in {region}: cannot read",
+                    "you need ec2:DescribeSpotPriceHistory in that region") from exc
+    return records
+
+
+# -- storage tiering (hpctool.cost.tiering) ------------------------------------------------------
+def s3_objects(bucket: str, prefix: str = "", s3_client: Any = None) -> list[dict[str, Any]]:
+    """Every object under ``prefix``: ``{key, size, last_modified, storage_class}``."""
+    s3 = s3_client if s3_client is not None else client("s3")
+    found: list[dict[str, Any]] = []
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+            found += [{"key": item["Key"], "size": int(item["Size"]), "last_modified": item["LastModified"],
+                       "storage_class": item.get("StorageClass", "STANDARD")} for item in page.get("Contents", [])]
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, f"s3://{bucket}/{prefix}: cannot list",
+                    f"check that bucket {bucket} exists and that you may s3:ListBucket on it") from exc
+    return found
+
+
+def put_s3_lifecycle(bucket: str, rules: list[dict[str, Any]],
+                     intelligent_tiering: dict[str, Any] | None = None, s3_client: Any = None) -> None:
+    """Replace the bucket's lifecycle rules; set its Intelligent-Tiering archive configuration too."""
+    s3 = s3_client if s3_client is not None else client("s3")
+    try:
+        s3.put_bucket_lifecycle_configuration(Bucket=bucket, LifecycleConfiguration={"Rules": rules})
+        if intelligent_tiering is not None:
+            s3.put_bucket_intelligent_tiering_configuration(
+                Bucket=bucket, Id=intelligent_tiering["Id"], IntelligentTieringConfiguration=intelligent_tiering)
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, f"s3://{bucket}: cannot set the lifecycle",
+                    "you need s3:PutLifecycleConfiguration and s3:PutIntelligentTieringConfiguration") from exc
+
+
+def s3_lifecycle_rules(bucket: str, s3_client: Any = None) -> list[dict[str, Any]]:
+    """The bucket's lifecycle rules (empty when it has none)."""
+    s3 = s3_client if s3_client is not None else client("s3")
+    try:
+        return s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    except ClientError as exc:
+        if _error_code(exc) == "NoSuchLifecycleConfiguration":
+            return []
+        raise _wrap(exc, f"s3://{bucket}: cannot read the lifecycle", "you need s3:GetLifecycleConfiguration") from exc
+
+
+def put_efs_lifecycle(file_system_id: str, policies: list[dict[str, str]], region: str | None = None,
+                      efs_client: Any = None) -> list[dict[str, str]]:
+    """Set an EFS file system's lifecycle policies; return what EFS now holds."""
+    efs = efs_client if efs_client is not None else client("efs", region)
+    try:
+        return efs.put_lifecycle_configuration(FileSystemId=file_system_id,
+                                               LifecyclePolicies=policies)["LifecyclePolicies"]
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, f"EFS {file_system_id}: cannot set the lifecycle",
+                    "check the file system id and elasticfilesystem:PutLifecycleConfiguration") from exc

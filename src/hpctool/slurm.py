@@ -143,6 +143,19 @@ class Slurm:
             argv += ["-S", since]
         return parse_sacct_jobs(self.run(argv).stdout)
 
+    def sacct_text(self, fields: Sequence[str], *, job_ids: Sequence[str] | None = None,
+                   since: str | None = None, until: str | None = None, timeout: float = 300) -> str:
+        """Raw ``sacct`` rows of allocations, every run of a requeued job (``-D``), all users (``-a``),
+        for the parsers of the feature that asked (accounting over a week can be large)."""
+        argv = ["sacct", "-a", "-X", "-D", "--parsable2", "--noheader", "-o", ",".join(fields)]
+        if job_ids:
+            argv += ["-j", ",".join(job_ids)]
+        if since:
+            argv += ["-S", since]
+        if until:
+            argv += ["-E", until]
+        return self.run(argv, timeout=timeout).stdout
+
     # -- nodes --------------------------------------------------------------------------------
     def nodes(self) -> list[dict[str, str]]:
         result = self.run(["scontrol", "-o", "show", "node"])
