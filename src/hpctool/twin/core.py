@@ -238,7 +238,7 @@ class Twin:
                 self.start_node(node.name)
             started += [f"slurmd {n.name}" for n in dead_nodes]
         self._wait_static_in_service(layout, resume_out_of_service=fresh)
-        if fresh:
+        if fresh or cold:  # a new cluster (or one restarted whole): dynamic nodes start powered down
             self._power_down_dynamic(layout)
         for service in self.services:
             started += service.start(self, layout)
