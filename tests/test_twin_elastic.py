@@ -180,4 +180,4 @@ def test_down_and_up_start_dynamic_nodes_powered_down(elastic):
     assert not elastic._alive_slurmd(node)
     status = elastic.up()
     assert status["up"] is True
-    assert elastic.node_state(node) == "idle~"
+    wait_for(lambda: elastic.node_state(node) == "idle~", timeout=30, what="the node powered down after up")
