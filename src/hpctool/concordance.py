@@ -18,14 +18,16 @@ answers a different question (it matches sites, not genotypes and fields).
 from __future__ import annotations
 
 import gzip
-import io
+import operator
 import re
 import shutil
 import subprocess
+import tempfile
 import zlib
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
+from itertools import groupby, islice, repeat
 from pathlib import Path
 from typing import IO, Any, Self
 
@@ -108,6 +110,9 @@ class Concordance:
 # -- reading ---------------------------------------------------------------------------------
 # The empty BGZF block every bgzip file ends with (SAM/BAM spec, 4.1.2): htslib warns without it.
 BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+# POS of every line of a block joined after a "\n" (a literal first character: a fast scan).
+_POS = re.compile(r"\n[^\t\n]*\t([^\t\n]*)")
+BLOCK_BYTES = 1 << 20  # lines are read and checked ~1 MB at a time
 _UNSORTED_HINT = "sort it first: `bcftools sort -Oz -o sorted.vcf.gz FILE` (and `bcftools index` it)"
 
 
@@ -149,6 +154,19 @@ def _open_error(file: Path, error: OSError) -> VcfError:
     return VcfError(f"{file}: cannot be read ({error})", "check the file")
 
 
+class _Lines(list):
+    """The lines of one block, and the block's text after a line end (for whole-block checks)."""
+
+    text = ""
+
+    @classmethod
+    def of(cls, data: str) -> _Lines:
+        text = "\n" + data
+        lines = cls(text.splitlines(keepends=True)[1:])
+        lines.text = text
+        return lines
+
+
 class VcfLines:
     """The lines of a VCF/BCF file as text, streamed: ``with VcfLines(path) as lines: for line in lines``.
 
@@ -157,7 +175,7 @@ class VcfLines:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._process: subprocess.Popen | None = None
-        self._handle: IO[str] | None = None
+        self._handle: IO[bytes] | None = None
 
     def __enter__(self) -> Self:
         file = self.path
@@ -166,36 +184,48 @@ class VcfLines:
             if kind == "bcf":
                 self._handle = self._bcftools_view(file)
             elif kind in {"gzip", "bgzip"}:
-                self._handle = io.TextIOWrapper(gzip.open(file, "rb"), encoding="utf-8", newline="")
+                self._handle = gzip.open(file, "rb")
             else:
-                self._handle = open(file, encoding="utf-8", newline="")
+                self._handle = open(file, "rb")
         except OSError as error:
             raise _open_error(file, error) from None
         return self
 
-    def _bcftools_view(self, file: Path) -> IO[str]:
+    def _bcftools_view(self, file: Path) -> IO[bytes]:
         if shutil.which("bcftools") is None:
             raise VcfError(f"{file}: is BCF, which needs bcftools to read", "install bcftools (`make setup`)")
+        # Its warnings go to a file: a full stderr pipe would stall it while we read its stdout.
+        self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 (closed in __exit__)
         self._process = subprocess.Popen(["bcftools", "view", "--no-version", "-Ov", str(file)],
-                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                         stdout=subprocess.PIPE, stderr=self._stderr)
         assert self._process.stdout is not None
-        return io.TextIOWrapper(self._process.stdout, encoding="utf-8", newline="")
+        return self._process.stdout
 
-    def __iter__(self) -> Iterator[str]:
+    def blocks(self) -> Iterator[list[str]]:
+        """Lists of about :data:`BLOCK_BYTES` bytes of whole lines, each with its line end."""
         assert self._handle is not None, "use VcfLines in a with block"
         file = self.path
+        rest = b""
         try:
-            for line in self._handle:
-                yield line.rstrip("\r\n")
+            # Bytes in big reads, cut after the last line end (a line end never splits a UTF-8
+            # character), then split: far cheaper than reading line by line.
+            while chunk := self._handle.read(BLOCK_BYTES):
+                cut = chunk.rfind(b"\n") + 1
+                if not cut:
+                    rest += chunk
+                    continue
+                data, rest = rest + chunk[:cut], chunk[cut:]
+                yield _Lines.of(data.decode("utf-8"))
+            if rest:
+                yield _Lines.of(rest.decode("utf-8"))
         except (EOFError, gzip.BadGzipFile, zlib.error) as error:
             raise _corrupt(file, error) from None
         except UnicodeDecodeError:
             raise VcfError(f"{file}: not text (nor gzip/bgzip/BCF)", "is this a VCF?") from None
-        if self._process is not None:
-            stderr = self._process.stderr.read().decode(errors="replace") if self._process.stderr else ""
-            if self._process.wait() != 0:
-                raise VcfError(f"{file}: bcftools cannot read it: {stderr.strip()[-400:]}",
-                               "the BCF file may be truncated or corrupt") from None
+        if self._process is not None and self._process.wait() != 0:
+            self._stderr.seek(0)
+            detail = self._stderr.read().decode(errors="replace").strip()[-400:]
+            raise VcfError(f"{file}: bcftools cannot read it: {detail}", "the BCF file may be truncated or corrupt")
 
     def __exit__(self, *_: object) -> None:
         if self._handle is not None:
@@ -204,14 +234,13 @@ class VcfLines:
             if self._process.poll() is None:
                 self._process.kill()
             self._process.wait()
-            if self._process.stderr is not None:
-                self._process.stderr.close()
+            self._stderr.close()
 
 
 def read_vcf_text(path: str | Path) -> str:
     """The whole text of a VCF/BCF file (small files: truth sets, test data)."""
     with VcfLines(path) as lines:
-        return "\n".join(lines) + "\n"
+        return "".join(line for block in lines.blocks() for line in block)
 
 
 @dataclass
@@ -227,80 +256,175 @@ class _Row:
     record: Record | None = None
 
 
-class VcfStream:
-    """Header and position-sorted records of one VCF, read once from start to end."""
+class _Order:
+    """Where a file's records have got to: the contig, the position, the contigs left behind."""
 
-    def __init__(self, lines: Iterator[str], name: str) -> None:
+    def __init__(self) -> None:
+        self.chrom = ""
+        self.pos = -1
+        self.finished: set[str] = set()
+
+
+class VcfStream:
+    """Header and records of one VCF, read once from start to end (blocks of raw lines)."""
+
+    def __init__(self, blocks: Iterator[list[str]], name: str) -> None:
         self.name = name
         self.meta: list[str] = []
         self.samples: list[str] = []
         self.count = 0
-        self._lines = enumerate(lines, start=1)
+        self._blocks = blocks
+        self._first: list[str] = []  # the rest of the block the header ended in
+        self._number = 0  # line number of the line before self._first
         self._read_header()
+        self._expected = 8 + (1 + len(self.samples) if self.samples else 0)
 
     def _read_header(self) -> None:
-        for number, line in self._lines:
-            if not line:
-                continue
-            if line.startswith("##"):
-                self.meta.append(line)
-                continue
-            if line.startswith("#"):
-                columns = line[1:].split("\t")
-                if columns[:8] != FIXED_COLUMNS:
-                    raise VcfError(f"{self.name}, line {number}: the #CHROM header line does not have the 8 "
-                                   "VCF columns", "is this a VCF?")
-                self.samples = columns[9:]
-                return
-            raise VcfError(f"{self.name}, line {number}: a record before the #CHROM header line",
-                           "is this a VCF? (the header is missing or the file is not a VCF)")
+        number = 0
+        for block in self._blocks:
+            for index, raw in enumerate(block):
+                number += 1
+                line = raw.rstrip("\r\n")
+                if not line:
+                    continue
+                if line.startswith("##"):
+                    self.meta.append(line)
+                    continue
+                if line.startswith("#"):
+                    columns = line[1:].split("\t")
+                    if columns[:8] != FIXED_COLUMNS:
+                        raise VcfError(f"{self.name}, line {number}: the #CHROM header line does not have the 8 "
+                                       "VCF columns", "is this a VCF?")
+                    self.samples = columns[9:]
+                    self._first, self._number = block[index + 1:], number
+                    return
+                raise VcfError(f"{self.name}, line {number}: a record before the #CHROM header line",
+                               "is this a VCF? (the header is missing or the file is not a VCF)")
         raise VcfError(f"{self.name}: no #CHROM header line", "is this a VCF? (empty or not a VCF)")
 
-    def rows(self, check_order: bool = True) -> Iterator[_Row]:
-        """Every record in file order; raises :class:`VcfError` at the first out-of-order one
-        (unless ``check_order`` is off: a file held in memory may be in any order)."""
-        name, samples = self.name, self.samples
-        expected = 8 + (1 + len(samples) if samples else 0)
-        finished: set[str] = set()
-        chrom, pos = "", -1
-        for number, line in self._lines:
-            if not line:
-                continue
-            if line.startswith("#"):
-                raise VcfError(f"{name}, line {number}: a header line among the records", "is this a VCF?")
-            columns = line.count("\t") + 1
-            if columns < 8 or (samples and columns != expected):
-                raise VcfError(f"{name}, line {number}: {columns} columns, expected {expected}",
-                               "the file is truncated or not tab-separated")
-            values = line.split("\t", 5)
-            if not values[1].isdigit():
-                raise VcfError(f"{name}, line {number}: POS {values[1]!r} is not a number", "is this a VCF?")
-            here = int(values[1])
-            if not check_order:
-                pass
-            elif values[0] != chrom:
-                if values[0] in finished:
+    def record_blocks(self) -> Iterator[tuple[int, list[str]]]:
+        """(line number before the block, raw lines) of the records, once."""
+        number = self._number
+        if self._first:
+            yield number, self._first
+            number += len(self._first)
+        for block in self._blocks:
+            yield number, block
+            number += len(block)
+
+    def check_line(self, raw: str, number: int, order: _Order | None) -> _Row | None:
+        """One record line checked (columns, POS, order when ``order``); None for an empty line."""
+        line = raw.rstrip("\r\n")
+        if not line:
+            return None
+        name = self.name
+        if line.startswith("#"):
+            raise VcfError(f"{name}, line {number}: a header line among the records", "is this a VCF?")
+        columns = line.count("\t") + 1
+        if columns < 8 or (self.samples and columns != self._expected):
+            raise VcfError(f"{name}, line {number}: {columns} columns, expected {self._expected}",
+                           "the file is truncated or not tab-separated")
+        values = line.split("\t", 5)
+        if not values[1].isdigit():
+            raise VcfError(f"{name}, line {number}: POS {values[1]!r} is not a number", "is this a VCF?")
+        here = int(values[1])
+        if order is not None:
+            if values[0] != order.chrom:
+                if values[0] in order.finished:
                     raise VcfError(f"{name}, line {number}: {values[0]} comes again after other contigs: "
                                    "the file is not sorted by position", _UNSORTED_HINT)
+                order.finished.add(order.chrom)
+                order.chrom = values[0]
+            elif here < order.pos:
+                raise VcfError(f"{name}, line {number}: {order.chrom}:{here} comes after {order.chrom}:"
+                               f"{order.pos}: the file is not sorted by position", _UNSORTED_HINT)
+            order.pos = here
+        return _Row(values[0], here, values[3], values[4], line, number)
+
+    def rows(self, check_order: bool = True) -> Iterator[_Row]:
+        """Every record in file order, one by one; raises :class:`VcfError` at the first bad or
+        (unless ``check_order`` is off: a file held in memory may be in any order) out-of-order one."""
+        order = _Order() if check_order else None
+        for before, block in self.record_blocks():
+            for offset, raw in enumerate(block, start=1):
+                row = self.check_line(raw, before + offset, order)
+                if row is not None:
+                    self.count += 1
+                    yield row
+
+    def checked_blocks(self) -> Iterator[tuple[list[str], list[str], list[int]]]:
+        """Blocks of records as (raw lines, contigs, positions), every line checked as by
+        :meth:`rows`, but a block at a time with C-speed string operations; the per-line checks run
+        only on a block that fails them, to name the line."""
+        order = _Order()
+        for before, block in self.record_blocks():
+            checked = self._check_block(block, order)
+            if checked is not None:
+                self.count += len(block)
+                yield checked
+                continue
+            rows = [row for offset, raw in enumerate(block, start=1)
+                    if (row := self.check_line(raw, before + offset, order)) is not None]
+            self.count += len(rows)
+            yield [row.line + "\n" for row in rows], [row.chrom for row in rows], [row.pos for row in rows]
+
+    def _check_block(self, block: list[str], order: _Order) -> tuple[list[str], list[str], list[int]] | None:
+        """The block's contigs and positions when every line passes, else None (nothing changed)."""
+        if not block:
+            return None
+        text = getattr(block, "text", "") or "\n" + "".join(block)
+        if "\n#" in text:
+            return None  # a header line: the per-line path says where
+        # (An empty line has no POS for the pattern to find: the count of positions is short.)
+        # Columns: with samples, the block's tab count must be exactly lines x (columns - 1). A
+        # line with too many tabs could hide one with too few; such a pair is still caught when
+        # the lines are parsed, and is only missed where both files hold it byte for byte.
+        if self.samples:
+            if text.count("\t") != len(block) * (self._expected - 1):
+                return None
+        elif min(map(str.count, block, repeat("\t"))) < 7:
+            return None
+        positions = _POS.findall(text)
+        if len(positions) != len(block) or not all(map(str.isdigit, positions)):
+            return None
+        numbers = list(map(int, positions))
+        chroms: list[str] = []
+        chrom, last, finished = order.chrom, order.pos, set()
+        start = 0
+        while start < len(block):
+            here = block[start].partition("\t")[0]
+            end = start + text.count(f"\n{here}\t")  # lines of this contig, if they are contiguous
+            if end > len(block) or ((start, end) != (0, len(block)) and  # one contig: the count says so
+                                    ("\n" + "".join(block[start:end])).count(f"\n{here}\t") != end - start):
+                return None
+            if here == chrom:
+                if numbers[start] < last:
+                    return None
+            elif here in order.finished or here in finished:
+                return None
+            else:
                 finished.add(chrom)
-                chrom = values[0]
-            elif here < pos:
-                raise VcfError(f"{name}, line {number}: {chrom}:{here} comes after {chrom}:{pos}: "
-                               "the file is not sorted by position", _UNSORTED_HINT)
-            pos = here
-            self.count += 1
-            yield _Row(chrom, here, values[3], values[4], line, number)
+                chrom = here
+            segment = numbers[start:end]
+            if not all(map(operator.le, segment, islice(segment, 1, None))):
+                return None
+            last = segment[-1]
+            chroms += [here] * (end - start)
+            start = end
+        order.finished |= finished
+        order.chrom, order.pos = chrom, last
+        return block, chroms, numbers
 
     def record(self, row: _Row) -> Record:
         if row.record is None:
             assert row.line is not None
-            row.record = _parse_record(row.line, self.samples, self.name, row.number)
+            row.record = _parse_record(row.line.rstrip("\r\n"), self.samples, self.name, row.number)
         return row.record
 
 
 def parse_vcf(text: str, name: str = "VCF") -> Vcf:
     """Header lines, sample names and records of a VCF's text (records in any order)."""
-    stream = VcfStream(iter(text.splitlines()), name)
+    stream = VcfStream(iter([[line + "\n" for line in text.splitlines()]]), name)
     records = [stream.record(row) for row in stream.rows(check_order=False)]
     return Vcf(name=name, meta=stream.meta, samples=stream.samples, records=records)
 
@@ -411,37 +535,102 @@ class _Tally:
             self.differences.extend(found[: self.keep - len(self.differences)])
 
 
-def _positions(rows: Iterator[_Row], seen: list[str]) -> Iterator[list[_Row]]:
-    """Runs of rows at one position (usually one row); ``seen`` gets each contig as it starts."""
-    group: list[_Row] = []
-    for row in rows:
-        if group and (row.pos != group[0].pos or row.chrom != group[0].chrom):
-            yield group
-            group = []
-        if not group and (not seen or seen[-1] != row.chrom):
-            seen.append(row.chrom)
-        group.append(row)
-    if group:
-        yield group
+class _Cursor:
+    """A window on one file's checked records: raw lines (records when held in memory), contigs
+    and positions. Blocks are read as the merge reaches them; indexes move only in :meth:`advance`."""
+
+    def __init__(self, stream: VcfStream, blocks: Iterator[tuple[list[Any], list[str], list[int]]]) -> None:
+        self.stream = stream
+        self._blocks = blocks
+        self.lines: list[Any] = []
+        self.chroms: list[str] = []
+        self.positions: list[int] = []
+        self.i = 0
+        self.eof = False
+        self.seen: list[str] = []  # contigs in the order this file reached them
+
+    def fill(self, upto: int) -> None:
+        """Read blocks until index ``upto`` is buffered (or the file ends)."""
+        while len(self.lines) <= upto and not self.eof:
+            block = next(self._blocks, None)
+            if block is None:
+                self.eof = True
+                return
+            self.lines += block[0]
+            self.chroms += block[1]
+            self.positions += block[2]
+
+    def has(self, index: int) -> bool:
+        self.fill(index)
+        return index < len(self.lines)
+
+    def group_end(self) -> int:
+        """The end of the run of records at the position of record ``i``."""
+        j = self.i + 1
+        chrom, pos = self.chroms[self.i], self.positions[self.i]
+        while self.has(j) and self.positions[j] == pos and self.chroms[j] == chrom:
+            j += 1
+        return j
+
+    def advance(self, to: int) -> None:
+        for chrom in _runs(self.chroms, self.i, to):
+            if not self.seen or self.seen[-1] != chrom:
+                self.seen.append(chrom)
+        self.i = to
+        if to > 4096 and to * 2 > len(self.lines):  # drop what the merge has passed (indexes move)
+            del self.lines[:to], self.chroms[:to], self.positions[:to]
+            self.i = 0
+
+    def row(self, index: int) -> _Row:
+        line = self.lines[index]
+        if isinstance(line, Record):
+            return _Row(line.chrom, line.pos, line.ref, line.alt, None, 0, line)
+        values = line.split("\t", 5)
+        return _Row(values[0], int(values[1]), values[3], values[4], line, 0)
 
 
-def _merge(a: VcfStream, b: VcfStream, rows_a: Iterator[_Row], rows_b: Iterator[_Row],
-           fields: list[str], tally: _Tally) -> None:
-    """Walk both position-sorted streams together, as a merge of two sorted lists.
+def _runs(chroms: list[str], start: int, end: int) -> list[str]:
+    """The contigs of ``chroms[start:end]`` in order, each once per run."""
+    if start >= end:
+        return []
+    if chroms[start] == chroms[end - 1]:  # a contig's records are contiguous (checked on reading)
+        return [chroms[start]]
+    return [chrom for chrom, _ in groupby(islice(chroms, start, end))]
 
-    Contigs are taken in A's order; where neither file has reached the other's contig yet, the
-    ##contig header order decides. Two files that order their contigs differently are an error
-    (a site would otherwise be reported missing from both), never a wrong answer."""
+
+def _identical_run(a: _Cursor, b: _Cursor) -> int:
+    """How many records from the cursors on are byte-identical lines (hence identical records),
+    found by comparing slices (C speed) and halving the slice at the first difference."""
+    n = min(len(a.lines) - a.i, len(b.lines) - b.i)
+    if n <= 0 or a.lines[a.i] != b.lines[b.i] or a.lines[a.i] is None:
+        return 0
+    if a.lines[a.i:a.i + n] == b.lines[b.i:b.i + n]:
+        return n
+    low, high = 1, n  # lines[:low] equal, lines[:high] not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if a.lines[a.i + low:a.i + middle] == b.lines[b.i + low:b.i + middle]:
+            low = middle
+        else:
+            high = middle
+    return low
+
+
+def _merge(a: VcfStream, b: VcfStream, cursor_a: _Cursor, cursor_b: _Cursor, fields: list[str],
+           tally: _Tally) -> None:
+    """Walk both position-sorted files together, as a merge of two sorted lists.
+
+    Runs of byte-identical lines (nearly everything, when two runs agree) are counted without
+    being parsed. Contigs are taken in A's order; where neither file has reached the other's
+    contig yet, the ##contig header order decides. Two files that order their contigs
+    differently are an error (a site would otherwise be reported missing from both), never a
+    wrong answer."""
     shared_samples = [s for s in a.samples if s in b.samples]
     same_columns = a.samples == b.samples  # then byte-identical lines are identical records
     header_rank: dict[str, int] = {}
     for line in a.meta + b.meta:
         if line.startswith("##contig=<ID="):
             header_rank.setdefault(line[13:].split(",", 1)[0].rstrip(">"), len(header_rank))
-    seen_a: list[str] = []
-    seen_b: list[str] = []
-    groups_a, groups_b = _positions(rows_a, seen_a), _positions(rows_b, seen_b)
-    ga, gb = next(groups_a, None), next(groups_b, None)
     merged: list[str] = []  # contigs in the order the merge visits them
     done: set[str] = set()
 
@@ -455,52 +644,74 @@ def _merge(a: VcfStream, b: VcfStream, rows_a: Iterator[_Row], rows_b: Iterator[
             done.add(merged[-1])
         merged.append(chrom)
 
-    def a_first(x: _Row, y: _Row) -> bool:
-        if x.chrom == y.chrom:
-            return x.pos < y.pos
-        if y.chrom in seen_a[:-1]:  # A has passed B's contig: B is behind
-            return False
-        if x.chrom in seen_b[:-1]:
+    def a_first(chrom_a: str, pos_a: int, chrom_b: str, pos_b: int) -> bool:
+        if chrom_a == chrom_b:
+            return pos_a < pos_b
+        if chrom_b in cursor_a.seen[:-1] or chrom_b in cursor_a.seen and chrom_a != cursor_a.seen[-1]:
+            return False  # A has passed B's contig: B is behind
+        if chrom_a in cursor_b.seen[:-1] or chrom_a in cursor_b.seen and chrom_b != cursor_b.seen[-1]:
             return True
-        if x.chrom in header_rank and y.chrom in header_rank:
-            return header_rank[x.chrom] < header_rank[y.chrom]
+        if chrom_a in header_rank and chrom_b in header_rank:
+            return header_rank[chrom_a] < header_rank[chrom_b]
         return True
 
-    while ga is not None or gb is not None:
-        if gb is None or (ga is not None and a_first(ga[0], gb[0])):
-            assert ga is not None
-            visit(ga[0].chrom)
-            for row in ga:
-                tally.add([Difference("only_in_a", row.chrom, row.pos, row.ref, row.alt, f"not in {b.name}")])
-            ga = next(groups_a, None)
-        elif ga is None or a_first(gb[0], ga[0]) or gb[0].chrom != ga[0].chrom:
-            visit(gb[0].chrom)
-            for row in gb:
-                tally.add([Difference("only_in_b", row.chrom, row.pos, row.ref, row.alt, f"not in {a.name}")])
-            gb = next(groups_b, None)
+    def only(cursor: _Cursor, end: int, kind: str, other: VcfStream) -> None:
+        for index in range(cursor.i, end):
+            visit(cursor.chroms[index])
+            row = cursor.row(index)
+            tally.add([Difference(kind, row.chrom, row.pos, row.ref, row.alt, f"not in {other.name}")])
+        cursor.advance(end)
+
+    while True:
+        has_a, has_b = cursor_a.has(cursor_a.i), cursor_b.has(cursor_b.i)
+        if not has_a and not has_b:
+            return
+        if has_a and has_b and same_columns:
+            run = _identical_run(cursor_a, cursor_b)
+            # Leave the last position of the run to the record-by-record path when more records
+            # may share it (they must be matched on REF/ALT as a whole).
+            last = run - 1
+            if run and (cursor_a.has(cursor_a.i + run) or cursor_b.has(cursor_b.i + run)):
+                key = (cursor_a.chroms[cursor_a.i + last], cursor_a.positions[cursor_a.i + last])
+                while run and (cursor_a.chroms[cursor_a.i + run - 1], cursor_a.positions[cursor_a.i + run - 1]) == key:
+                    run -= 1
+            if run:
+                for chrom in _runs(cursor_a.chroms, cursor_a.i, cursor_a.i + run):
+                    visit(chrom)
+                tally.identical += run
+                cursor_a.advance(cursor_a.i + run)
+                cursor_b.advance(cursor_b.i + run)
+                continue
+        if not has_b or (has_a and a_first(cursor_a.chroms[cursor_a.i], cursor_a.positions[cursor_a.i],
+                                             cursor_b.chroms[cursor_b.i], cursor_b.positions[cursor_b.i])):
+            only(cursor_a, cursor_a.group_end(), "only_in_a", b)
+        elif not has_a or cursor_a.chroms[cursor_a.i] != cursor_b.chroms[cursor_b.i] \
+                or cursor_b.positions[cursor_b.i] < cursor_a.positions[cursor_a.i]:
+            only(cursor_b, cursor_b.group_end(), "only_in_b", a)
         else:
-            visit(ga[0].chrom)
-            _compare_site(a, b, ga, gb, shared_samples, same_columns, fields, tally)
-            ga, gb = next(groups_a, None), next(groups_b, None)
+            visit(cursor_a.chroms[cursor_a.i])
+            end_a, end_b = cursor_a.group_end(), cursor_b.group_end()
+            here_a = [cursor_a.row(k) for k in range(cursor_a.i, end_a)]
+            here_b = [cursor_b.row(k) for k in range(cursor_b.i, end_b)]
+            _compare_site(a, b, here_a, here_b, shared_samples, same_columns, fields, tally)
+            cursor_a.advance(end_a)
+            cursor_b.advance(end_b)
 
 
 def _compare_site(a: VcfStream, b: VcfStream, here_a: list[_Row], here_b: list[_Row], samples: list[str],
                   same_columns: bool, fields: list[str], tally: _Tally) -> None:
     """The records of both files at one position, matched on REF, ALT and occurrence."""
-    if len(here_a) == 1 and len(here_b) == 1:
-        pairs = [(here_a[0], here_b[0])] if (here_a[0].ref, here_a[0].alt) == (here_b[0].ref, here_b[0].alt) \
-            else [(here_a[0], None), (None, here_b[0])]
-    else:
-        def keyed(rows: list[_Row]) -> dict[tuple[str, str, int], _Row]:
-            seen: Counter = Counter()
-            result = {}
-            for row in rows:
-                seen[(row.ref, row.alt)] += 1
-                result[(row.ref, row.alt, seen[(row.ref, row.alt)])] = row
-            return result
-        keyed_a, keyed_b = keyed(here_a), keyed(here_b)
-        pairs = [(row, keyed_b.get(key)) for key, row in keyed_a.items()]
-        pairs += [(None, row) for key, row in keyed_b.items() if key not in keyed_a]
+    def keyed(rows: list[_Row]) -> dict[tuple[str, str, int], _Row]:
+        seen: Counter = Counter()
+        result = {}
+        for row in rows:
+            seen[(row.ref, row.alt)] += 1
+            result[(row.ref, row.alt, seen[(row.ref, row.alt)])] = row
+        return result
+
+    keyed_a, keyed_b = keyed(here_a), keyed(here_b)
+    pairs: list[tuple[_Row | None, _Row | None]] = [(row, keyed_b.get(key)) for key, row in keyed_a.items()]
+    pairs += [(None, row) for key, row in keyed_b.items() if key not in keyed_a]
     for row_a, row_b in pairs:
         if row_b is None:
             assert row_a is not None
@@ -523,16 +734,15 @@ def _result(a: VcfStream, b: VcfStream, fields: list[str], tally: _Tally) -> Con
                        differences=tally.differences, header_differences=header_differences)
 
 
-class _Parsed(VcfStream):
-    """An in-memory :class:`Vcf` seen as a stream, its records in merged file order."""
-
-    def __init__(self, vcf: Vcf, rank: dict[str, int]) -> None:
-        self.name, self.meta, self.samples, self.count = vcf.name, vcf.meta, vcf.samples, len(vcf.records)
-        ordered = sorted(vcf.records, key=lambda r: (rank[r.chrom], r.pos))
-        self._rows = [_Row(r.chrom, r.pos, r.ref, r.alt, None, 0, r) for r in ordered]
-
-    def rows(self, check_order: bool = True) -> Iterator[_Row]:
-        return iter(self._rows)
+def _in_memory(vcf: Vcf, rank: dict[str, int]) -> tuple[VcfStream, _Cursor]:
+    """A parsed :class:`Vcf` as a stream and cursor, its records in merged file order."""
+    stream = VcfStream(iter([[f"#{chr(9).join(FIXED_COLUMNS)}" + "".join(f"\t{s}" for s in
+                                                                     ["FORMAT", *vcf.samples] if vcf.samples)]]),
+                       vcf.name)
+    stream.name, stream.meta, stream.samples, stream.count = vcf.name, vcf.meta, vcf.samples, len(vcf.records)
+    ordered = sorted(vcf.records, key=lambda r: (rank[r.chrom], r.pos))
+    block = (ordered, [r.chrom for r in ordered], [r.pos for r in ordered])
+    return stream, _Cursor(stream, iter([block]))
 
 
 def compare(a: Vcf, b: Vcf, fields: list[str] | None = None, keep: int = 10) -> Concordance:
@@ -541,9 +751,9 @@ def compare(a: Vcf, b: Vcf, fields: list[str] | None = None, keep: int = 10) -> 
     rank: dict[str, int] = {}
     for record in a.records + b.records:
         rank.setdefault(record.chrom, len(rank))
-    stream_a, stream_b = _Parsed(a, rank), _Parsed(b, rank)
+    (stream_a, cursor_a), (stream_b, cursor_b) = _in_memory(a, rank), _in_memory(b, rank)
     tally = _Tally(keep)
-    _merge(stream_a, stream_b, stream_a.rows(), stream_b.rows(), fields, tally)
+    _merge(stream_a, stream_b, cursor_a, cursor_b, fields, tally)
     return _result(stream_a, stream_b, fields, tally)
 
 
@@ -552,9 +762,9 @@ def compare_files(path_a: str | Path, path_b: str | Path, fields: list[str] | No
     """Compare two position-sorted VCF/BCF files in one pass, in constant memory."""
     fields = fields or []
     with VcfLines(path_a) as lines_a, VcfLines(path_b) as lines_b:
-        a, b = VcfStream(iter(lines_a), str(path_a)), VcfStream(iter(lines_b), str(path_b))
+        a, b = VcfStream(lines_a.blocks(), str(path_a)), VcfStream(lines_b.blocks(), str(path_b))
         tally = _Tally(keep)
-        _merge(a, b, a.rows(), b.rows(), fields, tally)
+        _merge(a, b, _Cursor(a, a.checked_blocks()), _Cursor(b, b.checked_blocks()), fields, tally)
     return _result(a, b, fields, tally)
 
 
