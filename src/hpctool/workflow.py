@@ -261,11 +261,27 @@ def parse_submissions(log_text: str, read_job_log: Callable[[Path], str | None] 
 _FINISHED = re.compile(r"^Finished jobid: (?P<job>\S+) \(Rule: (?P<rule>\w+)\)", re.MULTILINE)
 
 
-def finished_submissions(log_text: str) -> list[SlurmRuleJob]:
-    """The Slurm jobs of one Snakemake log that Snakemake itself saw finish (and recorded as done)."""
-    finished = set(_FINISHED.findall(log_text))
-    done_ids = {job for job, _ in finished}
-    return [job for job in parse_submissions(log_text) if job.snakemake_job in done_ids]
+_RULE_BLOCK = re.compile(r"^\s*(?:local)?rule (?P<rule>\w+):\n(?P<body>(?:\s+\w[\w ]*: .*\n)+)", re.MULTILINE)
+_JOBID = re.compile(r"^\s*jobid: (?P<job>\S+)$", re.MULTILINE)
+
+
+def planned_rule_jobs(log_text: str) -> dict[str, tuple[str, str]]:
+    """Snakemake job id -> (rule, wildcards as ``S1/2``) of every rule job a Snakemake log shows,
+    alone or inside a group job (whose members each have their own block and job id)."""
+    planned: dict[str, tuple[str, str]] = {}
+    for block in _RULE_BLOCK.finditer(log_text):
+        job = _JOBID.search(block.group("body"))
+        if job is None:
+            continue
+        _, wildcards = rules_in_job_log(f"rule {block.group('rule')}:\n{block.group('body')}")
+        planned[job.group("job")] = (block.group("rule"), wildcards)
+    return planned
+
+
+def finished_rule_jobs(log_text: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every rule job Snakemake saw finish in one log, grouped or not."""
+    planned = planned_rule_jobs(log_text)
+    return {planned[job] for job, _ in _FINISHED.findall(log_text) if job in planned}
 
 
 def _read_if_there(path: Path) -> str | None:
