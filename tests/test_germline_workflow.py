@@ -212,6 +212,10 @@ def test_cluster_profile_is_spot_safe_and_uses_the_pinned_envs() -> None:
     assert profile["retries"] >= 1 and profile["latency-wait"] >= 30
     assert profile["default-resources"]["slurm_partition"] == "compute"
     assert profile["slurm-init-seconds-before-status-checks"] < 40  # the plugin's default
+    # Failed status queries are retried back to back at this rate; all failing drops every job
+    # from the executor's watch (docs/workflows.md): they must outlast a slurmdbd restart.
+    assert profile["slurm-status-attempts"] / profile["max-status-checks-per-second"] >= 60
+    assert "groups" not in profile and "group-components" not in profile  # real jobs run in parallel
 
 
 def test_twin_profile_is_tuned_for_one_machine_without_conda() -> None:
@@ -221,6 +225,11 @@ def test_twin_profile_is_tuned_for_one_machine_without_conda() -> None:
     assert profile["slurm-init-seconds-before-status-checks"] <= 2
     assert profile["latency-wait"] <= 5
     assert profile["slurm-requeue"] is True and profile["rerun-incomplete"] is True
+    assert profile["slurm-status-attempts"] / profile["max-status-checks-per-second"] >= 10
+    # One group job per rule (the members of sample_calls restated: `groups` replaces the Snakefile's).
+    assert sorted(profile["groups"]) == ["align=aligns", "call_sample=sample_calls", "qc_sample=sample_calls",
+                                         "sort_markdup=sorts"]
+    assert sorted(g.split("=")[0] for g in profile["group-components"]) == ["aligns", "sample_calls", "sorts"]
 
 
 def test_snakemake_accepts_the_cluster_profile(tmp_path: Path, data: Path) -> None:
