@@ -37,11 +37,18 @@ def _handler_pid(twin: Twin, node: str) -> int | None:
 
 
 def _alive(pid: int) -> bool:
+    """Running, not a zombie (a handler this test started stays one until Python reaps it)."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
         return False
-    return True
+
+
+def _kill_handler(twin: Twin, node: str) -> None:
+    pid = _handler_pid(twin, node)
+    assert pid is not None and _alive(pid)
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: not _alive(pid), timeout=10, interval=0.05, what="the handler to die")
 
 
 def test_handler_killed_mid_notice_never_signals_or_requeues_twice(twin: Twin, tmp_path: Path) -> None:
@@ -50,6 +57,9 @@ def test_handler_killed_mid_notice_never_signals_or_requeues_twice(twin: Twin, t
     queue = next(q["name"] for q in layout.queues if q["spot"])
     slurm = twin.slurm
     marks = [tmp_path / "batch.usr2", tmp_path / "step.usr2"]
+    # The handler of this checkout (a twin left up may run an older one): restart it first.
+    _kill_handler(twin, node)
+    assert spot.start_services(twin, layout) == [f"spot-handler {node}"]
     for other in others:  # the jobs must land on `node`, without pinning them there (-w)
         slurm.update_node(other, "drain", reason="test: steer jobs")
     # One plain batch script (signalled in its shell) and one with a job step (signalled there).
@@ -68,10 +78,7 @@ def test_handler_killed_mid_notice_never_signals_or_requeues_twice(twin: Twin, t
         since = notice.issued_at - 1
         wait_for(lambda: any(e["event"] == "checkpoint-budget" for e in _events_since(twin, node, since)),
                  timeout=30, interval=0.1, what="the handler to signal the jobs")
-        first = _handler_pid(twin, node)
-        assert first is not None and _alive(first)
-        os.kill(first, signal.SIGKILL)  # mid-notice: signalled, not yet requeued
-        wait_for(lambda: not _alive(first), timeout=10, what="the handler to die")
+        _kill_handler(twin, node)  # mid-notice: signalled, not yet requeued
         assert not any(e["event"] == "done" for e in _events_since(twin, node, since))
         assert spot.start_services(twin, layout) == [f"spot-handler {node}"]
 
@@ -90,6 +97,5 @@ def test_handler_killed_mid_notice_never_signals_or_requeues_twice(twin: Twin, t
         assert "DRAIN" in slurm.run(["scontrol", "-o", "show", "node", node]).stdout
     finally:
         slurm.cancel(jobs)
-        spot.restore_node(twin, node)
-        for other in others:
-            slurm.update_node(other, "resume")
+        for spot_node in (node, *others):
+            spot.restore_node(twin, spot_node)
