@@ -256,3 +256,17 @@ def test_a_failing_test_data_script_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(SetupError) as error:
         workflow.make_test_data(tmp_path / "out")
     assert "wgsim: command not found" in error.value.message and "make setup" in error.value.hint
+
+
+def test_group_job_members_are_read_back_from_snakemakes_log() -> None:
+    """A pasted Snakemake log of a twin run (reference index, then the four aligns as one group
+    job, the first finishing): each member is known by its own job id and wildcards."""
+    text = (REPO / "tests" / "data" / "snakemake" / "group-run.log").read_text()
+    planned = workflow.planned_rule_jobs(text)
+    assert sorted(planned.values())[:5] == [("align", "S1"), ("align", "S2"), ("align", "S3"), ("align", "S4"),
+                                            ("index_reference", "")]
+    assert workflow.finished_rule_jobs(text) == {("index_reference", ""), ("align", "S1"), ("align", "S2"),
+                                                 ("align", "S3"), ("align", "S4")}
+    jobs = workflow.parse_submissions(text)
+    assert [(j.rules, j.snakemake_job) for j in jobs][:1] == [(("index_reference",), "4")]
+    assert jobs[1].rules == ("group_aligns_align",)  # without its Slurm log, the folder name
