@@ -1,53 +1,167 @@
-"""Germline workflow: makespan of the 4-sample run through Slurm on the twin vs `snakemake --cores 2`
-on this machine (same data, same tools), the Slurm status queries the executor makes per minute,
-and what the twin profile's 1 s first status check saves against the plugin's default 40 s.
+"""Germline workflow on the twin vs `snakemake --cores 2` on this machine (same data, same tools),
+and where a user's wait goes: each Slurm job split into submit -> RUNNING -> its command starts
+-> the command ends -> the job ends -> Snakemake sees it finished. The same split for jobs of
+`hpctool submit`.
 
-Slurm's client commands are counted with a PATH shim: a folder of one-line wrappers (sacct,
-squeue, sbatch, scontrol, sacctmgr, sinfo) that log each call and exec the real program. Calls
-made inside jobs (SLURM_JOB_ID set) are counted apart from those of the Snakemake process.
+Measured in one go: the local run (baseline), the twin run with the profile as it was (one Slurm
+job per rule and sample) and with the twin profile (a rule's samples as one group job).
+
+Sources: the time each line of Snakemake's output arrived (submissions, "Finished jobid"),
+sacct's Start and End of each job (whole seconds), and a PATH shim around bwa, samtools and
+bcftools that logs when each tool starts and ends inside a job (SLURM_JOB_ID), exported to the
+jobs with the rest of the environment.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
-from hpctool import workflow
+import yaml
+
+from hpctool import jobs, workflow
 from hpctool.twin import Twin
 
-COMMANDS = ["sacct", "squeue", "sbatch", "scontrol", "sacctmgr", "sinfo", "srun"]
+TOOLS = ["bwa", "samtools", "bcftools"]
+SUBMIT_JOBS = 4
+_SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+)")
+_FINISHED = re.compile(r"Finished jobid: \S+ \(Rule: (\w+)\)")
 
 
-def _shim(folder: Path, log: Path) -> Path:
-    shim = folder / "shim"
+def _progress(message: str) -> None:
+    print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def _tool_shim(folder: Path, log: Path) -> Path:
+    shim = folder / "tool-shim"
     shim.mkdir()
-    for command in COMMANDS:
-        real = shutil.which(command)
+    for tool in TOOLS:
+        real = shutil.which(tool)
         if real is None:
-            continue
-        script = shim / command
-        script.write_text(
+            raise SystemExit(f"{tool} is not installed (make setup)")
+        (shim / tool).write_text(
             "#!/bin/sh\n"
-            f'printf "%s %s %s\\n" "$(date +%s.%N)" "${{SLURM_JOB_ID:-host}}" "{command}" >> "{log}"\n'
-            f'exec "{real}" "$@"\n'
-        )
-        script.chmod(0o755)
+            f'echo "$(date +%s.%N) start ${{SLURM_JOB_ID:-host}}" >> "{log}"\n'
+            f'"{real}" "$@"\nrc=$?\n'
+            f'echo "$(date +%s.%N) end ${{SLURM_JOB_ID:-host}}" >> "{log}"\n'
+            "exit $rc\n")
+        (shim / tool).chmod(0o755)
     return shim
 
 
-def _run(argv: list[str], env: dict[str, str], log: Path) -> float:
-    started = time.monotonic()
+def _run(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, list[tuple[float, str]]]:
+    """Makespan and every output line with the time it arrived."""
+    lines: list[tuple[float, str]] = []
+    started = time.time()
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    assert process.stdout is not None
     with open(log, "w") as sink:
-        code = subprocess.run(argv, env=env, stdout=sink, stderr=subprocess.STDOUT, check=False).returncode
+        for line in process.stdout:
+            lines.append((time.time(), line.rstrip("\n")))
+            sink.write(line)
+    code = process.wait()
+    makespan = time.time() - started
     if code != 0:
         raise SystemExit(f"benchmark run failed (exit {code}); see {log}")
-    return time.monotonic() - started
+    return makespan, lines
+
+
+def _epoch(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+def _profile_without_groups(folder: Path) -> Path:
+    """The twin profile as it was before group jobs: one Slurm job per rule and sample."""
+    settings = yaml.safe_load((workflow.profile_dir("twin") / "config.yaml").read_text())
+    for key in ("groups", "group-components", "set-threads"):
+        settings.pop(key, None)
+    target = folder / "profile-per-job"
+    target.mkdir()
+    (target / "config.yaml").write_text(yaml.safe_dump(settings))
+    return target
+
+
+def _breakdown(twin: Twin, run_dir: Path, lines: list[tuple[float, str]], tool_log: Path) -> list[dict]:
+    """One row per Slurm job of the run: its rules and the seconds of each phase."""
+    submitted: dict[str, float] = {}
+    for at, line in lines:
+        found = _SUBMITTED.search(line)
+        if found:
+            submitted[found.group(1)] = at
+    finished = [(at, m.group(1)) for at, line in lines if (m := _FINISHED.search(line))]
+    tools: dict[str, list[float]] = {}
+    ends: dict[str, list[float]] = {}
+    for entry in tool_log.read_text().split("\n"):
+        parts = entry.split()
+        if len(parts) == 3:
+            (tools if parts[1] == "start" else ends).setdefault(parts[2], []).append(float(parts[0]))
+    acct = {}
+    out = twin.slurm.run(["sacct", "-X", "-n", "-P", "-o", "JobID,Start,End", "-j", ",".join(submitted)]).stdout
+    for row in out.splitlines():
+        job_id, start, end = row.split("|")
+        acct[job_id] = (_epoch(start), _epoch(end))
+    rows = []
+    for record in workflow.submitted_jobs(run_dir):
+        job_id = record.slurm_job_id
+        if job_id not in submitted or job_id not in acct or job_id not in tools:
+            continue
+        sub = submitted[job_id]
+        start, end = acct[job_id]
+        seen = min(at for at, rule in finished if rule in record.rules and at >= sub)
+        rows.append({"job": "+".join(record.rules), "submit_to_running": max(0.0, start - sub),
+                     "running_to_command": min(tools[job_id]) - start,
+                     "command": max(ends[job_id]) - min(tools[job_id]),
+                     "command_to_job_end": max(0.0, end - max(ends[job_id])),
+                     "job_end_to_seen": max(0.0, seen - end), "total": seen - sub})
+    return rows
+
+
+def _submit_breakdown(twin: Twin, folder: Path) -> list[dict]:
+    """`hpctool submit -- CMD` jobs: submit -> RUNNING -> command -> result() returns."""
+    queue = next(q["name"] for q in twin.layout().queues if not q["spot"])
+    rows = []
+    for index in range(SUBMIT_JOBS):
+        stamps = folder / f"submit-{index}.txt"
+        command = f"date +%s.%N > {stamps}; sleep 0.2; date +%s.%N >> {stamps}"
+        sub = time.time()
+        submitted, _ = jobs.submit_work(jobs.Resources(queue=queue, time_min=5, name="bench-submit"),
+                                        command=command, folder=folder / "jobs")
+        returned = time.time()
+        result = jobs.wait_results(submitted)
+        seen = time.time()
+        if result[0]["state"] != "COMPLETED":
+            raise SystemExit(f"hpctool submit job failed: {result}")
+        begin, end = (float(v) for v in stamps.read_text().split())
+        start, job_end = (_epoch(v) for v in twin.slurm.run(
+            ["sacct", "-X", "-n", "-P", "-o", "Start,End", "-j", submitted[0].job_id]).stdout.split()[0].split("|"))
+        rows.append({"job": f"submit {index + 1}", "sbatch": returned - sub, "submit_to_running": max(0.0, start - sub),
+                     "running_to_command": begin - start, "command": end - begin,
+                     "command_to_job_end": max(0.0, job_end - end), "job_end_to_seen": max(0.0, seen - job_end),
+                     "total": seen - sub})
+    return rows
+
+
+PHASES = ["submit_to_running", "running_to_command", "command", "command_to_job_end", "job_end_to_seen"]
+
+
+def _table(rows: list[dict]) -> list[str]:
+    header = ("| job | submit -> RUNNING | RUNNING -> command starts | command | command ends -> job ends "
+              "| job ends -> seen finished | total |")
+    out = [header, "|---|---|---|---|---|---|---|"]
+    for row in rows:
+        out.append(f"| {row['job']} | " + " | ".join(f"{row[p]:.1f} s" for p in PHASES) + f" | {row['total']:.1f} s |")
+    sums = {p: sum(r[p] for r in rows) for p in [*PHASES, "total"]}
+    out.append("| **sum** | " + " | ".join(f"{sums[p]:.1f} s ({sums[p] / sums['total']:.0%})" for p in PHASES)
+               + f" | {sums['total']:.1f} s |")
+    return out
 
 
 def main() -> None:
@@ -61,58 +175,47 @@ def main() -> None:
         (path / workflow.TEST_DATA_DIR).symlink_to(data)
         return path
 
-    local_dir = folder("local")
-    print("  local run (--cores 2)", file=sys.stderr, flush=True)
-    local_s = _run(workflow.snakemake_argv("germline", local_dir, profile=None, test=True, cores=2),
-                   dict(os.environ), work / "local.log")
-
-    calls_log = work / "slurm-calls.log"
-    calls_log.touch()
+    tool_log = work / "tools.log"
+    tool_log.touch()
     env = dict(os.environ)
-    twin = Twin()
+    env["PATH"] = f"{_tool_shim(work, tool_log)}:{env.get('PATH', '')}"
+    _progress("local run (--cores 2)")
+    local_s, _ = _run(workflow.snakemake_argv("germline", folder("local"), profile=None, test=True, cores=2),
+                      env, work / "local.log")
+    twin = Twin(progress=_progress)
     with twin.exclusive_use():
         twin.up()
         env["SLURM_CONF"] = str(twin.slurm_conf)
-        env["PATH"] = f"{_shim(work, calls_log)}:{env.get('PATH', '')}"
+        _progress("twin run, one Slurm job per rule and sample (the profile before)")
+        per_job_dir = folder("per-job")
+        per_job_s, _ = _run(workflow.snakemake_argv("germline", per_job_dir, profile=str(_profile_without_groups(work)),
+                                                    test=True), env, work / "per-job.log")
+        per_job_count = len(workflow.submitted_jobs(per_job_dir))
+        _progress("twin run, twin profile (group jobs)")
         twin_dir = folder("twin")
-        print("  twin run (--profile twin)", file=sys.stderr, flush=True)
-        twin_s = _run(workflow.snakemake_argv("germline", twin_dir, profile="twin", test=True), env,
-                      work / "twin.log")
-        jobs = workflow.rule_jobs(twin.slurm, twin_dir)
-        default_dir = folder("plugin-default")
-        print("  twin run with the plugin's default first status check (40 s)", file=sys.stderr, flush=True)
-        default_env = dict(env, PATH=env["PATH"].split(":", 1)[1])  # no shim: count the tuned run only
-        default_s = _run(workflow.snakemake_argv("germline", default_dir, profile="twin", test=True,
-                                                 extra=["--slurm-init-seconds-before-status-checks", "40"]),
-                         default_env, work / "plugin-default.log")
+        twin_s, lines = _run(workflow.snakemake_argv("germline", twin_dir, profile="twin", test=True), env,
+                             work / "twin.log")
+        rows = _breakdown(twin, twin_dir, lines, tool_log)
+        _progress(f"{SUBMIT_JOBS} jobs of hpctool submit")
+        submit_rows = _submit_breakdown(twin, work)
 
-    calls = [line.split() for line in calls_log.read_text().splitlines() if line.strip()]
-    by_snakemake = Counter(c[2] for c in calls if c[1] == "host")
-    in_jobs = Counter(c[2] for c in calls if c[1] != "host")
-    status = by_snakemake["sacct"] + by_snakemake["squeue"]
-    minutes = twin_s / 60
-    job_seconds = sorted(j.acct.elapsed_seconds for j in jobs)
-    median_job = job_seconds[len(job_seconds) // 2] if job_seconds else 0
-
-    print("## germline\n")
+    print("\n## germline\n")
     print("`python -m benchmarks germline`: the 4-sample test data set (seed 7, 50 kb reference, 6000 read "
-          "pairs per sample), the same workflow and tools, run three times in one go.\n")
-    print("| run | makespan | Slurm jobs |")
-    print("|---|---|---|")
-    print(f"| `snakemake --cores 2` on this machine | {local_s:.1f} s | 0 |")
-    print(f"| `--profile twin` (Slurm executor, 8 virtual nodes) | {twin_s:.1f} s | {len(jobs)} |")
-    print(f"| **ratio twin / local** | **{twin_s / local_s:.1f}x** | |")
-    print(f"| twin, first status check after 40 s (the plugin's default) | {default_s:.1f} s "
-          f"({default_s / twin_s:.2f}x the tuned twin run) | {len(jobs)} |\n")
-    print(f"- Median Slurm job (sacct Elapsed): {median_job} s, for rules that take well under a second "
-          "of tool time here: the job's own Snakemake starts twice (job script, then `srun` step).")
-    print(f"- Status queries by the Snakemake process: {status} ({status / minutes:.1f} per minute; "
-          f"sacct {by_snakemake['sacct']}, squeue {by_snakemake['squeue']}).")
-    others = ", ".join(f"{name} {count}" for name, count in sorted(by_snakemake.items())
-                       if name not in {"sacct", "squeue"})
-    print(f"- Other Slurm calls by the Snakemake process: {others or 'none'}.")
-    inside = ", ".join(f"{name} {count}" for name, count in sorted(in_jobs.items()))
-    print(f"- Slurm calls from inside the jobs: {inside or 'none'}.")
+          "pairs per sample), the same workflow and tools, three runs in one go.\n")
+    print("| run | makespan | Slurm jobs | ratio to local |")
+    print("|---|---|---|---|")
+    print(f"| `snakemake --cores 2` on this machine (baseline) | {local_s:.1f} s | 0 | 1.0x |")
+    print(f"| twin, one Slurm job per rule and sample (profile before) | {per_job_s:.1f} s | {per_job_count} | "
+          f"{per_job_s / local_s:.1f}x |")
+    print(f"| twin, `--profile twin` (a rule's samples as one group job) | {twin_s:.1f} s | {len(rows)} | "
+          f"**{twin_s / local_s:.1f}x** |\n")
+    print("Where the time of each Slurm job of the `--profile twin` run goes (submit: Snakemake's output line; "
+          "RUNNING and job end: sacct, whole seconds; command: the tools' own start and end inside the job):\n")
+    print("\n".join(_table(rows)))
+    print(f"\n`hpctool submit -- CMD` jobs (a 0.2 s command, {SUBMIT_JOBS} one after the other; seen = "
+          f"`result()` returns; `hpctool submit` itself took a median "
+          f"{statistics.median(r['sbatch'] for r in submit_rows):.2f} s to return):\n")
+    print("\n".join(_table(submit_rows)))
     shutil.rmtree(work, ignore_errors=True)
 
 

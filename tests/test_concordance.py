@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import random
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from hpctool import concordance
 from hpctool.cli import main
 from hpctool.concordance import (
+    BGZF_EOF,
     VcfError,
     cohort_recall,
     compare,
@@ -221,3 +224,124 @@ def test_cli_recall(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_bgzip_is_installed() -> None:
     assert shutil.which("bgzip"), "tabix (bgzip) is in scripts/setup.sh's APT_PACKAGES"
+
+
+# -- streaming files (compare_files): formats, order, truncation ------------------------------------
+def bgzip(path: Path) -> Path:
+    subprocess.run(["bgzip", "-f", str(path)], check=True)  # the real bgzip (Debian tabix)
+    return path.with_name(path.name + ".gz")
+
+
+def test_bgzip_without_its_eof_block_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    whole = bgzip(write(tmp_path / "a.vcf", COHORT))
+    data = whole.read_bytes()
+    assert data.endswith(BGZF_EOF)  # what bgzip writes, and what a cut-short copy lacks
+    cut = tmp_path / "cut.vcf.gz"
+    cut.write_bytes(data[: -len(BGZF_EOF)])  # every record is still there: gzip alone reads it fine
+    assert gzip.decompress(cut.read_bytes()).decode() == COHORT
+    with pytest.raises(VcfError, match="no end-of-file block: it was cut short"):
+        compare_files(whole, cut)
+    with pytest.raises(VcfError, match="no end-of-file block"):
+        load_vcf(cut)
+    assert main(["concordance", str(whole), str(cut)]) == 2
+    assert "cut.vcf.gz: the bgzip file has no end-of-file block" in capsys.readouterr().err
+
+
+# BCF needs every INFO key declared (bcftools refuses to write undeclared ones).
+DECLARED = COHORT.replace("##FORMAT=<ID=GT", '##INFO=<ID=MQ0F,Number=1,Type=Float,Description="MQ0 share">\n'
+                          '##INFO=<ID=INDEL,Number=0,Type=Flag,Description="Indel">\n##FORMAT=<ID=GT')
+
+
+def test_bcf_indexed_bgzip_and_plain_files_compare(tmp_path: Path) -> None:
+    plain = write(tmp_path / "a.vcf", DECLARED)
+    packed = bgzip(write(tmp_path / "b.vcf", with_header_noise(DECLARED)))
+    subprocess.run(["bcftools", "index", str(packed)], check=True)
+    bcf = tmp_path / "c.bcf"
+    subprocess.run(["bcftools", "view", "-Ob", "-o", str(bcf), str(packed)], check=True)
+    for other in (packed, bcf):
+        result = compare_files(plain, other, fields=["INFO/DP", "FORMAT/AD"])
+        assert (result.concordant, result.identical, result.records_b) == (True, 3, 3), other
+    changed = tmp_path / "d.bcf"
+    text = write(tmp_path / "d.vcf", DECLARED.replace("0/1:11,14", "1/1:11,14"))
+    subprocess.run(["bcftools", "view", "-Ob", "-o", str(changed), str(text)], check=True)
+    result = compare_files(bcf, changed)
+    assert result.by_kind == {"genotype": 1}
+    assert str(result.differences[0]) == "chr1:2534 T>C  genotype: S2 GT 0/1 vs 1/1"
+
+
+@pytest.mark.parametrize("swap, message", [
+    (("chr1\t4966\t", "chr1\t1000\t"), "chr1:1000 comes after chr1:2534: the file is not sorted by position"),
+    (("chr2\t15353\t", "chr1\t15353\t"), None),  # still sorted: chr1 ends later, fine
+])
+def test_unsorted_file_is_a_clear_error(tmp_path: Path, swap: tuple[str, str], message: str | None) -> None:
+    a = write(tmp_path / "a.vcf", COHORT)
+    b = write(tmp_path / "b.vcf", COHORT.replace(*swap))
+    if message is None:
+        assert compare_files(a, b).by_kind == {"only_in_a": 1, "only_in_b": 1}
+        return
+    with pytest.raises(VcfError, match=message) as error:
+        compare_files(a, b)
+    assert "bcftools sort" in error.value.hint
+
+
+def test_a_contig_that_comes_back_is_unsorted(tmp_path: Path) -> None:
+    lines = COHORT.splitlines(keepends=True)
+    moved = "".join(lines[:-3] + [lines[-2], lines[-1], lines[-3]])  # chr1 4966, chr2, chr1 2534
+    b = write(tmp_path / "b.vcf", moved)
+    with pytest.raises(VcfError, match="chr1 comes again after other contigs"):
+        compare_files(write(tmp_path / "a.vcf", COHORT), b)
+
+
+def test_files_that_order_contigs_differently_are_an_error(tmp_path: Path) -> None:
+    header, records = COHORT.split("#CHROM")[0], COHORT.split("\n", 14)[14]
+    chrom_line = "#CHROM" + COHORT.split("#CHROM")[1].split("\n")[0] + "\n"
+    rows = records.splitlines(keepends=True)
+    no_contigs = "".join(line for line in header.splitlines(keepends=True) if "##contig" not in line)
+    a = write(tmp_path / "a.vcf", no_contigs + chrom_line + "".join(rows))
+    b = write(tmp_path / "b.vcf", no_contigs + chrom_line + rows[2] + rows[0] + rows[1])  # chr2 first
+    with pytest.raises(VcfError, match="order their contigs differently"):
+        compare_files(a, b)
+    # With ##contig lines, a file that lacks a contig merges in header order.
+    c = write(tmp_path / "c.vcf", header + chrom_line + rows[2])
+    result = compare_files(c, write(tmp_path / "d.vcf", COHORT))
+    assert result.by_kind == {"only_in_b": 2} and result.identical == 1
+    assert [d.pos for d in result.differences] == [2534, 4966]
+
+
+def _random_vcf(rng: random.Random, sites: list[tuple[str, int, str, str]], like: dict[tuple, str]) -> str:
+    """Records at ``sites``; most take the line ``like`` has for the site (as a rerun would)."""
+    out = [COHORT.split("#CHROM")[0] + "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\tS1\tS2\n"]
+    for site in sites:
+        chrom, pos, ref, alt = site
+        gts = [rng.choice(["0/0", "0/1", "1/1", "./."]) for _ in range(2)]
+        line = (f"{chrom}\t{pos}\t.\t{ref}\t{alt}\t{rng.choice(['50', '60'])}\t.\tDP={rng.randint(5, 7)}"
+                f"\tGT:AD\t{gts[0]}:1,2\t{gts[1]}:3,4\n")
+        line = like[site] if site in like and rng.random() < 0.8 else line
+        like.setdefault(site, line)
+        out.append(line)
+    return "".join(out)
+
+
+def test_streamed_comparison_agrees_with_the_in_memory_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Random sorted VCFs with shared, missing, repeated and changed sites: the file merge (read in
+    blocks of a few lines, so runs of identical lines cross block ends) and the in-memory
+    comparison give the same counts and the same first differences."""
+    monkeypatch.setattr(concordance, "BLOCK_BYTES", 300)
+    rng = random.Random(11)
+    for round_ in range(30):
+        pool = sorted({(rng.choice(["chr1", "chr2"]), rng.randint(1, 40), rng.choice("ACGT"), rng.choice(["C", "T", "GA"]))
+                       for _ in range(40)}, key=lambda s: (s[0], s[1]))
+        sites_a = [s for s in pool if rng.random() < 0.8]
+        sites_b = [s for s in pool if rng.random() < 0.8]
+        sites_b += [s for s in sites_b[:2]]  # a repeated record
+        sites_b.sort(key=lambda s: (s[0], s[1]))
+        like: dict[tuple, str] = {}
+        text_a, text_b = _random_vcf(rng, sites_a, like), _random_vcf(rng, sites_b, like)
+        fields = ["QUAL", "INFO/DP"]
+        streamed = compare_files(write(tmp_path / "a.vcf", text_a), write(tmp_path / "b.vcf", text_b),
+                                 fields=fields, keep=50)
+        in_memory = compare(parse_vcf(text_a, str(tmp_path / "a.vcf")), parse_vcf(text_b, str(tmp_path / "b.vcf")),
+                            fields=fields, keep=50)
+        assert streamed.to_dict() == in_memory.to_dict(), round_
+        assert streamed.records_b == len(sites_b)
+        assert streamed.identical > 0 and streamed.discordant > 0

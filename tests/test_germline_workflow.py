@@ -212,6 +212,10 @@ def test_cluster_profile_is_spot_safe_and_uses_the_pinned_envs() -> None:
     assert profile["retries"] >= 1 and profile["latency-wait"] >= 30
     assert profile["default-resources"]["slurm_partition"] == "compute"
     assert profile["slurm-init-seconds-before-status-checks"] < 40  # the plugin's default
+    # Failed status queries are retried back to back at this rate; all failing drops every job
+    # from the executor's watch (docs/workflows.md): they must outlast a slurmdbd restart.
+    assert profile["slurm-status-attempts"] / profile["max-status-checks-per-second"] >= 60
+    assert "groups" not in profile and "group-components" not in profile  # real jobs run in parallel
 
 
 def test_twin_profile_is_tuned_for_one_machine_without_conda() -> None:
@@ -221,6 +225,11 @@ def test_twin_profile_is_tuned_for_one_machine_without_conda() -> None:
     assert profile["slurm-init-seconds-before-status-checks"] <= 2
     assert profile["latency-wait"] <= 5
     assert profile["slurm-requeue"] is True and profile["rerun-incomplete"] is True
+    assert profile["slurm-status-attempts"] / profile["max-status-checks-per-second"] >= 10
+    # One group job per rule (the members of sample_calls restated: `groups` replaces the Snakefile's).
+    assert sorted(profile["groups"]) == ["align=aligns", "call_sample=sample_calls", "qc_sample=sample_calls",
+                                         "sort_markdup=sorts"]
+    assert sorted(g.split("=")[0] for g in profile["group-components"]) == ["aligns", "sample_calls", "sorts"]
 
 
 def test_snakemake_accepts_the_cluster_profile(tmp_path: Path, data: Path) -> None:
@@ -247,3 +256,17 @@ def test_a_failing_test_data_script_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(SetupError) as error:
         workflow.make_test_data(tmp_path / "out")
     assert "wgsim: command not found" in error.value.message and "make setup" in error.value.hint
+
+
+def test_group_job_members_are_read_back_from_snakemakes_log() -> None:
+    """A pasted Snakemake log of a twin run (reference index, then the four aligns as one group
+    job, the first finishing): each member is known by its own job id and wildcards."""
+    text = (REPO / "tests" / "data" / "snakemake" / "group-run.log").read_text()
+    planned = workflow.planned_rule_jobs(text)
+    assert sorted(planned.values())[:5] == [("align", "S1"), ("align", "S2"), ("align", "S3"), ("align", "S4"),
+                                            ("index_reference", "")]
+    assert workflow.finished_rule_jobs(text) == {("index_reference", ""), ("align", "S1"), ("align", "S2"),
+                                                 ("align", "S3"), ("align", "S4")}
+    jobs = workflow.parse_submissions(text)
+    assert [(j.rules, j.snakemake_job) for j in jobs][:1] == [(("index_reference",), "4")]
+    assert jobs[1].rules == ("group_aligns_align",)  # without its Slurm log, the folder name

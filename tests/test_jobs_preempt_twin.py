@@ -19,7 +19,8 @@ import pytest
 from submitit.core.utils import DelayedSubmission
 
 from conftest import wait_all_idle, wait_for, wait_job
-from hpctool import jobs, spot
+from hpctool import jobs
+from hpctool.twin import spot
 
 pytestmark = pytest.mark.twin
 
@@ -31,7 +32,7 @@ def _running(twin, job_ids: list[str]) -> dict[str, str]:
 
 def test_a_spot_notice_never_fails_a_requeued_job_and_uses_up_no_timeout(twin, tmp_path):
     layout = twin.layout()
-    nodes = layout.spot_nodes()
+    nodes = [n.name for n in layout.static_nodes() if n.spot]  # the 8 jobs fill these two
     queue = next(q["name"] for q in layout.queues if q["spot"])
     spot.start_services(twin, layout)
     cluster = jobs.resolve_cluster(twin.slurm)

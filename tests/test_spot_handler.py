@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from hpctool import slurm_parse
 from test_imds import load_handler
 
 handler = load_handler()
 
-# squeue -h -w spot-st-mixed16-1 -t ... -O "JobID:|,Requeue:|,State:|,Name:"
-SQUEUE_JOBS = """\
-7|1|RUNNING|submitit
-8|0|RUNNING|keep me|really
-12|1|COMPLETING|wrap                                                                  
-"""
+DATA = Path(__file__).parent / "data" / "slurm"
 
 # squeue -h -s -w spot-st-mixed16-1 -o %i
 SQUEUE_STEPS = """\
@@ -39,12 +37,17 @@ SCONTROL_NODE = (
 )
 
 
-def test_jobs_on_a_node_keep_their_requeue_flag_and_names_with_bars() -> None:
-    rows = handler.parse_job_rows(SQUEUE_JOBS)
-    assert [r["job_id"] for r in rows] == ["7", "8", "12"]
-    assert [r["requeue"] for r in rows] == [True, False, True]
-    assert rows[1]["name"] == "keep me|really"
-    assert rows[2]["state"] == "COMPLETING" and rows[2]["name"] == "wrap"
+def test_jobs_on_a_node_keep_their_requeue_flag_restarts_and_names_with_bars() -> None:
+    """``squeue -h -w NODE -t ... -O JobID:|,Requeue:|,State:|,RestartCnt:|,ReqNodes:|,Name:``: one
+    query gives everything the handler decides on (a job pinned with -w, one --no-requeue)."""
+    rows = handler.parse_job_rows((DATA / "squeue-jobs-on-node.txt").read_text())
+    assert [r["job_id"] for r in rows] == ["16", "17"]
+    assert [r["requeue"] for r in rows] == [True, False]
+    assert rows[0]["name"] == "keep me|really" and rows[0]["req_nodes"] == "spot-st-mixed16-1"
+    assert rows[1] == {"job_id": "17", "requeue": False, "state": "RUNNING", "restarts": 0, "req_nodes": "",
+                       "name": "wrap"}
+    after = handler.parse_job_rows((DATA / "squeue-jobs-after-requeue.txt").read_text())
+    assert [(r["state"], r["restarts"]) for r in after] == [("PENDING", 1), ("RUNNING", 0)]
 
 
 def test_only_jobs_with_a_real_step_count_as_having_steps() -> None:
@@ -74,3 +77,27 @@ def test_what_happens_to_a_signalled_job_after_its_budget() -> None:
     assert decide("FAILED", 0, 0) == "requeue"  # a shell the signal stopped: its work is not done
     assert decide("COMPLETED", 0, 0) == "finished"  # it ended well on its own: never rerun
     assert decide("CANCELLED", 0, 0) == "finished"
+
+
+def test_handler_parsers_agree_with_slurm_parse_on_pasted_output() -> None:
+    """The handler keeps its own stdlib parsers (it runs without hpctool installed): on every
+    pasted Slurm output they must read what hpctool.slurm_parse reads."""
+    for path in sorted(DATA.glob("scontrol-*.txt")):
+        for line in path.read_text().splitlines():
+            if line.strip():
+                assert handler.parse_scontrol(line) == slurm_parse.parse_scontrol_record(line), path.name
+    assert handler.parse_scontrol(SCONTROL_JOB) == slurm_parse.parse_scontrol_record(SCONTROL_JOB)
+    columns = ["job_id", "requeue", "state", "restarts", "req_nodes", "name"]
+    for path in sorted(DATA.glob("squeue-jobs-*.txt")):
+        text = path.read_text()
+        # slurm_parse splits on every "|": the name (last) may hold one, so join the tail back.
+        expected = [dict(zip(columns, line.split("|", 5), strict=True)) for line in text.splitlines() if line]
+        generic = slurm_parse.parse_delimited("\n".join(line.rsplit("|", line.count("|") - 5)[0]
+                                                         for line in text.splitlines() if line),
+                                              columns)
+        ours = handler.parse_job_rows(text)
+        assert [r["job_id"] for r in generic] == [r["job_id"] for r in ours], path.name
+        assert [r["state"] for r in generic] == [r["state"] for r in ours]
+        assert [int(r["restarts"]) for r in generic] == [r["restarts"] for r in ours]
+        assert [r["requeue"] == "1" for r in generic] == [r["requeue"] for r in ours]
+        assert [r["name"] for r in expected] == [r["name"] for r in ours]

@@ -7,14 +7,20 @@ back to its rule, from Snakemake's own log and Slurm's accounting.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
+import shlex
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import yaml
+
+from hpctool.atomic import write_atomic
 from hpctool.errors import ConfigError, SetupError, UsageError
 from hpctool.resources import path as shipped
 from hpctool.slurm import Slurm
@@ -25,6 +31,8 @@ WORKFLOWS = {"germline": SNAKEMAKE_DIR / "workflows" / "germline"}
 PROFILES = {"twin": SNAKEMAKE_DIR / "profiles" / "twin", "slurm": SNAKEMAKE_DIR / "profiles" / "slurm"}
 TEST_DATA_SCRIPT = shipped("scripts/make_test_data.py")
 TEST_DATA_DIR = "test-data"  # inside the run folder: where config/test.yaml looks
+RUN_STATE_DIR = ".hpctool"  # inside the run folder: the running Snakemake's PID, derived profiles
+FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 # "Job 7 has been submitted with SLURM jobid 85 (log: .../slurm_logs/rule_align/S1/85.log)."
 # A group job's folder is group_<group>_<rules>; its Slurm log names the rules it ran.
@@ -79,10 +87,30 @@ def snakemake_argv(workflow: str, out: Path, *, profile: str | None = "twin", co
     argv = [sys.executable, "-m", "snakemake", "-s", str(folder / "Snakefile"),
             "--configfile", str(Path(configfile).resolve()), "--directory", str(out.resolve())]
     if profile is not None:
-        argv += ["--profile", str(profile_dir(profile))]
+        argv += ["--profile", str(profile_for_run(profile_dir(profile), out, extra))]
     if cores is not None:
         argv += ["--cores", str(cores)]
     return argv + list(extra)
+
+
+def profile_for_run(profile: Path, out: Path, extra: Sequence[str] = ()) -> Path:
+    """The profile as given, or, when the command line asks for ``--slurm-no-requeue``, a copy
+    without ``slurm-requeue`` in the run folder: the Slurm plugin refuses both together, and a
+    profile value cannot be switched off from the command line."""
+    if "--slurm-no-requeue" not in extra:
+        return profile
+    try:
+        settings = yaml.safe_load((profile / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"profile {profile}: cannot read config.yaml ({error})", "check the profile") from None
+    if not isinstance(settings, dict) or "slurm-requeue" not in settings:
+        return profile
+    derived = out.resolve() / RUN_STATE_DIR / f"profile-{profile.name}-no-requeue"
+    derived.mkdir(parents=True, exist_ok=True)
+    settings.pop("slurm-requeue")
+    write_atomic(derived / "config.yaml", f"# {profile / 'config.yaml'} without slurm-requeue "
+                 "(--slurm-no-requeue was given)\n" + yaml.safe_dump(settings, sort_keys=False))
+    return derived
 
 
 def make_test_data(out: Path, seed: int = 7, progress: Progress = _quiet) -> Path:
@@ -100,17 +128,100 @@ def make_test_data(out: Path, seed: int = 7, progress: Progress = _quiet) -> Pat
     return target
 
 
+def _die_with_parent() -> None:
+    """In the Snakemake child, before exec: SIGTERM when hpctool dies, even by SIGKILL (Linux's
+    PR_SET_PDEATHSIG), so a killed `hpctool run` never leaves Snakemake running on its own."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the signal forwarding below still covers every ordinary stop
+
+
+def _pid_file(out: Path) -> Path:
+    return out / RUN_STATE_DIR / "snakemake.pid"
+
+
+def _running_pid(out: Path) -> int | None:
+    """The PID of a Snakemake that `hpctool run` started in ``out`` and that still runs."""
+    try:
+        pid = int(_pid_file(out).read_text().split()[0])
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError, IndexError):
+        return None
+    return pid if b"snakemake" in cmdline else None
+
+
+def stale_lock(out: Path) -> bool:
+    """Snakemake's lock is in ``out`` but no Snakemake of ours runs there: a run killed hard."""
+    locks = out / ".snakemake" / "locks"
+    return locks.is_dir() and any(locks.iterdir()) and _running_pid(out) is None
+
+
+def unlock_command(argv: Sequence[str]) -> list[str]:
+    """The run's own command line with ``--unlock``: what removes a stale lock."""
+    return [*argv, "--unlock"]
+
+
+def prepare_run(argv: Sequence[str], out: Path, progress: Progress = _quiet) -> None:
+    """Refuse a second run of the same folder; remove the lock a run killed hard left behind.
+
+    A lock with our PID file but no process is ours and stale: it goes. A lock without our PID
+    file belongs to a Snakemake started by hand, which may still run: we tell, not remove."""
+    running = _running_pid(out)
+    if running is not None:
+        raise UsageError(f"Snakemake (PID {running}) is already running in {out}",
+                         "wait for it, or stop it first (kill -TERM it: it cancels its Slurm jobs)")
+    locks = out / ".snakemake" / "locks"
+    if not (locks.is_dir() and any(locks.iterdir())):
+        return
+    command = unlock_command(argv)
+    if not _pid_file(out).is_file():
+        raise UsageError(f"{out} is locked by another Snakemake run",
+                         f"if no Snakemake runs there any more, remove the lock with: {shlex.join(command)}")
+    progress(f"{out}: the previous run was killed and left its lock; unlocking")
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SetupError(f"removing the stale lock of {out} failed: {(result.stderr or result.stdout).strip()[-400:]}",
+                         "run the same command with --snakemake=--unlock")
+    _pid_file(out).unlink(missing_ok=True)
+
+
 def run(workflow: str, out: Path, *, profile: str | None = "twin", configfile: Path | None = None,
         test: bool = False, cores: int | None = None, extra: Sequence[str] = (),
         env: dict[str, str] | None = None, progress: Progress = _quiet) -> int:
-    """Run a workflow to the end; return Snakemake's exit code. Its output goes to our stderr/stdout."""
+    """Run a workflow to the end; return Snakemake's exit code. Its output goes to our stderr/stdout.
+
+    SIGINT, SIGTERM and SIGHUP are passed on to Snakemake (which cancels its Slurm jobs and
+    exits) and we wait for it; if hpctool itself is killed, Snakemake gets SIGTERM. A run killed
+    hard (SIGKILL of both) leaves a stale lock, which the next run removes."""
     out.mkdir(parents=True, exist_ok=True)
     argv = snakemake_argv(workflow, out, profile=profile, configfile=configfile, test=test, cores=cores,
                           extra=extra)
     if test:
         make_test_data(out, progress=progress)
+    if "--unlock" not in extra:
+        prepare_run(argv, out, progress)
     progress("running: " + " ".join(argv[1:]))
-    return subprocess.run(argv, env=env if env is not None else dict(os.environ), check=False).returncode
+    # Its own process group: a Ctrl-C in the terminal reaches Snakemake once, from us, not twice.
+    process = subprocess.Popen(argv, env=env if env is not None else dict(os.environ),
+                               start_new_session=True, preexec_fn=_die_with_parent)  # noqa: PLW1509
+    write_atomic(_pid_file(out), f"{process.pid}\n")
+
+    def forward(signum: int, _frame: object) -> None:
+        if process.poll() is None:
+            process.send_signal(signum if signum != signal.SIGHUP else signal.SIGTERM)
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED_SIGNALS}
+    try:
+        code = process.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        if process.poll() is None:  # an exception of ours: never leave it running
+            process.terminate()
+            process.wait()
+    _pid_file(out).unlink(missing_ok=True)
+    return code
 
 
 # -- what ran where --------------------------------------------------------------------------
@@ -145,6 +256,32 @@ def parse_submissions(log_text: str, read_job_log: Callable[[Path], str | None] 
                 rules = found or rules
         jobs.append(SlurmRuleJob(submitted.group("slurm"), rules, wildcards, submitted.group("job")))
     return jobs
+
+
+_FINISHED = re.compile(r"^Finished jobid: (?P<job>\S+) \(Rule: (?P<rule>\w+)\)", re.MULTILINE)
+
+
+_RULE_BLOCK = re.compile(r"^\s*(?:local)?rule (?P<rule>\w+):\n(?P<body>(?:\s+\w[\w ]*: .*\n)+)", re.MULTILINE)
+_JOBID = re.compile(r"^\s*jobid: (?P<job>\S+)$", re.MULTILINE)
+
+
+def planned_rule_jobs(log_text: str) -> dict[str, tuple[str, str]]:
+    """Snakemake job id -> (rule, wildcards as ``S1/2``) of every rule job a Snakemake log shows,
+    alone or inside a group job (whose members each have their own block and job id)."""
+    planned: dict[str, tuple[str, str]] = {}
+    for block in _RULE_BLOCK.finditer(log_text):
+        job = _JOBID.search(block.group("body"))
+        if job is None:
+            continue
+        _, wildcards = rules_in_job_log(f"rule {block.group('rule')}:\n{block.group('body')}")
+        planned[job.group("job")] = (block.group("rule"), wildcards)
+    return planned
+
+
+def finished_rule_jobs(log_text: str) -> set[tuple[str, str]]:
+    """(rule, wildcards) of every rule job Snakemake saw finish in one log, grouped or not."""
+    planned = planned_rule_jobs(log_text)
+    return {planned[job] for job, _ in _FINISHED.findall(log_text) if job in planned}
 
 
 def _read_if_there(path: Path) -> str | None:
