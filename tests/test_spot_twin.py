@@ -171,6 +171,7 @@ def test_a_repeated_notice_and_imds_faults_never_requeue_twice(twin, spot_nodes,
 
     slurmd_pid = twin.run_dir / f"slurmd-{noticed}.pid"
     wait_for(lambda: not daemons.pid_alive(daemons.read_pid(slurmd_pid)), timeout=60, what="reclaim")
+    assert twin.node_state(noticed).startswith("down")  # as ParallelCluster shows a lost instance, not drain*
     assert cli(["local", "spot-restore", noticed]) == 0
     assert twin.slurm.node_states()[noticed] == "idle"
     assert daemons.pid_alive(daemons.read_pid(slurmd_pid))

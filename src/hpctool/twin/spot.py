@@ -237,6 +237,10 @@ def reclaim(twin: Twin, node: str) -> None:
     """What EC2 does at the deadline: the instance is gone. Slurm marks the node DOWN (killing what
     still runs there; requeueable jobs go back to the queue) and the node's slurmd disappears."""
     slurm = twin.slurm
+    # The handler drained the node; EC2 took it: users see it down, as on ParallelCluster (a
+    # drained node whose slurmd vanished would show `drain*`).
+    if "drain" in twin.node_state(node):
+        slurm.update_node(node, "undrain")
     slurm.update_node(node, "down", reason="spot-reclaimed")
     try:  # let slurmd kill the job processes before it goes
         poll_until(lambda: not slurm.run(["squeue", "-h", "-w", node, "-o", "%A"]).stdout.strip(),
