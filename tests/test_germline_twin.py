@@ -212,7 +212,8 @@ def test_killed_snakemake_resumes_without_redoing_finished_outputs(
     new_logs = [log for log in workflow.run_logs(run.resumed.folder) if log not in run.first_logs]
     assert len(new_logs) == 1
     redone = set(workflow.planned_rule_jobs(new_logs[0].read_text(errors="replace")).values())
-    assert {("sort_markdup", s) for s in SAMPLES} <= redone, "the resumed run did not go on"
+    # It went on with Slurm work (sorting or calling, depending on how far the first run got).
+    assert redone - {("all", ""), ("summary", "")}, "the resumed run submitted nothing"
     assert not redone & done_before, f"redone after resume: {redone & done_before}"
     assert (run.resumed.folder / "reference" / "genome.fa.bwt").stat().st_mtime_ns == run.reference_mtime
 
