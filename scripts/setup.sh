@@ -10,6 +10,7 @@ APT_PACKAGES=(
   bwa samtools bcftools tabix                            # the germline workflow's tools
   shellcheck bats                                        # tests of bootstrap/
   mdadm                                                  # NVMe RAID0 scratch (bootstrap)
+  openssh-server openssh-client rsync                    # hpctool remote (tests start their own sshd)
 )
 
 missing=()
