@@ -132,9 +132,9 @@ class SshLab:
         raise RuntimeError(f"sshd {server.name} did not answer on port {server.port}")
 
     def alias(self, alias: str, server: Sshd, *, proxy_jump: str | None = None, identity: Path | None = None,
-              user: str = "root", extra: dict[str, str] | None = None) -> None:
+              user: str = "root", extra: dict[str, str] | None = None, port: int | None = None) -> None:
         """Add a ``Host alias`` block to the client config."""
-        lines = [f"Host {alias}", "  HostName 127.0.0.1", f"  Port {server.port}", f"  User {user}",
+        lines = [f"Host {alias}", "  HostName 127.0.0.1", f"  Port {port or server.port}", f"  User {user}",
                  f"  IdentityFile {identity or self.user_key}", "  IdentitiesOnly yes"]
         if proxy_jump:
             lines.append(f"  ProxyJump {proxy_jump}")

@@ -288,6 +288,8 @@ class Remote:
                     channel.status_event.wait(0.02)
             code = channel.recv_exit_status()
             channel.close()
+            if code == -1:  # the channel closed without an exit status: the link went away
+                raise self._dropped(f"`{label}`")
         except (SSHException, OSError, EOFError) as error:
             raise RemoteError(f"`{label}` on {self.host} failed: {_plain(error)}",
                               "the connection dropped; run the command again") from None
