@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -136,6 +138,7 @@ class Remote:
         self.policy = _HostKeyPolicy(known, self.settings.accept_new)
         self.connection = fabric.Connection(host, config=config,
                                             connect_timeout=int(self.settings.connect_timeout))
+        self._wrapper: Path | None = None  # the OpenSSH config of ssh_argv(), made on first use
         self._hops = self._chain(self.connection)
         for hop in self._hops:
             self._secure(hop)
@@ -225,6 +228,9 @@ class Remote:
                               "check the host's sshd and the ProxyJump/ProxyCommand in your ssh config") from None
 
     def close(self) -> None:
+        if self._wrapper is not None:
+            shutil.rmtree(self._wrapper, ignore_errors=True)
+            self._wrapper = None
         for hop in self._hops:
             with suppress(Exception):  # closing a dead connection is not an error
                 hop.close()
@@ -241,6 +247,11 @@ class Remote:
         if transport is None or not transport.is_active():
             raise self._dropped("the connection")
         return transport
+
+    @property
+    def address(self) -> str:
+        """user@hostname:port of the host itself (two aliases, e.g. direct and via a bastion, share it)."""
+        return f"{self.connection.user}@{self.connection.host}:{self.connection.port}"
 
     def _dropped(self, what: str) -> RemoteError:
         return RemoteError(f"connection to {self.host} dropped during {what}",
@@ -341,12 +352,21 @@ class Remote:
 
     def ssh_argv(self) -> list[str]:
         """OpenSSH's client with this connection's settings (for ``rsync -e``): the same config,
-        the same known_hosts, keys checked strictly (this connection already vetted them)."""
-        argv = ["ssh", "-F", str(self.settings.config_path()) if self.settings.config_path().is_file() else "none",
-                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                "-o", "BatchMode=yes", "-o", f"ConnectTimeout={int(self.settings.connect_timeout)}",
-                "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=3"]
-        return argv
+        the same known_hosts, keys checked strictly (this connection already vetted them).
+
+        The settings go in a small config that includes the user's: OpenSSH hands ``-F`` (not
+        ``-o``) on to the ``ssh -W`` it runs for a ProxyJump, so every hop gets them."""
+        if self._wrapper is None:
+            folder = Path(tempfile.mkdtemp(prefix="hpctool-ssh-"))
+            lines = ["Host *", f"  UserKnownHostsFile {_ssh_quote(str(self.known_hosts))}",
+                     "  StrictHostKeyChecking yes", "  BatchMode yes",
+                     f"  ConnectTimeout {int(self.settings.connect_timeout)}",
+                     "  ServerAliveInterval 5", "  ServerAliveCountMax 3"]
+            if self.settings.config_path().is_file():
+                lines.append(f"  Include {_ssh_quote(str(self.settings.config_path().resolve()))}")
+            (folder / "config").write_text("\n".join(lines) + "\n")
+            self._wrapper = folder
+        return ["ssh", "-F", str(self._wrapper / "config")]
 
     # -- ports ----------------------------------------------------------------------------------
     @contextmanager
@@ -397,6 +417,10 @@ def _sftp_mkdir(sftp: paramiko.SFTPClient, path: str) -> None:
 
 def _known_hosts_name(hop: fabric.Connection) -> str:
     return hop.host if int(hop.port) == 22 else f"[{hop.host}]:{hop.port}"
+
+
+def _ssh_quote(value: str) -> str:
+    return f'"{value}"' if " " in value else value
 
 
 def _plain(error: BaseException) -> str:

@@ -80,6 +80,7 @@ class RemoteRun:
     created: str = ""
     pid: int | None = None  # a detached workflow's process (group) on the head node
     script: str = ""
+    address: str = ""  # user@hostname:port: the same head node under another alias
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RemoteRun:
@@ -115,8 +116,12 @@ class Manifest:
     def get(self, run_id: str) -> RemoteRun | None:
         return self.load().get(run_id)
 
-    def for_host(self, host: str) -> list[RemoteRun]:
-        return [run for run in self.load().values() if run.host == host]
+    def for_host(self, host: str, address: str = "") -> list[RemoteRun]:
+        return [run for run in self.load().values() if _same_host(run, host, address)]
+
+
+def _same_host(run: RemoteRun, host: str, address: str) -> bool:
+    return run.host == host or bool(address and run.address == address)
 
 
 def new_run_id(kind: str) -> str:
@@ -178,6 +183,12 @@ class RemoteSession:
         self.root = root
         self.hpctool = hpctool
         self.progress = progress
+
+    def __enter__(self) -> RemoteSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remote.close()
 
     # -- Slurm on the head node ------------------------------------------------------------------
     def slurm(self, argv: Sequence[str], *, check: bool = True, timeout: float = 60) -> Result:
@@ -273,19 +284,20 @@ class RemoteSession:
             raise SlurmError(f"sbatch on {self.host} refused the job: {(result.stderr or result.stdout).strip()}",
                              "check --queue, --cpus, --mem and --array against `hpctool remote HOST status`")
         job_id = parse_sbatch_parsable(result.stdout)
-        run = RemoteRun(run_id, self.host, folder, "batch", [job_id], _now(), script=job.script.name)
+        run = RemoteRun(run_id, self.host, folder, "batch", [job_id], _now(), script=job.script.name,
+                        address=self.remote.address)
         self.manifest.add(run)
         return run
 
     # -- runs and jobs ---------------------------------------------------------------------------
     def runs(self) -> list[RemoteRun]:
-        return self.manifest.for_host(self.host)
+        return self.manifest.for_host(self.host, self.remote.address)
 
     def resolve(self, ref: str) -> tuple[RemoteRun | None, list[str]]:
         """A run id (from the manifest) or a Slurm job id -> (run, job ids)."""
         run = self.manifest.get(ref)
         if run is not None:
-            if run.host != self.host:
+            if not _same_host(run, self.host, self.remote.address):
                 raise UsageError(f"run {ref} was started on {run.host}, not {self.host}",
                                  f"use `hpctool remote {run.host} ...`")
             return run, self._run_job_ids(run)
@@ -315,7 +327,7 @@ class RemoteSession:
         table = self.job_table(sorted({j for js in ids.values() for j in js}))
         rows = []
         for run in runs:
-            records = [asdict(table[j]) for j in ids[run.id] if j in table]
+            records = [asdict(r) for r in table.values() if _of_jobs(r.job_id, ids[run.id])]
             rows.append({"run": run.id, "kind": run.kind, "folder": run.folder, "created": run.created,
                          "job_ids": ids[run.id], "states": sorted({r["state"] for r in records}), "jobs": records})
         return rows
@@ -419,7 +431,7 @@ class RemoteSession:
         files wait in ``DEST/.rsync-partial`` and every file is put in place only when whole
         (``--delay-updates``), so an interrupted fetch resumes and never leaves a half file."""
         run = self.manifest.get(run_id)
-        if run is None or run.host != self.host:
+        if run is None or not _same_host(run, self.host, self.remote.address):
             raise UsageError(f"{run_id} is not a run of {self.host}", f"`hpctool remote {self.host} jobs` lists them")
         if not self.remote.run(["test", "-d", run.folder]).ok:
             raise RemoteError(f"the run folder {run.folder} is missing on {self.host}",
@@ -474,7 +486,8 @@ class RemoteSession:
                  f"> {shlex.quote(folder)}/{RUN_LOG} 2>&1 < /dev/null & echo $!")
         result = self.remote.run(start, check=True)
         pid = int(result.stdout.split()[-1])
-        run = RemoteRun(run_id, self.host, folder, "germline", [], _now(), pid=pid, script="germline")
+        run = RemoteRun(run_id, self.host, folder, "germline", [], _now(), pid=pid, script="germline",
+                        address=self.remote.address)
         self.manifest.add(run)
         return run
 
@@ -518,6 +531,7 @@ class RemoteSession:
             f"port=$({shlex.quote(python)} -c 'import socket; s=socket.socket(); s.bind((\"\", 0)); "
             "print(s.getsockname()[1])')\n"
             'echo "hpctool-notebook ip=$ip port=$port"\n'
+            'export JUPYTER_RUNTIME_DIR="$PWD/.jupyter-runtime"  # private to the run folder\n'
             f"exec {shlex.quote(python)} -m jupyterlab --no-browser --ip=\"$ip\" --port=\"$port\" "
             "--ServerApp.port_retries=0 --ServerApp.root_dir=\"$PWD\"\n")
         with self._new_folder(root, run_id) as staging:
@@ -533,7 +547,8 @@ class RemoteSession:
             raise SlurmError(f"sbatch on {self.host} refused the notebook job: {result.stderr.strip()}",
                              "check --queue/--cpus/--mem")
         job_id = parse_sbatch_parsable(result.stdout)
-        run = RemoteRun(run_id, self.host, folder, "notebook", [job_id], _now(), script="notebook.sh")
+        run = RemoteRun(run_id, self.host, folder, "notebook", [job_id], _now(), script="notebook.sh",
+                        address=self.remote.address)
         self.manifest.add(run)
         self.progress(f"notebook job {job_id} submitted; waiting for JupyterLab to start")
         log = f"{folder}/notebook-{job_id}.out"
@@ -598,6 +613,11 @@ class RemoteSession:
 
         with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(nodes)))) as pool:
             return list(pool.map(one, nodes))
+
+
+def _of_jobs(record_id: str, job_ids: Sequence[str]) -> bool:
+    """A sacct id (``123``, an array task ``123_4``, ``123_[5-9]`` pending) belongs to these jobs."""
+    return record_id in job_ids or record_id.split("_")[0] in job_ids
 
 
 def _now() -> str:
