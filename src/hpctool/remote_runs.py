@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from hpctool.errors import RemoteError, SlurmError, UsageError
 from hpctool.remote import Remote, Result, quote
@@ -171,6 +171,12 @@ class Notebook:
         base = f"http://127.0.0.1:{local_port}/lab"
         return f"{base}?token={self.token}" if with_token else base
 
+    def save_url(self, local_port: int) -> Path:
+        """The URL with its token, in a file only the user can read (it is never printed)."""
+        path = data_dir() / f"notebook-{self.run.id}.url"
+        write_atomic(path, self.local_url(local_port, with_token=True) + "\n", mode=0o600)
+        return path
+
 
 class RemoteSession:
     """The feature logic of `hpctool remote` over one :class:`~hpctool.remote.Remote` connection."""
@@ -184,7 +190,7 @@ class RemoteSession:
         self.hpctool = hpctool
         self.progress = progress
 
-    def __enter__(self) -> RemoteSession:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

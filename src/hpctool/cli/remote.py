@@ -7,12 +7,16 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from hpctool import remote_runs
 from hpctool.cli.output import print_json, print_table, progress
 from hpctool.errors import UsageError
-from hpctool.remote import Remote, SshSettings
-from hpctool.twin import write_atomic
+
+if TYPE_CHECKING:
+    from hpctool import remote_runs
+
+# fabric and paramiko load only when a `remote` command runs: every other command starts faster.
+DEFAULT_ROOT = "~/hpctool-runs"  # = hpctool.remote_runs.DEFAULT_ROOT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     remote.add_argument("--known-hosts", help="known_hosts file (default ~/.ssh/known_hosts; env HPCTOOL_KNOWN_HOSTS)")
     remote.add_argument("--accept-new", action="store_true",
                         help="accept and record an unknown host key (a changed one is always refused)")
-    remote.add_argument("--remote-root", default=os.environ.get("HPCTOOL_REMOTE_ROOT", remote_runs.DEFAULT_ROOT),
+    remote.add_argument("--remote-root", default=os.environ.get("HPCTOOL_REMOTE_ROOT", DEFAULT_ROOT),
                         help="run folders on the head node's shared storage (~/hpctool-runs; env HPCTOOL_REMOTE_ROOT)")
     remote.add_argument("--remote-hpctool", default=os.environ.get("HPCTOOL_REMOTE_HPCTOOL", "hpctool"),
                         help="hpctool on the head node (default: on PATH; env HPCTOOL_REMOTE_HPCTOOL)")
@@ -110,6 +114,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _session(args: argparse.Namespace) -> remote_runs.RemoteSession:
+    from hpctool import remote_runs
+    from hpctool.remote import Remote, SshSettings
+
     settings = SshSettings.from_env(config=args.ssh_config, known_hosts=args.known_hosts, accept_new=args.accept_new)
     connection = Remote(args.host, settings)
     return remote_runs.RemoteSession(connection, root=args.remote_root, hpctool=args.remote_hpctool,
@@ -133,7 +140,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    job = remote_runs.Submission(args.script, tuple(args.inputs), args.queue, args.cpus, args.mem, args.time,
+    from hpctool.remote_runs import Submission
+
+    job = Submission(args.script, tuple(args.inputs), args.queue, args.cpus, args.mem, args.time,
                                  args.array, args.name)
     session = _session(args)
     with session.remote:
@@ -250,8 +259,7 @@ def cmd_notebook(args: argparse.Namespace) -> int:
                                           python=args.python)
         try:
             with session.remote.forward(notebook.node_ip, notebook.port, args.port) as port:
-                secret = remote_runs.data_dir() / f"notebook-{notebook.run.id}.url"
-                write_atomic(secret, notebook.local_url(port, with_token=True) + "\n", mode=0o600)
+                secret = notebook.save_url(port)
                 print(f"JupyterLab (job {notebook.job_id}): {notebook.local_url(port)}")
                 print(f"  the URL with its token is in {secret} (readable only by you)")
                 if args.open:
