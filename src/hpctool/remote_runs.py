@@ -419,15 +419,18 @@ class RemoteSession:
 
     # -- cancel ----------------------------------------------------------------------------------
     def cancel(self, ref: str) -> list[str]:
-        """Cancel a run's jobs (a workflow: stop its process group first, so it submits no more)."""
+        """Cancel a run's jobs. A workflow: SIGTERM its process group first (Snakemake then submits
+        nothing more), cancel the jobs it submitted, wait for the group to end, SIGKILL what is left."""
         run, job_ids = self.resolve(ref)
-        if run is not None and run.kind == "germline" and run.pid:
-            self.remote.run(f"kill -TERM -- -{int(run.pid)} 2>/dev/null; "
-                            f"for i in $(seq 50); do kill -0 {int(run.pid)} 2>/dev/null || break; sleep 0.2; done; "
-                            f"kill -KILL -- -{int(run.pid)} 2>/dev/null; true")
+        workflow = run is not None and run.kind == "germline" and run.pid and ref == run.id
+        if workflow:
+            self.remote.run(f"kill -TERM -- -{int(run.pid)} 2>/dev/null; true")
             job_ids = self._run_job_ids(run)
         if job_ids:
             self.slurm(["scancel", *job_ids])
+        if workflow:
+            self.remote.run(f"for i in $(seq 100); do ps -o stat= --sid {int(run.pid)} | grep -qv '^Z' || break; "
+                            f"sleep 0.2; done; kill -KILL -- -{int(run.pid)} 2>/dev/null; true", timeout=60)
         return job_ids
 
     # -- fetch -----------------------------------------------------------------------------------
@@ -488,7 +491,9 @@ class RemoteSession:
         argv += ["--configfile", f"{folder}/{configfile.name}"] if configfile else ["--test"]
         argv += [f"--snakemake={arg}" for arg in snakemake_args]
         inner = f"{shlex.join(argv)}; echo $? > {shlex.quote(folder)}/hpctool-run.exit"
-        start = (f"cd {shlex.quote(folder)} && setsid nohup sh -c {shlex.quote(inner)} "
+        # `cd || exit` apart from the `&`: $! must be the setsid'ed shell, the leader of the group
+        # that `cancel` stops, not a subshell around it.
+        start = (f"cd {shlex.quote(folder)} || exit 1; setsid nohup sh -c {shlex.quote(inner)} "
                  f"> {shlex.quote(folder)}/{RUN_LOG} 2>&1 < /dev/null & echo $!")
         result = self.remote.run(start, check=True)
         pid = int(result.stdout.split()[-1])
@@ -505,7 +510,9 @@ class RemoteSession:
 
     def germline_progress(self, run: RemoteRun) -> dict[str, Any]:
         """Whether the workflow still runs, Snakemake's step count, and the Slurm job of each rule."""
-        state = self.remote.run(f"kill -0 {int(run.pid or 0)} 2>/dev/null && echo running; "
+        # `ps`, not `kill -0`: a zombie nobody reaped yet has ended.
+        state = self.remote.run(f"case \"$(ps -o stat= -p {int(run.pid or 0)} 2>/dev/null)\" in ''|Z*) ;; "
+                                "*) echo running;; esac; "
                                 f"cat -- {shlex.quote(run.folder)}/hpctool-run.exit 2>/dev/null; true").stdout.split()
         running = "running" in state
         exit_code = int(state[-1]) if state and state[-1].lstrip("-").isdigit() else None
@@ -513,11 +520,17 @@ class RemoteSession:
         steps = _STEPS.findall(log)
         done, total, percent = (int(steps[-1][0]), int(steps[-1][1]), float(steps[-1][2])) if steps else (0, 0, 0.0)
         submissions = parse_submissions(log)
-        table = self.job_table([s.slurm_job_id for s in submissions])
+        ids = [s.slurm_job_id for s in submissions]
+        table = {job_id: (r.partition, r.state) for job_id, r in self.job_table(ids).items() if r.recorded}
+        missing = [job_id for job_id in ids if job_id not in table]
+        if missing:  # accounting lags slurmctld by a moment: ask the controller about fresh jobs
+            queued = self.slurm(["squeue", "-h", "-j", ",".join(missing), "-o", "%i|%P|%T"], check=False)
+            if queued.ok:
+                table.update({r["id"]: (r["queue"], r["state"])
+                              for r in parse_delimited(queued.stdout, ["id", "queue", "state"])})
         rule_jobs = [{"rule": "+".join(s.rules), "wildcards": s.wildcards, "job_id": s.slurm_job_id,
-                      "state": table[s.slurm_job_id].state if s.slurm_job_id in table else "UNKNOWN",
-                      "queue": table[s.slurm_job_id].partition if s.slurm_job_id in table else ""}
-                     for s in submissions]
+                      "queue": table.get(s.slurm_job_id, ("", "UNKNOWN"))[0],
+                      "state": table.get(s.slurm_job_id, ("", "UNKNOWN"))[1]} for s in submissions]
         return {"run": run.id, "running": running, "exit_code": None if running else exit_code,
                 "steps_done": done, "steps_total": total, "percent": percent, "rule_jobs": rule_jobs}
 
