@@ -43,6 +43,9 @@ def lab(tmp_path_factory) -> SshLab:
     lab.alias("bastion", bastion)
     lab.alias("inner", head, proxy_jump="bastion")
     lab.alias("noslurm", noslurm)
+    # The SSM transport is a ProxyCommand; the same mechanism, with OpenSSH's -W through the bastion:
+    jump = f"ssh -F {lab.client_config} -o UserKnownHostsFile={lab.known_hosts} -o BatchMode=yes -W %h:%p bastion"
+    lab.alias("head-via-command", head, extra={"ProxyCommand": jump})
     lab.alias("refused", head, port=free_port())  # nothing listens there
     stranger = keygen(lab.root / "id_stranger")
     lab.alias("stranger", head, identity=stranger)
@@ -85,6 +88,18 @@ def test_proxyjump_goes_through_the_bastion(lab):
     with Remote("inner", settings(lab)) as remote:
         assert remote.run("echo $SSH_CONNECTION").stdout.split()[2] == "127.0.0.1"
     assert log.read_text().count("Accepted publickey") == before + 1
+
+
+def test_proxycommand_transport_like_ssm(lab, tmp_path):
+    log = lab.servers["bastion"].log
+    before = log.read_text().count("Accepted publickey")
+    with Remote("head-via-command", settings(lab)) as remote:
+        assert remote.run("echo through").stdout == "through\n"
+    assert log.read_text().count("Accepted publickey") == before + 1
+    known = tmp_path / "known_hosts"  # the head node's own key is still checked at the end of the pipe
+    known.write_text(lab.servers["bastion"].known_hosts_line())
+    with pytest.raises(RemoteError, match="host key of head-via-command .* is unknown"):
+        Remote("head-via-command", settings(lab, known_hosts=known))
 
 
 def test_unknown_alias_is_a_clear_error(lab, tmp_path):

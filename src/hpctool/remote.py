@@ -15,6 +15,7 @@ fabric has no recursive get/put, and rsync resumes and sends only changes.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shlex
 import shutil
@@ -148,7 +149,7 @@ class Remote:
     def _check_alias(self, host: str, config_file: Path) -> None:
         """An unknown alias fails with a clear message, not a DNS error from deep inside."""
         patterns = {p for p in self.ssh_config.get_hostnames() if p != "*"}
-        if host in patterns or any(paramiko.config.fnmatch.fnmatch(host, p) for p in patterns if "*" in p or "?" in p):
+        if host in patterns or any(fnmatch.fnmatch(host, p) for p in patterns if "*" in p or "?" in p):
             return
         try:
             socket.getaddrinfo(host, None)
