@@ -203,7 +203,9 @@ def test_notebook_as_a_slurm_job_behind_a_forwarded_port(lab, laptop, twin):
             lines.append(line)
         output = "".join(lines)
         url = re.search(r"(http://127\.0\.0\.1:\d+)/lab", output)
-        assert url, output + process.stderr.read() if process.poll() is not None else output
+        if not url:
+            process.kill()
+            pytest.fail(f"no URL; stdout: {output}\nstderr: {process.communicate()[1]}")
         secret_file = Path(re.search(r"is in (\S+)", output).group(1))
         assert oct(secret_file.stat().st_mode & 0o777) == "0o600"
         full = secret_file.read_text().strip()
@@ -231,7 +233,7 @@ def test_nodes_exec_runs_on_every_running_node_of_the_queue(lab, laptop, twin):
     rows = json.loads(result.stdout)
     assert sorted(r["node"] for r in rows) == queue_nodes
     for row in rows:
-        assert row["output"].endswith(f"on {row['node']}")
+        assert row["output"].splitlines()[0] == f"on {row['node']}"
         assert row["exit_code"] == (1 if row["node"] == queue_nodes[-1] else 0)
     assert result.returncode == 1  # one node failed: the command fails
     text = cli(laptop, "head", "nodes", "exec", "--queue", "compute", "--", "true")

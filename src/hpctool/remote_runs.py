@@ -551,8 +551,10 @@ class RemoteSession:
             "print(s.getsockname()[1])')\n"
             'echo "hpctool-notebook ip=$ip port=$port"\n'
             'export JUPYTER_RUNTIME_DIR="$PWD/.jupyter-runtime"  # private to the run folder\n'
+            "# Jupyter refuses root unless told; only the twin's jobs (and admins) run as root.\n"
+            'as_root=(); if [ "$(id -u)" = 0 ]; then as_root=(--allow-root); fi\n'
             f"exec {shlex.quote(python)} -m jupyterlab --no-browser --ip=\"$ip\" --port=\"$port\" "
-            "--ServerApp.port_retries=0 --ServerApp.root_dir=\"$PWD\"\n")
+            "--ServerApp.port_retries=0 --ServerApp.root_dir=\"$PWD\" \"${as_root[@]}\"\n")
         with self._new_folder(root, run_id) as staging:
             self.remote.run(f"umask 077; cat > {shlex.quote(staging)}/notebook.sh", stdin=script.encode(), check=True)
         argv = ["sbatch", "--parsable", f"--chdir={folder}", f"--output={folder}/notebook-%j.out",
@@ -580,7 +582,8 @@ class RemoteSession:
             if self._finished(run, [job_id]):
                 raise RemoteError(f"the notebook job {job_id} ended before JupyterLab started:\n"
                                   + redact("\n".join(text.strip().splitlines()[-10:])),
-                                  f"is jupyterlab installed for {python} on the nodes? (--python)")
+                                  f"see the job's last lines above; --python names the Python with "
+                                  f"jupyterlab on the nodes (now {python})")
             time.sleep(1)
         self.slurm(["scancel", job_id], check=False)
         raise RemoteError(f"JupyterLab did not start within {timeout:.0f} s (job {job_id}, cancelled)",
