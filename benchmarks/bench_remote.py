@@ -128,7 +128,7 @@ def main() -> None:
                 sbatch_only_start = time.monotonic()
                 for _ in range(SUBMITS):
                     subprocess.run([*ssh, "head", "sbatch", "--parsable", f"--partition={queue}",
-                                    "--job-name=bench-remote", "--wrap", "echo hello"], check=True, capture_output=True)
+                                    "--job-name=bench-remote", "--wrap", "'echo hello'"], check=True, capture_output=True)
                 sbatch_only = (time.monotonic() - sbatch_only_start) / SUBMITS
             finally:
                 twin.slurm.run(["scancel", "-n", "bench-remote"])
