@@ -247,3 +247,18 @@ def test_fetch_of_a_missing_remote_folder(lab, tmp_path):
     with Remote("head", settings(lab)) as remote, pytest.raises(RemoteError, match="is missing on head"):
         RemoteSession(remote, manifest).fetch("run1", tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
+
+
+def test_tokens_are_blanked_in_remote_text():
+    from hpctool.remote_runs import redact
+
+    line = "    http://10.0.0.5:8888/lab?token=0a1b2c3d4e5f&x=1 or http://x:1/?token=ffff"
+    assert redact(line) == "    http://10.0.0.5:8888/lab?token=<hidden>&x=1 or http://x:1/?token=<hidden>"
+
+
+def test_a_broken_manifest_is_a_usage_error_and_is_left_alone(tmp_path):
+    path = tmp_path / "remote-runs.json"
+    path.write_text("{not json")
+    with pytest.raises(UsageError, match="unreadable"):
+        Manifest(path).load()
+    assert path.read_text() == "{not json"
