@@ -11,6 +11,7 @@ APT_PACKAGES=(
   shellcheck bats                                        # tests of bootstrap/
   mdadm                                                  # NVMe RAID0 scratch (bootstrap)
   chromium chromium-driver                               # report pages: PNGs and headless tests
+  openssh-server openssh-client rsync                    # hpctool remote (tests start their own sshd)
 )
 
 missing=()

@@ -39,8 +39,9 @@ def test_only_hpctool_aws_imports_boto3():
     assert _importers("boto3") | _importers("botocore") <= {"hpctool.aws"}
 
 
-def test_at_most_one_module_imports_fabric():
-    assert len(_importers("fabric")) <= 1
+def test_only_hpctool_remote_imports_fabric_and_paramiko():
+    assert _importers("fabric") == {"hpctool.remote"}
+    assert _importers("paramiko") <= {"hpctool.remote"}
 
 
 def test_errors_depend_on_nothing_of_ours():

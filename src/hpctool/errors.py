@@ -52,3 +52,7 @@ class VcfError(HpctoolError):
     `hpctool concordance` promises, apart from 1 for VCFs that differ."""
 
     exit_code = 2
+
+
+class RemoteError(HpctoolError):
+    """An SSH connection, transfer or remote command failed (the hint names the host, key or agent)."""
