@@ -15,7 +15,7 @@ from hpctool import __version__
 from hpctool.errors import HpctoolError
 
 # The command groups, in the order `hpctool --help` lists them.
-GROUPS = ["local", "config", "jobs", "bootstrap", "workflow"]
+GROUPS = ["local", "config", "jobs", "bootstrap", "workflow", "notebook"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -43,6 +43,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     restore.add_argument("node", metavar="NODE")
     restore.set_defaults(handler=cmd_spot_restore)
 
+    from hpctool.cli.notebook import register_local_hub  # JupyterHub on the twin
+
+    register_local_hub(commands)
+
 
 def _print_status(status: dict, as_json: bool) -> None:
     if as_json:
