@@ -10,7 +10,7 @@ APT_PACKAGES=(
   bwa samtools bcftools tabix                            # the germline workflow's tools
   shellcheck bats                                        # tests of bootstrap/
   mdadm                                                  # NVMe RAID0 scratch (bootstrap)
-  chromium chromium-driver nodejs                        # notebooks: browser tests, configurable-http-proxy
+  chromium chromium-driver nodejs sudo                   # notebooks: browser tests, proxy, visudo
 )
 # Debian's npm, unless node already brings its own (NodeSource's nodejs ships npm and conflicts).
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)

@@ -1,12 +1,9 @@
 """JupyterHub on the local twin: the configuration a head node gets, run against the twin's Slurm.
 
 The hub runs as root (PAM reads /etc/shadow), jobs run as the logged-in Unix user (``runuser``,
-as ``sudo -u`` does on a cluster) on the twin's nodes. Its state (database, cookie secret, config,
-log) stays in ``$HPCTOOL_HOME/hub``, readable by root only. What a notebook user's processes must
-read lives in a public folder (``/var/lib/hpctool/twin-hub-<port base>``): a copy of the twin's
-slurm.conf, and a Python for the job when the project's venv interpreter is not reachable by other
-users (pyenv under /root): the system Python of the same minor version with the venv's
-site-packages added (``jobenv``).
+as ``sudo -u`` does on a cluster) on the twin's nodes, with JupyterLab from the project's venv.
+Its state (database, cookie secret, config, log) stays in ``$HPCTOOL_HOME/hub``, readable by root
+only.
 """
 
 from __future__ import annotations
@@ -14,11 +11,10 @@ from __future__ import annotations
 import json
 import os
 import stat
-import sys
+import subprocess
 import time
 import urllib.error
 import urllib.request
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,56 +24,25 @@ from hpctool.errors import SetupError, TwinError
 from hpctool.notebook.config import HubSettings, render_config, spawner_source, twin_settings
 from hpctool.twin import Twin, port_base, write_atomic
 
-PUBLIC_ROOT = Path("/var/lib/hpctool")
+
+def _unsearchable_parents(path: Path) -> list[Path]:
+    """Folders on the way to ``path`` that other users cannot enter (no o+x)."""
+    return [p for p in reversed(path.resolve().parents) if not os.stat(p).st_mode & stat.S_IXOTH]
 
 
-def _world_reachable(path: Path) -> bool:
-    """True when any user can reach ``path`` (every parent searchable, the file readable)."""
-    path = path.resolve()
-    for parent in path.parents:
-        if not os.stat(parent).st_mode & stat.S_IXOTH:
-            return False
-    mode = os.stat(path).st_mode
-    return bool(mode & stat.S_IROTH) and (not stat.S_ISDIR(mode) or bool(mode & stat.S_IXOTH))
-
-
-def _venv_site_packages(venv: Path) -> Path:
-    found = sorted(venv.glob("lib/python3*/site-packages"))
-    if not found:
-        raise SetupError(f"{venv} has no site-packages", "run `make setup` to create the project's venv")
-    return found[0]
-
-
-def job_python(venv: Path, public: Path) -> str:
-    """The Python a notebook job runs: the venv's own when other users can run it, else a small
-    overlay venv on the system Python of the same minor version that adds the venv's packages."""
-    if not _world_reachable(venv):
-        raise SetupError(f"{venv} is not readable by other users, so a notebook job cannot run JupyterLab",
-                         "put the checkout where other users can read it (e.g. /srv or /opt), "
-                         "or `chmod o+rx` its parent folders")
-    python = venv / "bin" / "python"
-    if _world_reachable(python):
-        return str(python)
-    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
-    system = Path(f"/usr/bin/python{minor}")
-    if not system.exists() or not _world_reachable(system):
-        raise SetupError(f"the venv's Python ({python.resolve()}) is not reachable by other users and "
-                         f"there is no /usr/bin/python{minor}",
-                         f"install Debian's python{minor} or build the venv on a Python other users can run")
-    overlay = public / "jobenv"
-    site = overlay / "lib" / f"python{minor}" / "site-packages"
-    site.mkdir(parents=True, exist_ok=True)
-    write_atomic(overlay / "pyvenv.cfg",
-                 f"home = /usr/bin\ninclude-system-site-packages = false\nversion = {minor}\n")
-    # `import site` lines of a .pth run at start-up: addsitedir also reads the venv's own .pth files.
-    write_atomic(site / "_hpctool_venv.pth", f"import site; site.addsitedir({str(_venv_site_packages(venv))!r})\n")
-    (overlay / "bin").mkdir(exist_ok=True)
-    for link, target in ((overlay / "bin" / "python", system), (overlay / "share", venv / "share")):
-        if link.is_symlink() and Path(os.readlink(link)) == target:
-            continue
-        link.unlink(missing_ok=True)
-        link.symlink_to(target)
-    return str(overlay / "bin" / "python")
+def open_paths_for_jobs(paths: list[Path], progress=lambda _m: None) -> list[Path]:
+    """Let notebook users reach what their jobs run: slurmd's spool (the job script) in the twin's
+    folder and the venv's Python. Adds only the search bit (o+x) to folders that lack it (on this
+    machine: /root, where HPCTOOL_HOME and pyenv live): entering by exact name, no listing; files
+    keep their own modes (the twin's secrets are 0600, the hub's folder 0700)."""
+    changed = []
+    for path in paths:
+        for folder in _unsearchable_parents(path):
+            os.chmod(folder, os.stat(folder).st_mode | stat.S_IXOTH)
+            changed.append(folder)
+            progress(f"jupyterhub: {folder} is now searchable by other users (o+x), so jobs of notebook "
+                     "users can run")
+    return changed
 
 
 class TwinHub:
@@ -87,14 +52,13 @@ class TwinHub:
         self.twin = twin or Twin()
         self.repo = repo
         self.dir = self.twin.home / "hub"
-        self.public = PUBLIC_ROOT / f"twin-hub-{port_base()}"
         self.config_file = self.dir / "jupyterhub_config.py"
         self.pid_file = self.dir / "jupyterhub.pid"
         self.log_file = self.twin.log_dir / "jupyterhub.log"
 
     def settings(self, **overrides: Any) -> HubSettings:
-        return twin_settings(self.repo, self.dir, job_python="", slurm_conf=str(self.public / "slurm.conf"),
-                             port_base=port_base(), **overrides)
+        return twin_settings(self.repo, self.dir, job_python=str(self.repo / ".venv" / "bin" / "python"),
+                             slurm_conf=str(self.twin.slurm_conf), port_base=port_base(), **overrides)
 
     @property
     def url(self) -> str:
@@ -110,10 +74,7 @@ class TwinHub:
         layout = self.twin.layout()
         if layout is None or not self.twin.is_up():
             raise TwinError("the twin is not running", "start it first: hpctool local up")
-        queues = load_queues(layout.config)
-        python = job_python(self.repo / ".venv", self.public)
-        settings = replace(self.settings(**overrides), singleuser_python=python)
-        return render_config(queues, settings,
+        return render_config(load_queues(layout.config), self.settings(**overrides),
                              node_limits=(layout.cpus_per_node, max(1, layout.memory_mb_per_node // 1024)))
 
     def up(self, progress=lambda _m: None, **overrides: Any) -> dict[str, Any]:
@@ -125,11 +86,9 @@ class TwinHub:
         if not os.access(proxy, os.X_OK):
             raise SetupError(f"configurable-http-proxy is not installed ({proxy})",
                              "run `make setup`, which installs it from npm into .npm/")
-        self.public.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.public, 0o755)
-        # Notebook users run sbatch themselves; the twin's slurm.conf sits in root's home.
-        write_atomic(self.public / "slurm.conf", self.twin.slurm_conf.read_text(), mode=0o644)
         text = self.render(**overrides)
+        open_paths_for_jobs([self.twin.slurm_conf, self.repo / ".venv" / "bin" / "python",
+                             self.repo / ".venv" / "bin" / "jupyterhub-singleuser"], progress)
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o700)  # database and cookie secret
         write_atomic(self.config_file, text, mode=0o600)
@@ -141,7 +100,7 @@ class TwinHub:
                 raise TwinError(f"port {port} ({port_name}) is in use",
                                 "stop what holds it (`hpctool local hub down`) or set HPCTOOL_TWIN_PORT_BASE")
         env = dict(os.environ)
-        env["SLURM_CONF"] = str(self.public / "slurm.conf")
+        env["SLURM_CONF"] = str(self.twin.slurm_conf)
         env["PATH"] = f"{self.repo / '.venv' / 'bin'}:{daemons.SBIN_PATH}"
         progress(f"jupyterhub: starting on {self.url} (log {self.log_file})")
         process = daemons.spawn([str(self.repo / ".venv" / "bin" / "jupyterhub"), "-f", str(self.config_file)],
@@ -189,3 +148,26 @@ def _version(package: str) -> str:
     except PackageNotFoundError:
         return "not installed"
 
+
+
+def ensure_user(twin: Twin, name: str, password: str, groups: tuple[str, ...] = ()) -> None:
+    """A real Unix user with a password (for PAM) and the twin's Slurm association; idempotent.
+    For tests and the demo: the twin's notebook users are this machine's accounts."""
+    for group in groups:
+        if not _getent("group", group):
+            daemons.run_quiet(["groupadd", group], timeout=30)
+    if not _getent("passwd", name):
+        daemons.run_quiet(["useradd", "--create-home", "--shell", "/bin/bash", name], timeout=30)
+    if groups:
+        daemons.run_quiet(["usermod", "--append", "--groups", ",".join(groups), name], timeout=30)
+    # chpasswd reads NAME:PASSWORD on stdin: the password never appears in a process list.
+    daemons.run_quiet(["chpasswd"], input_text=f"{name}:{password}\n", timeout=30)
+    from hpctool.twin import ACCOUNT
+
+    listed = twin.slurm.run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={name}", "format=account"])
+    if ACCOUNT not in listed.stdout.split():
+        twin.slurm.run(["sacctmgr", "-i", "add", "user", name, f"account={ACCOUNT}"])
+
+
+def _getent(database: str, key: str) -> bool:
+    return subprocess.run(["getent", database, key], capture_output=True, check=False).returncode == 0

@@ -40,6 +40,7 @@ FATAL_PENDING_REASONS = (
     "ReqNodeNotAvail",
     "NodeDown",
     "Nodes_required_for_job_are_DOWN",
+    "Nodes required for job are DOWN",  # how squeue spells it in 22.05
     "InvalidAccount",
     "InvalidQOS",
     "AccountNotAllowed",
