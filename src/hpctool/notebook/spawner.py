@@ -238,7 +238,22 @@ class HpctoolSlurmSpawner(SlurmSpawner):
             node_reason = await self._node_reason(job.host)
         return describe_end(self.job_id, job, node_reason)
 
+    def _check_user_options(self) -> None:
+        """Options from the REST API skip the form: hold them to the same rules (only the form's
+        keys, a known queue, whole numbers within its limits)."""
+        options = dict(self.user_options or {})
+        allowed = {"partition", "nprocs", "memory", "runtime", "queue_label"}
+        if not options:
+            raise RuntimeError("no queue chosen: start the server from the form")
+        if set(options) - allowed:
+            raise RuntimeError(f"options not allowed: {', '.join(sorted(set(options) - allowed))}")
+        hours = str(options.get("runtime", "")).split(":")[0]
+        check_options({"queue": [options.get("partition", "")], "cpus": [options.get("nprocs", "")],
+                       "memory_gb": [str(options.get("memory", "")).removesuffix("G")], "hours": [hours]},
+                      self.queues, self.max_hours)
+
     async def start(self):
+        self._check_user_options()
         self.last_stop = ""
         self.ip = self.bind_ip
         self.port = 0
