@@ -197,3 +197,12 @@ def test_pinned_jupyterhub_major_is_the_one_installed() -> None:
 def test_settings_replace_keeps_rules() -> None:
     settings = replace(config.cluster_settings(), allowed_users=("alice",), allowed_groups=())
     assert "alice" in config.render_config(load_queues(), settings)
+
+
+def test_local_hub_without_a_twin_is_a_clear_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("HPCTOOL_HOME", str(tmp_path / "home"))
+    assert main(["local", "hub", "status"]) == 1
+    out = capsys.readouterr().out
+    assert "jupyterhub: not running" in out and "log in: a Unix account in group hpctool-notebook" in out
+    assert main(["local", "hub", "up"]) == 1
+    assert "error: the twin is not running\nhint: start it first: hpctool local up" in capsys.readouterr().err
