@@ -31,7 +31,7 @@ pytestmark = pytest.mark.twin
 USER, PASSWORD = "nbalice", "alice-" + "pw-1"
 OUTSIDER, OUTSIDER_PASSWORD = "nbmallory", "mallory-" + "pw-1"
 GROUP = "hpctool-notebook"
-CULL_TIMEOUT = 25
+CULL_TIMEOUT = 15
 DOCS_IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
 SMALL = {"partition": "compute", "nprocs": "1", "memory": "1G", "runtime": "1:00:00"}
 
@@ -98,7 +98,7 @@ def hub(twin: Twin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     ]
     runner = TwinHub(twin)
     runner.down()  # a hub left from a manual session has another config
-    runner.up(cull_timeout=CULL_TIMEOUT, cull_every=3, extra_lines=tuple(test_service),
+    runner.up(cull_timeout=CULL_TIMEOUT, cull_every=2, extra_lines=tuple(test_service),
               environment=(("SLURM_CONF", str(twin.slurm_conf)), ("JUPYTERHUB_ACTIVITY_INTERVAL", "3")))
     running = Hub(twin, runner, token, tmp_path_factory.mktemp("screenshots"))
     try:
