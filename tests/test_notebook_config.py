@@ -206,3 +206,8 @@ def test_local_hub_without_a_twin_is_a_clear_error(tmp_path: Path, monkeypatch, 
     assert "jupyterhub: not running" in out and "log in: a Unix account in group hpctool-notebook" in out
     assert main(["local", "hub", "up"]) == 1
     assert "error: the twin is not running\nhint: start it first: hpctool local up" in capsys.readouterr().err
+
+
+def test_setup_installs_the_proxy_version_the_head_node_gets() -> None:
+    setup = (REPO / "scripts" / "setup.sh").read_text()
+    assert f"CHP_VERSION={config.CHP_VERSION}\n" in setup
