@@ -98,6 +98,7 @@ def hub(twin: Twin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     ]
     runner = TwinHub(twin)
     runner.down()  # a hub left from a manual session has another config
+    (runner.dir / "jupyterhub.sqlite").unlink(missing_ok=True)  # no users or stop reasons from earlier runs
     runner.up(cull_timeout=CULL_TIMEOUT, cull_every=2, extra_lines=tuple(test_service),
               environment=(("SLURM_CONF", str(twin.slurm_conf)), ("JUPYTERHUB_ACTIVITY_INTERVAL", "3")))
     running = Hub(twin, runner, token, tmp_path_factory.mktemp("screenshots"))

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 from batchspawner import JobStatus, SlurmSpawner
 from batchspawner.batchspawner import format_template
+from tornado import web
 from traitlets import Dict, Float, Integer, List, Unicode
 
 # Pending reasons that never clear by waiting: the request cannot be met, the queue is closed, or
@@ -169,6 +170,19 @@ document.querySelectorAll('#hpctool-queues input[name=queue]').forEach(function 
 """
 
 
+class SpawnFailed(web.HTTPError):
+    """A start that failed, with a sentence for the user. An HTTPError so that JupyterHub shows
+    the sentence even when the failure comes within the spawn request's first second (it turns
+    any other exception there into a bare "Unhandled error starting server")."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(500, "%s", message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class HpctoolSlurmSpawner(SlurmSpawner):
     """SlurmSpawner with the queue form, fast failure detection and a remembered stop reason."""
 
@@ -244,13 +258,16 @@ class HpctoolSlurmSpawner(SlurmSpawner):
         options = dict(self.user_options or {})
         allowed = {"partition", "nprocs", "memory", "runtime", "queue_label"}
         if not options:
-            raise RuntimeError("no queue chosen: start the server from the form")
+            raise SpawnFailed("no queue chosen: start the server from the form")
         if set(options) - allowed:
-            raise RuntimeError(f"options not allowed: {', '.join(sorted(set(options) - allowed))}")
+            raise SpawnFailed(f"options not allowed: {', '.join(sorted(set(options) - allowed))}")
         hours = str(options.get("runtime", "")).split(":")[0]
-        check_options({"queue": [options.get("partition", "")], "cpus": [options.get("nprocs", "")],
-                       "memory_gb": [str(options.get("memory", "")).removesuffix("G")], "hours": [hours]},
-                      self.queues, self.max_hours)
+        try:
+            check_options({"queue": [options.get("partition", "")], "cpus": [options.get("nprocs", "")],
+                           "memory_gb": [str(options.get("memory", "")).removesuffix("G")], "hours": [hours]},
+                          self.queues, self.max_hours)
+        except ValueError as error:
+            raise SpawnFailed(str(error)) from None
 
     async def start(self):
         self._check_user_options()
@@ -262,9 +279,9 @@ class HpctoolSlurmSpawner(SlurmSpawner):
         try:
             await self.submit_batch_script()
         except RuntimeError as error:  # sbatch refused: its message is the reason
-            raise RuntimeError(f"Slurm refused the job: {error}") from None
+            raise SpawnFailed(f"Slurm refused the job: {error}") from None
         if not self.job_id:
-            raise RuntimeError("Slurm refused the job: sbatch printed no job id")
+            raise SpawnFailed("Slurm refused the job: sbatch printed no job id")
         fatal_since: float | None = None
         while True:
             status = await self.query_job_status()
@@ -279,14 +296,16 @@ class HpctoolSlurmSpawner(SlurmSpawner):
                     self.log.warning(message)
                     await self.cancel_batch_job()
                     self.clear_state()
-                    raise RuntimeError(message)
+                    raise SpawnFailed(message)
             elif status == JobStatus.PENDING:
                 fatal_since = None
             elif status == JobStatus.NOTFOUND:
+                job_id = self.job_id
                 message = await self._ended(job)
                 self.log.warning("spawn failed: %s", message)
                 self.clear_state()
-                raise RuntimeError(message + " JupyterLab did not start; see the job's log in your home folder.")
+                workdir = self.get_req_subvars()["workdir"]
+                raise SpawnFailed(f"{message} JupyterLab did not start: see {workdir}/.jupyterhub-slurm-{job_id}.log")
             await asyncio.sleep(self.startup_poll_interval)
         self.ip = self.state_gethost()
         self.db.commit()
