@@ -102,6 +102,9 @@ def hub(twin: Twin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     runner.up(cull_timeout=CULL_TIMEOUT, cull_every=2, extra_lines=tuple(test_service),
               environment=(("SLURM_CONF", str(twin.slurm_conf)), ("JUPYTERHUB_ACTIVITY_INTERVAL", "3")))
     running = Hub(twin, runner, token, tmp_path_factory.mktemp("screenshots"))
+    # The hub knows a user after a first login; tests that start servers through the API need it now.
+    created = running.api.post(f"{running.url}/hub/api/users/{USER}", timeout=10)
+    assert created.status_code == 201, created.text
     try:
         yield running
     finally:
