@@ -18,7 +18,7 @@ bench: setup
 
 lint: setup
 	$(VENV)/ruff check src tests benchmarks
-	shellcheck -x bootstrap/*.sh bootstrap/steps/*.sh bootstrap/lib/*.sh scripts/*.sh scripts/demo.d/*.sh
+	shellcheck -x bootstrap/*.sh bootstrap/steps/*.sh bootstrap/head.d/*.sh bootstrap/lib/*.sh scripts/*.sh scripts/demo.d/*.sh
 
 twin-down:
 	$(VENV)/hpctool local down

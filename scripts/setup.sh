@@ -10,9 +10,11 @@ APT_PACKAGES=(
   bwa samtools bcftools tabix                            # the germline workflow's tools
   shellcheck bats                                        # tests of bootstrap/
   mdadm                                                  # NVMe RAID0 scratch (bootstrap)
-  chromium chromium-driver                               # report pages: PNGs and headless tests
+  chromium chromium-driver nodejs sudo                   # report pages, notebooks: browser tests, proxy, visudo
   openssh-server openssh-client rsync                    # hpctool remote (tests start their own sshd)
 )
+# Debian's npm, unless node already brings its own (NodeSource's nodejs ships npm and conflicts).
+command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)
 
 missing=()
 for package in "${APT_PACKAGES[@]}"; do
@@ -43,4 +45,13 @@ export UV_NATIVE_TLS=1
 # compile its imports from source again (about 80 ms of `hpctool submit`'s start, measured).
 export UV_COMPILE_BYTECODE=1
 uv sync --frozen --quiet
+
+# JupyterHub's proxy, from npm, into the checkout (.npm/, gitignored): no global install.
+CHP_VERSION=5.3.0
+if [[ "$(cat .npm/chp-version 2>/dev/null)" != "$CHP_VERSION" || ! -x .npm/bin/configurable-http-proxy ]]; then
+  echo "setup: installing configurable-http-proxy $CHP_VERSION (npm)"
+  npm install --global --prefix "$PWD/.npm" --no-audit --no-fund --loglevel=error \
+    "configurable-http-proxy@$CHP_VERSION" >/dev/null
+  echo "$CHP_VERSION" > .npm/chp-version
+fi
 echo "setup: ready (.venv with $(.venv/bin/python --version))"

@@ -87,3 +87,46 @@ node_run_installer() {
 node_conda_env_create() {  # CONDA_ROOT PREFIX ENV_FILE
   "$1/bin/mamba" env create --yes --quiet --prefix "$2" --file "$3"
 }
+
+# -- JupyterHub on the head node (bootstrap/head.d/50-jupyterhub.sh) --------------------------
+
+node_has_python_venv() {
+  python3 -c 'import ensurepip, venv' >/dev/null 2>&1
+}
+
+node_node_major() {  # prints Node.js's major version; fails when node is missing
+  node -p 'process.versions.node.split(".")[0]' 2>/dev/null
+}
+
+node_ensure_group() {
+  getent group "$1" >/dev/null || groupadd --system "$1"
+}
+
+node_ensure_system_user() {  # NAME HOME EXTRA_GROUP
+  if ! getent passwd "$1" >/dev/null; then
+    useradd --system --user-group --home-dir "$2" --shell /usr/sbin/nologin "$1"
+  fi
+  usermod --append --groups "$3" "$1"
+}
+
+node_python_venv() {
+  python3 -m venv "$1"
+}
+
+node_pip_install() {  # VENV ARGS...
+  local venv="$1"
+  shift
+  "${venv}/bin/pip" install --quiet --upgrade "$@"
+}
+
+node_npm_install() {  # PREFIX PACKAGE
+  npm install --global --prefix "$1" --no-audit --no-fund --loglevel=error "$2"
+}
+
+node_visudo_check() {
+  visudo -c -q -f "$1"
+}
+
+node_give_to_user() {  # USER PATH: the path and its contents, owned by the user and its group
+  chown -R "$1:" "$2"
+}

@@ -130,3 +130,29 @@ node_run_installer() {
   record node_run_installer "$@"
   bash "$1" -b -p "$2"
 }
+
+# -- JupyterHub on the head node: a venv and a proxy that are small scripts under the fake root;
+# groups and users are recorded. visudo is the real one (it only reads the file).
+node_has_python_venv() { [[ -z "${FAKE_NO_VENV:-}" ]]; }
+node_node_major() { printf '%s\n' "${FAKE_NODE_MAJOR:-20}"; }
+node_ensure_group() { record node_ensure_group "$@"; }
+node_ensure_system_user() { record node_ensure_system_user "$@"; }
+node_python_venv() {
+  record node_python_venv "${1#"${HPCTOOL_ROOT}"}"
+  mkdir -p "$1/bin"
+  printf '#!/bin/sh\necho jupyterhub\n' >"$1/bin/jupyterhub"
+  chmod +x "$1/bin/jupyterhub"
+}
+node_pip_install() {
+  local venv="$1"
+  shift
+  record node_pip_install "${venv#"${HPCTOOL_ROOT}"}" "$@"
+}
+node_npm_install() {
+  record node_npm_install "${1#"${HPCTOOL_ROOT}"}" "$2"
+  mkdir -p "$1/bin"
+  printf '#!/bin/sh\necho proxy\n' >"$1/bin/configurable-http-proxy"
+  chmod +x "$1/bin/configurable-http-proxy"
+}
+node_visudo_check() { record node_visudo_check; visudo -c -q -f "$1"; }
+node_give_to_user() { record node_give_to_user "$1" "${2#"${HPCTOOL_ROOT}"}"; }

@@ -9,6 +9,7 @@ setup() {
 }
 
 @test "head: no hooks is a clean no-op" {
+  rm -rf "${BUNDLE}/bootstrap/head.d"
   run_step head
   [ "$status" -eq 0 ]
   [[ "$output" == *"no head-node hooks"* ]]

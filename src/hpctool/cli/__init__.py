@@ -15,7 +15,7 @@ from hpctool import __version__
 from hpctool.errors import HpctoolError
 
 # The command groups, in the order `hpctool --help` lists them.
-GROUPS = ["local", "config", "jobs", "bootstrap", "workflow", "remote", "cost", "storage", "report"]
+GROUPS = ["local", "config", "jobs", "bootstrap", "workflow", "notebook", "remote", "cost", "storage", "report"]
 
 # Start-up: each group module imports its feature modules (Twin, submitit, ParallelCluster's
 # schema...), which costs up to a second. So only the group of the command being run is imported;
@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("workflow", "run a Snakemake workflow of this repository (on the twin or a cluster)"),
     "concordance": ("workflow", "compare the variants of two VCFs (exit 0 concordant, 1 discordant, 2 unreadable)"),
     "recall": ("workflow", "share of a truth set's variants a VCF recalls, per sample"),
+    "notebook": ("notebook", "JupyterHub with batchspawner: notebooks as Slurm jobs"),
     "remote": ("remote", "submit, watch, fetch and open notebooks on a cluster over SSH (from a laptop)"),
     "cost": ("cost", "what a cluster, jobs, a workflow run or a cohort cost (offline prices)"),
     "storage": ("storage", "storage tiering: S3/EFS lifecycle rules and what they save"),

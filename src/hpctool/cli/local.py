@@ -65,6 +65,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cap.add_argument("--json", action="store_true", help="machine-readable output")
     cap.set_defaults(handler=cmd_capacity)
 
+    from hpctool.cli.notebook import register_local_hub  # JupyterHub on the twin
+
+    register_local_hub(commands)
+
 
 def _print_status(status: dict, as_json: bool) -> None:
     if as_json:
