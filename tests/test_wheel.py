@@ -23,7 +23,8 @@ import pytest
 from hpctool import resources
 from hpctool.bootstrap_upload import bundle_digest, collect_bundle
 from hpctool.errors import SetupError
-from hpctool.twin import Twin, port_base
+from hpctool.twin import Twin
+from hpctool.twin.core import port_base
 
 REPO = Path(__file__).resolve().parents[1]
 BUCKET = "hpctool-wheel-test"
