@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+from benchmarks import twin_up
 from hpctool.cluster import DEFAULT_CLUSTER_CONFIG
 from hpctool.twin import Twin
 
@@ -33,7 +34,7 @@ def _median_ms(argv: list[str], env: dict[str, str]) -> float:
 def main() -> None:
     twin = Twin(progress=_progress)
     with twin.exclusive_use():
-        twin.up()
+        twin_up(twin)
         env = twin.env()
         rows = {
             "`python -c pass` (baseline)": _median_ms([sys.executable, "-c", "pass"], env),

@@ -20,6 +20,7 @@ import time
 import tracemalloc
 from datetime import UTC, datetime, timedelta
 
+from benchmarks import twin_up
 from hpctool.cluster import load_queues
 from hpctool.cost import accounting, prices
 from hpctool.slurm_parse import parse_delimited
@@ -83,7 +84,7 @@ def _peak_mb(func) -> float:
 def main() -> None:
     twin = Twin(progress=_progress)
     with twin.exclusive_use():
-        twin.up()
+        twin_up(twin)
         slurm = twin.slurm
         layout = twin.layout()
         queue = layout.queues[0]["name"]

@@ -15,11 +15,10 @@ import statistics
 import sys
 import time
 
-from hpctool.errors import TwinError
+from benchmarks import twin_up
 from hpctool.slurm_parse import node_powered_down
 from hpctool.twin import Twin, capacity
 
-OPTIONS = {"static_per_queue": 2, "max_dynamic": 1, "time_scale": 0.02}
 ROUNDS = 4
 
 
@@ -48,11 +47,7 @@ def _wait_powered_down(twin: Twin, nodes: list[str]) -> None:
 def main() -> None:
     twin = Twin(progress=_progress)
     with twin.exclusive_use():
-        try:
-            twin.up(**OPTIONS)
-        except TwinError:  # another layout is up: this benchmark's own comes up
-            twin.down()
-            twin.up(**OPTIONS)
+        twin_up(twin)
         layout = twin.layout()
         for queue in layout.queues:
             capacity.set_faults(twin.paths, layout, queue["name"], restore=True)

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import yaml
 
+from benchmarks import twin_up
 from hpctool import jobs, workflow
 from hpctool.twin import Twin
 
@@ -184,7 +185,7 @@ def main() -> None:
                       env, work / "local.log")
     twin = Twin(progress=_progress)
     with twin.exclusive_use():
-        twin.up()
+        twin_up(twin)
         env["SLURM_CONF"] = str(twin.slurm_conf)
         _progress("twin run, one Slurm job per rule and sample (the profile before)")
         per_job_dir = folder("per-job")

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import twin_up
 from hpctool.notebook.hub import TwinHub, ensure_user
 from hpctool.twin import Twin
 
@@ -47,7 +48,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-notebook-"))
     password = secrets.token_urlsafe(12)
     with twin.exclusive_use():
-        twin.up()
+        twin_up(twin)
         ensure_user(twin, USER, password, ("hpctool-notebook",))
         hub = TwinHub(twin)
         hub.up()

@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import twin_up
 from hpctool.remote import Remote, SshSettings
 from hpctool.remote_runs import Manifest, RemoteRun, RemoteSession, Submission
 from hpctool.twin import Twin
@@ -65,7 +66,7 @@ def main() -> None:
     twin = Twin(progress=_progress)
     with tempfile.TemporaryDirectory(prefix="hpctool-bench-remote-") as tmp, twin.exclusive_use():
         root = Path(tmp)
-        twin.up()
+        twin_up(twin)
         lab = SshLab(root / "lab")
         head = lab.start("head", set_env={"SLURM_CONF": str(twin.slurm_conf)})
         lab.trust(head)

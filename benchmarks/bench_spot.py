@@ -13,6 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import twin_up
 from hpctool import jobs
 from hpctool.twin import Twin, spot
 
@@ -101,7 +102,7 @@ def _p95(values: list[float]) -> float:
 def main() -> None:
     twin = Twin(progress=_progress)
     with twin.exclusive_use():
-        twin.up()
+        twin_up(twin)
         layout = twin.layout()
         nodes = layout.spot_nodes()
         queue = next(q["name"] for q in layout.queues if q["spot"])

@@ -19,6 +19,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from benchmarks import twin_up
 from hpctool.twin import Twin
 
 TASKS = 1000
@@ -54,7 +55,7 @@ def _cancel(twin: Twin, name: str) -> None:
 def main() -> None:
     twin = Twin(progress=_progress)
     with twin.exclusive_use():
-        twin.up()
+        twin_up(twin)
         layout = twin.layout()
         queue = layout.queues[0]["name"]
         env = twin.env()

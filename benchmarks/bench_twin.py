@@ -14,6 +14,7 @@ import statistics
 import sys
 import time
 
+from benchmarks import twin_up
 from hpctool.twin import Twin
 
 JOBS = 200
@@ -25,7 +26,7 @@ def _progress(message: str) -> None:
 
 def _time_up(twin: Twin) -> float:
     start = time.monotonic()
-    twin.up()
+    twin_up(twin)
     return time.monotonic() - start
 
 
