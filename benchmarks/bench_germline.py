@@ -71,11 +71,23 @@ def _run(argv: list[str], env: dict[str, str], log: Path) -> tuple[float, list[t
     makespan = time.time() - started
     if code != 0:
         raise SystemExit(f"benchmark run failed (exit {code}); see {log}")
+    _progress(f"{log.stem}: {makespan:.1f} s")
     return makespan, lines
 
 
 def _epoch(value: str) -> float:
     return datetime.fromisoformat(value).timestamp()
+
+
+def _acct_times(twin: Twin, job_id: str) -> tuple[float, float]:
+    """sacct's Start and End of a job; End reads 'Unknown' until slurmdbd has the job's end."""
+    for _ in range(40):
+        row = twin.slurm.run(["sacct", "-X", "-n", "-P", "-o", "Start,End", "-j", job_id]).stdout.split()
+        if row and "Unknown" not in row[0]:
+            start, end = row[0].split("|")
+            return _epoch(start), _epoch(end)
+        time.sleep(0.25)
+    raise SystemExit(f"sacct has no end for job {job_id}")
 
 
 def _profile_without_groups(folder: Path) -> Path:
@@ -103,11 +115,7 @@ def _breakdown(twin: Twin, run_dir: Path, lines: list[tuple[float, str]], tool_l
         parts = entry.split()
         if len(parts) == 3:
             (tools if parts[1] == "start" else ends).setdefault(parts[2], []).append(float(parts[0]))
-    acct = {}
-    out = twin.slurm.run(["sacct", "-X", "-n", "-P", "-o", "JobID,Start,End", "-j", ",".join(submitted)]).stdout
-    for row in out.splitlines():
-        job_id, start, end = row.split("|")
-        acct[job_id] = (_epoch(start), _epoch(end))
+    acct = {job_id: _acct_times(twin, job_id) for job_id in submitted}
     rows = []
     for record in workflow.submitted_jobs(run_dir):
         job_id = record.slurm_job_id
@@ -140,8 +148,7 @@ def _submit_breakdown(twin: Twin, folder: Path) -> list[dict]:
         if result[0]["state"] != "COMPLETED":
             raise SystemExit(f"hpctool submit job failed: {result}")
         begin, end = (float(v) for v in stamps.read_text().split())
-        start, job_end = (_epoch(v) for v in twin.slurm.run(
-            ["sacct", "-X", "-n", "-P", "-o", "Start,End", "-j", submitted[0].job_id]).stdout.split()[0].split("|"))
+        start, job_end = _acct_times(twin, submitted[0].job_id)
         rows.append({"job": f"submit {index + 1}", "sbatch": returned - sub, "submit_to_running": max(0.0, start - sub),
                      "running_to_command": begin - start, "command": end - begin,
                      "command_to_job_end": max(0.0, job_end - end), "job_end_to_seen": max(0.0, seen - job_end),
@@ -196,6 +203,7 @@ def main() -> None:
         twin_s, lines = _run(workflow.snakemake_argv("germline", twin_dir, profile="twin", test=True), env,
                              work / "twin.log")
         rows = _breakdown(twin, twin_dir, lines, tool_log)
+        _progress("\n".join(_table(rows)))
         _progress(f"{SUBMIT_JOBS} jobs of hpctool submit")
         submit_rows = _submit_breakdown(twin, work)
 
