@@ -10,6 +10,7 @@ APT_PACKAGES=(
   bwa samtools bcftools tabix                            # the germline workflow's tools
   shellcheck bats                                        # tests of bootstrap/
   mdadm                                                  # NVMe RAID0 scratch (bootstrap)
+  time                                                   # GNU time: peak memory in benchmarks
 )
 
 missing=()
