@@ -12,6 +12,7 @@ APT_PACKAGES=(
   mdadm                                                  # NVMe RAID0 scratch (bootstrap)
   chromium chromium-driver nodejs sudo                   # report pages, notebooks: browser tests, proxy, visudo
   openssh-server openssh-client rsync                    # hpctool remote (tests start their own sshd)
+  time                                                   # GNU time: peak memory in benchmarks
 )
 # Debian's npm, unless node already brings its own (NodeSource's nodejs ships npm and conflicts).
 command -v npm >/dev/null 2>&1 || APT_PACKAGES+=(npm)

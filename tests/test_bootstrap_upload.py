@@ -205,7 +205,7 @@ def test_the_cli_uploads_checks_and_prints_json(bundle_root: Path, s3, tmp_path:
 def test_bad_input_gets_clear_errors(bundle_root: Path, s3, tmp_path: Path):
     with pytest.raises(UsageError, match="not an S3 bucket name"):
         upload_bundle("s3://x", "hpctool", s3=S3(s3_client=s3), root=bundle_root)
-    with pytest.raises(ConfigError, match="no such file"):
+    with pytest.raises(UsageError, match="no such file"):  # a missing file is a usage error (exit 2)
         upload_bundle(BUCKET, "hpctool", s3=S3(s3_client=s3), root=bundle_root, config=tmp_path / "nope.yaml")
     with pytest.raises(AwsError, match="s3://no-such-bucket-here/"):
         upload_bundle("no-such-bucket-here", "hpctool", s3=S3(s3_client=s3), root=bundle_root)

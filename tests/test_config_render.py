@@ -158,5 +158,5 @@ def test_cli_render_writes_file_and_errors_exit_1(tmp_path: Path, capsys: pytest
     assert main(["config", "render", "--values", str(VALUES_DIR / "dev.yaml"), "--set",
                  "queues.compute.max_count=3", "-o", str(out)]) == 0
     assert yaml.safe_load(out.read_text())["Scheduling"]["SlurmQueues"][0]["ComputeResources"][0]["MaxCount"] == 3
-    assert main(["config", "render", "--values", str(tmp_path / "absent.yaml")]) == 1
+    assert main(["config", "render", "--values", str(tmp_path / "absent.yaml")]) == 2  # usage: no such file
     assert "absent.yaml" in capsys.readouterr().err

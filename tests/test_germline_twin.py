@@ -122,10 +122,8 @@ def test_four_samples_complete_through_the_slurm_executor(clean_run: Run) -> Non
 
 def test_every_rule_ran_in_its_intended_partition(clean_run: Run, slurm: Slurm) -> None:
     records = workflow.rule_jobs(slurm, clean_run.folder)
-    # The twin profile runs a rule's per-sample jobs as one group job: the reference index, the
-    # aligns, the sorts, call_sample+qc_sample of every sample, the joint call.
-    assert sorted(r.rules for r in records) == [("align",), ("call_sample", "qc_sample"), ("index_reference",),
-                                                ("joint_call",), ("sort_markdup",)], records
+    # 1 reference index, 4 x (align, sort_markdup, call_sample+qc_sample as one group job), 1 joint call
+    assert len(records) == 14, [(r.rules, r.wildcards) for r in records]
     assert all(r.acct.state == "COMPLETED" for r in records), [(r.rules, r.acct.state) for r in records]
     ran_in = _partitions_by_rule(records)
     assert ran_in == {rule: {partition} for rule, partition in INTENDED_PARTITION.items()}

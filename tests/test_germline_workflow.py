@@ -226,10 +226,7 @@ def test_twin_profile_is_tuned_for_one_machine_without_conda() -> None:
     assert profile["latency-wait"] <= 5
     assert profile["slurm-requeue"] is True and profile["rerun-incomplete"] is True
     assert profile["slurm-status-attempts"] / profile["max-status-checks-per-second"] >= 10
-    # One group job per rule (the members of sample_calls restated: `groups` replaces the Snakefile's).
-    assert sorted(profile["groups"]) == ["align=aligns", "call_sample=sample_calls", "qc_sample=sample_calls",
-                                         "sort_markdup=sorts"]
-    assert sorted(g.split("=")[0] for g in profile["group-components"]) == ["aligns", "sample_calls", "sorts"]
+    assert "groups" not in profile  # measured slower on the twin (docs/benchmarks.md, germline)
 
 
 def test_snakemake_accepts_the_cluster_profile(tmp_path: Path, data: Path) -> None:

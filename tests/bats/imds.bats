@@ -6,7 +6,7 @@ setup() {
   REPO="$(cd "${BATS_TEST_DIRNAME}/../.." && pwd)"
   PYTHON="${REPO}/.venv/bin/python"
   port="$("${PYTHON}" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-  "${PYTHON}" -m hpctool.imds --port "${port}" --node spot-st-mixed16-1 2>/dev/null 3>&- &
+  "${PYTHON}" -m hpctool.twin.imds --port "${port}" --node spot-st-mixed16-1 2>/dev/null 3>&- &
   emulator=$!
   export HPCTOOL_IMDS_ENDPOINT="http://127.0.0.1:${port}"
   for _ in $(seq 50); do
