@@ -122,27 +122,27 @@ def test_the_disabled_reason_is_parallelclusters(elastic):
 
 
 def test_a_boot_that_hangs_times_out_and_the_job_runs_elsewhere(elastic, tmp_path):
-    node = dynamic_node(elastic, "fpga")
-    assert cli(["local", "capacity", "fpga", "--boot-hang"]) == 0
-    statics = [n.name for n in elastic.layout().static_nodes() if n.queue == "fpga"]
-    for name in statics:  # the job can only go to the dynamic node at first
-        elastic.slurm.update_node(name, "drain", reason="test: busy")
-    job = elastic.slurm.sbatch(["--partition=fpga", "--requeue", f"--output={tmp_path}/%j.out"],
-                               wrap="echo $SLURMD_NODENAME")
+    hung = dynamic_node(elastic, "spot", "mixed16")
+    other = dynamic_node(elastic, "spot", "mixed16m")
+    assert cli(["local", "capacity", "spot/mixed16", "--boot-hang"]) == 0
+    statics = [n.name for n in elastic.layout().static_nodes() if n.queue == "spot"]
+    for name in statics:  # only the dynamic nodes take the job
+        elastic.slurm.update_node(name, "drain", reason="test: dynamic only")
     try:
-        wait_for(lambda: job_field(elastic, job, "NodeList") == node, timeout=30, what="the job on the dynamic node")
-        elastic.slurm.update_node(statics[0], "resume")
-        # ResumeTimeout (36 s here): the node goes down, Slurm requeues the job, it runs on a static node.
+        job = elastic.slurm.sbatch(["--partition=spot", "--requeue", f"--output={tmp_path}/%j.out"],
+                                   wrap="echo $SLURMD_NODENAME")
+        wait_for(lambda: job_field(elastic, job, "NodeList") == hung, timeout=30, what="the job on the hung node")
+        # ResumeTimeout (36 s here): the node goes down, Slurm requeues the job, it boots the other resource.
         assert wait_final(elastic, job) == "COMPLETED"
-        assert (tmp_path / f"{job}.out").read_text().strip() == statics[0]
+        assert (tmp_path / f"{job}.out").read_text().strip() == other
     finally:
         for name in statics:
-            if "drain" in elastic.node_state(name):
-                elastic.slurm.update_node(name, "resume")
-        cli(["local", "capacity", "fpga", "--restore"])
+            elastic.slurm.update_node(name, "resume")
+        cli(["local", "capacity", "spot/mixed16", "--restore"])
+    assert "ResumeTimeout" in (elastic.log_dir / "slurmctld.log").read_text()
     # The manager recovers the node from down~ to powered down (no POWERED_DOWN+NOT_RESPONDING limbo).
-    wait_for(lambda: elastic.node_state(node) == "idle~", timeout=60, what="the node recovered")
-    assert not (elastic.run_dir / f"boot-{node}.pid").exists()  # ResumeFailProgram ended the boot
+    wait_for(lambda: elastic.node_state(hung) == "idle~", timeout=60, what="the node recovered")
+    assert not (elastic.run_dir / f"boot-{hung}.pid").exists()  # ResumeFailProgram ended the boot
 
 
 @pytest.mark.parametrize("options", [[], ["-N", "1"], ["--exclusive"], ["--mem=500M"]],
