@@ -95,9 +95,8 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, hostname: str, first
         "AuthType=auth/munge",
         "CredType=cred/munge",
         # Short credential lifetime: a requeued job waits seconds, not ~120 s, before it may
-        # restart. Longer than SuspendTimeout: a job requeued off a node that failed to boot must
-        # not start again before Slurm has powered that node down, or Slurm 22.05 completes the
-        # first requeue on the new allocation and requeues the job a second time.
+        # restart. Longer than SuspendTimeout: a job requeued off a node that failed to boot then
+        # restarts after Slurm has powered that node down (docs/twin.md: a 22.05 double requeue).
         f"AuthInfo=cred_expire={timings.suspend_timeout + 5}",
         f"StateSaveLocation={paths.state}",
         f"SlurmdSpoolDir={paths.spool}/%n",
