@@ -10,7 +10,7 @@ done
 joined=$(IFS=,; echo "${ids[*]}")
 echo "submitted jobs $joined; waiting for them to finish"
 # Wait for accounting, not squeue: slurmdbd records a job shortly after it leaves the queue.
-for _ in $(seq 1 120); do
+for _ in $(seq 1 360); do  # dynamic nodes boot first (up to ~30 s on Slurm 22.05)
   finished=$(sacct -X -n -P -j "$joined" -o Partition,State | grep -cE '^[a-z].*\|(COMPLETED|FAILED|CANCELLED|TIMEOUT)' || true)
   [[ $finished -eq ${#ids[@]} ]] && break
   sleep 0.5
