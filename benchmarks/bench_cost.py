@@ -57,9 +57,9 @@ def synthetic_sacct(records: int = RECORDS, seed: int = 15) -> str:
             elapsed = rng.randint(60, 4 * 3600)
             state = "REQUEUED" if run < runs - 1 else rng.choice(["COMPLETED"] * 9 + ["FAILED"])
             end = begin + timedelta(seconds=elapsed)
-            lines.append(f"{job}|job{job}|{user}|lab{user[-1]}|{queue}|{state}|{nodes}|{2 if two else 1}|{cpus}|"
+            lines.append(f"{job}|{user}|lab{user[-1]}|{queue}|{state}|{nodes}|{2 if two else 1}|{cpus}|"
                          f"billing={cpus},cpu={cpus},mem={mem}M,node={2 if two else 1}|{elapsed}|"
-                         f"{begin:%Y-%m-%dT%H:%M:%S}|{begin:%Y-%m-%dT%H:%M:%S}|{end:%Y-%m-%dT%H:%M:%S}")
+                         f"{begin:%Y-%m-%dT%H:%M:%S}|{begin:%Y-%m-%dT%H:%M:%S}|{end:%Y-%m-%dT%H:%M:%S}|job{job}")
             begin = end + timedelta(seconds=rng.randint(30, 600))
     return "\n".join(lines[:records]) + "\n"
 

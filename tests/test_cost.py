@@ -269,7 +269,7 @@ def test_a_node_of_no_queue_and_a_broken_row_are_clear_errors(book, repo):
     with pytest.raises(ConfigError, match="belongs to no queue"):
         catalog.spec("gpu-st-g5-1", "gpu")
     with pytest.raises(ConfigError, match="fields where 14 were asked"):
-        accounting.parse_cost_records("1|name|with|a|pipe\n")
+        accounting.parse_cost_records("1|root|root|compute\n")
 
 
 def test_tres_memory_units():

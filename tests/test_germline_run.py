@@ -90,7 +90,7 @@ def test_a_killed_run_leaves_no_snakemake_and_resumes_without_unlock(tmp_path: P
     child = _snakemake_pid(out)
     run.kill()
     run.wait(timeout=10)
-    wait_for(lambda: _gone(child), timeout=30, what="Snakemake to follow hpctool")
+    wait_for(lambda: _gone(child), timeout=90, what="Snakemake to follow hpctool")  # it cancels its jobs first
 
     run = _hpctool_run(out, log)
     child = _snakemake_pid(out)

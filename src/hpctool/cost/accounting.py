@@ -23,8 +23,9 @@ from hpctool.cluster import Queue
 from hpctool.cost.prices import PriceBook, parse_time
 from hpctool.errors import ConfigError
 
-COST_FIELDS = ["JobID", "JobName", "User", "Account", "Partition", "State", "NodeList", "NNodes",
-               "AllocCPUS", "AllocTRES", "ElapsedRaw", "Submit", "Start", "End"]
+# JobName last: a name may contain '|', which --parsable2 does not escape; it keeps the rest of the line.
+COST_FIELDS = ["JobID", "User", "Account", "Partition", "State", "NodeList", "NNodes",
+               "AllocCPUS", "AllocTRES", "ElapsedRaw", "Submit", "Start", "End", "JobName"]
 LOST_STATES = {"REQUEUED", "NODE_FAIL", "PREEMPTED"}
 _MEM_UNITS = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024}
 _TRES_MEM = re.compile(r"(?:^|,)mem=(\d+(?:\.\d+)?)([KMGT]?)")
@@ -75,10 +76,10 @@ def parse_cost_records(text: str) -> list[JobRun]:
     for line in text.splitlines():
         if not line:
             continue
-        values = line.split("|")
+        values = line.split("|", width - 1)
         if len(values) != width:
             raise ConfigError(f"sacct printed {len(values)} fields where {width} were asked: {line[:120]!r}",
-                              "a job name containing '|' breaks --parsable2; rename the job")
+                              "give sacct the fields of hpctool.cost.accounting.COST_FIELDS, in that order")
         rows.append(values)
     last_index: dict[str, int] = {}
     for index, values in enumerate(rows):
@@ -86,9 +87,9 @@ def parse_cost_records(text: str) -> list[JobRun]:
     runs = []
     for index, v in enumerate(rows):
         runs.append(JobRun(
-            job_id=v[0], name=v[1], user=v[2], account=v[3], partition=v[4],
-            state=v[5].split(" ", 1)[0], node_list=v[6], n_nodes=int(v[7] or 0), cpus=int(v[8] or 0),
-            mem_mb=tres_mem_mb(v[9]), elapsed_s=int(v[10] or 0), submit=v[11], start=v[12], end=v[13],
+            job_id=v[0], name=v[13], user=v[1], account=v[2], partition=v[3],
+            state=v[4].split(" ", 1)[0], node_list=v[5], n_nodes=int(v[6] or 0), cpus=int(v[7] or 0),
+            mem_mb=tres_mem_mb(v[8]), elapsed_s=int(v[9] or 0), submit=v[10], start=v[11], end=v[12],
             final=last_index[v[0]] == index,
         ))
     return runs

@@ -34,6 +34,7 @@ from hpctool.slurm_parse import (
     node_in_service,
     node_out_of_service,
     node_powered_down,
+    node_state_flags,
 )
 from hpctool.twin import daemons
 from hpctool.twin.accounting import Accounting
@@ -237,7 +238,10 @@ class Twin:
             for node in dead_nodes:
                 self.start_node(node.name)
             started += [f"slurmd {n.name}" for n in dead_nodes]
-        self._wait_static_in_service(layout, resume_out_of_service=fresh)
+        if fresh or cold:
+            self._wait_static_in_service(layout, resume_out_of_service=fresh)
+        elif dead_nodes:
+            self._wait_responding([n.name for n in dead_nodes])
         if fresh or cold:  # a new cluster (or one restarted whole): dynamic nodes start powered down
             self._power_down_dynamic(layout)
         for service in self.services:
@@ -490,6 +494,16 @@ class Twin:
 
         first = min(names)
         daemons.wait_until(ready, name="slurmd", log_file=self.paths.slurmd_log(first), timeout=timeout, interval=0.3)
+
+    def _wait_responding(self, names: list[str], timeout: float = 60) -> None:
+        """A healed slurmd answers again; an admin's drain or a job on its node stays as it was."""
+        def ready() -> bool:
+            states = self.slurm.node_states()
+            return all(n in states and "NOT_RESPONDING" not in node_state_flags(states[n])[1]
+                       and not states[n].startswith("unk") for n in names)
+
+        daemons.wait_until(ready, name="slurmd", log_file=self.paths.slurmd_log(names[0]), timeout=timeout,
+                           interval=0.3)
 
     def _power_down_dynamic(self, layout: TwinLayout) -> None:
         """A fresh start is a new cluster: every dynamic node begins powered down (``idle~``)."""
