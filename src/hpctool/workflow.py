@@ -162,7 +162,7 @@ def unlock_command(argv: Sequence[str]) -> list[str]:
     return [*argv, "--unlock"]
 
 
-def prepare_run(argv: Sequence[str], out: Path, progress: Progress = _quiet) -> None:
+def prepare_run(argv: Sequence[str], out: Path, progress: Progress = _quiet) -> bool:
     """Refuse a second run of the same folder; remove the lock a run killed hard left behind.
 
     A lock with our PID file but no process is ours and stale: it goes. A lock without our PID
@@ -173,7 +173,7 @@ def prepare_run(argv: Sequence[str], out: Path, progress: Progress = _quiet) -> 
                          "wait for it, or stop it first (kill -TERM it: it cancels its Slurm jobs)")
     locks = out / ".snakemake" / "locks"
     if not (locks.is_dir() and any(locks.iterdir())):
-        return
+        return False
     command = unlock_command(argv)
     if not _pid_file(out).is_file():
         raise UsageError(f"{out} is locked by another Snakemake run",
@@ -184,6 +184,7 @@ def prepare_run(argv: Sequence[str], out: Path, progress: Progress = _quiet) -> 
         raise SetupError(f"removing the stale lock of {out} failed: {(result.stderr or result.stdout).strip()[-400:]}",
                          "run the same command with --snakemake=--unlock")
     _pid_file(out).unlink(missing_ok=True)
+    return True
 
 
 def run(workflow: str, out: Path, *, profile: str | None = "twin", configfile: Path | None = None,
@@ -199,8 +200,9 @@ def run(workflow: str, out: Path, *, profile: str | None = "twin", configfile: P
                           extra=extra)
     if test:
         make_test_data(out, progress=progress)
-    if "--unlock" not in extra:
-        prepare_run(argv, out, progress)
+    if "--unlock" not in extra and prepare_run(argv, out, progress):
+        # A run killed hard leaves the outputs it was writing marked incomplete: redo them.
+        argv = [*argv, "--rerun-incomplete"]
     progress("running: " + " ".join(argv[1:]))
     # Its own process group: a Ctrl-C in the terminal reaches Snakemake once, from us, not twice.
     process = subprocess.Popen(argv, env=env if env is not None else dict(os.environ),
