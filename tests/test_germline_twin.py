@@ -228,3 +228,85 @@ def test_spot_notice_mid_run_finishes_concordant(killed_then_interrupted: Killed
     assert runs[0] == ("REQUEUED", run.victim_node), runs
     assert runs[-1][0] == "COMPLETED" and runs[-1][1] != run.victim_node, runs
     assert_concordant(run.resumed, clean_run)
+
+
+# -- faults: the control plane crashes mid-run, the twin heals, capacity runs out --------------
+
+
+@dataclass
+class Faulted:
+    run: Run
+    exit_code: int
+    healed: list[list[str]]
+    failed_resume_seen: bool
+    spot_nodes_used: set[str]
+
+
+@pytest.fixture(scope="module")
+def faulted_run(twin: Twin, clean_run: Run, test_data: Path) -> Faulted:
+    """A run whose spot queue has only dynamic nodes, one compute resource of it without EC2
+    capacity, and whose slurmdbd, slurmctld and a busy slurmd are SIGKILLed mid-run, each
+    followed by `hpctool local up` (the heal). No manual step after that."""
+    from hpctool.twin import capacity
+
+    slurm = twin.slurm
+    layout = twin.layout()
+    spot_static = [n.name for n in layout.static_nodes() if n.queue == "spot"]
+    for name in spot_static:
+        slurm.update_node(name, "drain", reason="test: spot on dynamic nodes only")
+    capacity.set_faults(twin.paths, layout, "spot/mixed16", insufficient_for=900)
+    healed: list[list[str]] = []
+
+    def kill(name: str) -> None:
+        pid = twin.status()["daemons"][name]["pid"]
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: not _pid_alive(pid), what=f"{name} to die")
+        time.sleep(2)  # the run meets the dead daemon for a moment
+        healed.append(twin.up()["started"])
+
+    run = start_run(test_data.parent / "faulted", test_data)
+    try:
+        wait_for(lambda: jobs_of(slurm, run.folder, partition="compute"), timeout=RUN_TIMEOUT,
+                 interval=0.3, what="an align job running")
+        kill("slurmdbd")
+        busy = wait_for(lambda: next(iter(jobs_of(slurm, run.folder)), None), timeout=RUN_TIMEOUT,
+                        interval=0.3, what="a running job")
+        kill("slurmctld")
+        node = busy["NodeList"].split(",")[0]
+        if f"slurmd {node}" in twin.status()["daemons"]:
+            kill(f"slurmd {node}")
+        exit_code = run.wait()
+    finally:
+        if run.process.poll() is None:
+            run.process.send_signal(signal.SIGINT)
+            run.process.wait(timeout=60)
+        for name in spot_static:
+            slurm.update_node(name, "resume")
+        capacity.set_faults(twin.paths, layout, "spot", restore=True)
+        capacity.reenable(twin, layout, ["spot/mixed16", "spot/mixed16m"])
+    power_log = (twin.log_dir / "power.log").read_text()
+    records = workflow.rule_jobs(slurm, run.folder)
+    used = {r.acct.node_list for r in records if r.acct.partition == "spot"}
+    return Faulted(run, exit_code, healed, "Failure when resuming" in power_log or
+                   "InsufficientInstanceCapacity" in power_log, used)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_a_run_through_control_plane_crashes_and_no_capacity_finishes_concordant(faulted_run: Faulted,
+                                                                                 clean_run: Run) -> None:
+    assert faulted_run.exit_code == 0, f"see {faulted_run.run.output}"
+    # Each heal started exactly the daemon that was killed.
+    assert faulted_run.healed[:2] == [["slurmdbd"], ["slurmctld"]]
+    assert all(len(started) == 1 for started in faulted_run.healed)
+    # The spot rules ran on the compute resource that had capacity, after a failed resume.
+    assert faulted_run.failed_resume_seen
+    assert faulted_run.spot_nodes_used and all("mixed16m" in n for n in faulted_run.spot_nodes_used), \
+        faulted_run.spot_nodes_used
+    assert_concordant(faulted_run.run, clean_run)

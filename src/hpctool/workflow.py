@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from hpctool import snakemake_main
 from hpctool.atomic import write_atomic
 from hpctool.errors import ConfigError, SetupError, UsageError
 from hpctool.resources import path as shipped
@@ -33,6 +34,9 @@ TEST_DATA_SCRIPT = shipped("scripts/make_test_data.py")
 TEST_DATA_DIR = "test-data"  # inside the run folder: where config/test.yaml looks
 RUN_STATE_DIR = ".hpctool"  # inside the run folder: the running Snakemake's PID, derived profiles
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+# The twin profile's runs see a finished job within this many seconds (the plugin's own back-off
+# would wait up to 180 s; hpctool.snakemake_main). One sacct per check: nothing for the twin.
+TWIN_STATUS_CHECK_CEILING_S = 2
 
 # "Job 7 has been submitted with SLURM jobid 85 (log: .../slurm_logs/rule_align/S1/85.log)."
 # A group job's folder is group_<group>_<rules>; its Slurm log names the rules it ran.
@@ -84,8 +88,13 @@ def snakemake_argv(workflow: str, out: Path, *, profile: str | None = "twin", co
                          f"give --configfile (see {folder / 'README.md'}) or --test for the test data")
     if not Path(configfile).is_file():
         raise ConfigError(f"config file {configfile} does not exist", "check the path")
-    argv = [sys.executable, "-m", "snakemake", "-s", str(folder / "Snakefile"),
-            "--configfile", str(Path(configfile).resolve()), "--directory", str(out.resolve())]
+    # hpctool's launcher: Snakemake with the Slurm plugin's node exclusions and, on the twin, its
+    # status-check back-off fixed (hpctool.snakemake_main says why).
+    argv = [sys.executable, "-m", "hpctool.snakemake_main"]
+    if profile == "twin":
+        argv += [snakemake_main.CEILING_OPTION, f"{TWIN_STATUS_CHECK_CEILING_S:g}"]
+    argv += ["-s", str(folder / "Snakefile"),
+             "--configfile", str(Path(configfile).resolve()), "--directory", str(out.resolve())]
     if profile is not None:
         argv += ["--profile", str(profile_for_run(profile_dir(profile), out, extra))]
     if cores is not None:
