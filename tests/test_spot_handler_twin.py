@@ -98,3 +98,47 @@ def test_handler_killed_mid_notice_never_signals_or_requeues_twice(twin: Twin, t
         slurm.cancel(jobs)
         for spot_node in (node, *others):
             spot.restore_node(twin, spot_node)
+
+
+def test_slurmctld_killed_mid_notice_the_job_is_requeued_once_after_the_heal(twin: Twin, tmp_path: Path) -> None:
+    """slurmctld dies while the signalled job checkpoints: at the end of the budget the handler
+    cannot see the job, so it must not take it for finished; once `hpctool local up` has brought
+    slurmctld back, the handler (from its saved progress) requeues the job, exactly once."""
+    layout = twin.layout()
+    node, *others = [n.name for n in layout.static_nodes() if n.spot] + [n.name for n in layout.dynamic_nodes() if n.spot]
+    queue = next(q["name"] for q in layout.queues if q["spot"])
+    slurm = twin.slurm
+    mark = tmp_path / "batch.usr2"
+    for other in others:
+        slurm.update_node(other, "drain", reason="test: steer jobs")
+    job = slurm.sbatch([f"--partition={queue}", "--requeue", "--output=/dev/null", "--job-name=ctld-mid-notice"],
+                       wrap=COUNTING.format(mark=mark))
+    try:
+        wait_for(lambda: slurm.job(job).get("JobState") == "RUNNING" and slurm.job(job).get("NodeList") == node,
+                 timeout=60, what="the job running on the spot node")
+        for other in others:
+            slurm.update_node(other, "resume")
+        notice = spot.send_spot_notice(twin, node, deadline_s=20)  # budget: 20 s - 10 s margin
+        since = notice.issued_at - 1
+        wait_for(lambda: any(e["event"] == "checkpoint-budget" for e in _events_since(twin, node, since)),
+                 timeout=30, interval=0.1, what="the handler to signal the job")
+        ctld = twin.status()["daemons"]["slurmctld"]["pid"]
+        os.kill(ctld, signal.SIGKILL)
+        wait_for(lambda: not _alive(ctld), timeout=10, interval=0.05, what="slurmctld to die")
+        failed = wait_for(lambda: [e for e in _events_since(twin, node, since) if e["event"] == "handle-failed"],
+                          timeout=40, interval=0.2, what="the handler to meet the dead slurmctld")
+        assert "unreachable" in failed[0]["error"], failed
+        assert not any(e["event"] in {"finished", "done"} for e in _events_since(twin, node, since))
+
+        assert twin.up()["started"] == ["slurmctld"]
+        done = spot.wait_notice_handled(twin, node, notice, timeout=60)
+        events = _events_since(twin, node, since)
+        assert done["requeued"] == [job], done
+        assert [e["job_id"] for e in events if e["event"] == "signalled"] == [job]
+        assert [e["job_id"] for e in events if e["event"] == "requeued"] == [job]
+        assert mark.read_text().split() == ["USR2"]
+        assert slurm.job(job).get("Restarts") == "1", slurm.job(job)
+    finally:
+        slurm.cancel([job])
+        for spot_node in (node, *others):
+            spot.restore_node(twin, spot_node)
