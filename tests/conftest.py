@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from hpctool.errors import TwinError
+from hpctool.polling import poll_until
 from hpctool.slurm import Slurm
 from hpctool.slurm_parse import job_active
 from hpctool.twin import Twin
@@ -96,13 +97,8 @@ def wait_job(slurm: Slurm, job_id: str, timeout: float = 90) -> str:
 
 def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
     """Poll until ``predicate()`` is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return poll_until(predicate, timeout=timeout, interval=interval,
+                      on_timeout=lambda: AssertionError(f"timed out after {timeout} s waiting for {what}"))
 
 
 def assert_golden(actual: str, expected_path: Path) -> None:

@@ -269,10 +269,11 @@ def faulted_run(twin: Twin, clean_run: Run, test_data: Path) -> Faulted:
         wait_for(lambda: jobs_of(slurm, run.folder, partition="compute"), timeout=RUN_TIMEOUT,
                  interval=0.3, what="an align job running")
         kill("slurmdbd")
-        busy = wait_for(lambda: next(iter(jobs_of(slurm, run.folder)), None), timeout=RUN_TIMEOUT,
-                        interval=0.3, what="a running job")
+        # A job whose rule runs (its srun step is up): its node's slurmd dies under it. (Killed
+        # while srun creates the step, the step waits a minute or two: srun's own retry interval.)
+        node = wait_for(lambda: _node_of_a_running_step(slurm, run.folder), timeout=RUN_TIMEOUT,
+                        interval=0.3, what="a rule running in a job step")
         kill("slurmctld")
-        node = busy["NodeList"].split(",")[0]
         if f"slurmd {node}" in twin.status()["daemons"]:
             kill(f"slurmd {node}")
         exit_code = run.wait()
@@ -289,6 +290,12 @@ def faulted_run(twin: Twin, clean_run: Run, test_data: Path) -> Faulted:
     used = {r.acct.node_list for r in records if r.acct.partition == "spot"}
     return Faulted(run, exit_code, healed, "Failure when resuming" in power_log or
                    "InsufficientInstanceCapacity" in power_log, used)
+
+
+def _node_of_a_running_step(slurm: Slurm, folder: Path) -> str | None:
+    running = {j["JobId"]: j["NodeList"] for j in jobs_of(slurm, folder)}
+    steps = slurm.run(["squeue", "-h", "-s", "-o", "%i"]).stdout.split()
+    return next((running[s.split(".")[0]] for s in steps if s.endswith(".0") and s.split(".")[0] in running), None)
 
 
 def _pid_alive(pid: int) -> bool:

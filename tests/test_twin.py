@@ -138,6 +138,9 @@ def test_up_is_idempotent_and_down_stops_only_the_twins_daemons(twin):
     again = twin.up()  # already up: reports status, starts nothing
     assert {name: d["pid"] for name, d in again["daemons"].items()} == pids
 
+    # An admin's drain survives a restart of the whole twin, and does not hold the restart up.
+    drained = max(n.name for n in twin.layout().static_nodes())
+    twin.slurm.update_node(drained, "drain", reason="test: kept across down/up")
     bystander = subprocess.Popen(["sleep", "60"])  # a process the twin did not start
     try:
         stopped = twin.down()
@@ -151,6 +154,8 @@ def test_up_is_idempotent_and_down_stops_only_the_twins_daemons(twin):
         bystander.kill()
         restarted = twin.up()
     assert restarted["up"] is True
+    assert "DRAIN" in twin.slurm.node_states()[drained].upper(), twin.slurm.node_states()[drained]
+    twin.slurm.update_node(drained, "resume")
     assert twin.slurm.sacct()  # accounting kept its history across down/up
     wait_all_idle(twin)
 

@@ -73,7 +73,7 @@ def test_a_job_powers_a_dynamic_node_up_and_idle_powers_it_down(elastic, tmp_pat
     assert f"resume {node}: booting" in log and f"boot {node}: slurmd started" in log
     # SuspendTime (12 s here) after the job, Slurm runs SuspendProgram: slurmd stops, node idle~.
     wait_for(lambda: elastic.node_state(node) == "idle~", timeout=60, what="power down after idle")
-    assert not elastic._alive_slurmd(node)
+    assert not elastic.slurmd_alive(node)
     assert f"suspend {node}: slurmd stopped" in (elastic.log_dir / "power.log").read_text()
     assert boot_to_done < 60
 
@@ -177,7 +177,7 @@ def test_down_and_up_start_dynamic_nodes_powered_down(elastic):
     assert wait_final(elastic, job) == "COMPLETED"
     assert not node_powered_down(elastic.node_state(node))  # still up, before SuspendTime
     elastic.down()
-    assert not elastic._alive_slurmd(node)
+    assert not elastic.slurmd_alive(node)
     status = elastic.up()
     assert status["up"] is True
     wait_for(lambda: elastic.node_state(node) == "idle~", timeout=30, what="the node powered down after up")

@@ -218,7 +218,7 @@ class Twin:
             self._check_port(layout, "MariaDB port")
             self.accounting.start_mariadb(layout, self.progress)
             started.append("mariadbd")
-        cold = not self._alive("slurmctld") and not any(self._alive_slurmd(n.name) for n in layout.nodes)
+        cold = not self._alive("slurmctld") and not any(self.slurmd_alive(n.name) for n in layout.nodes)
         if fresh or cold or not self.slurm_conf.exists():
             # Before slurmdbd: sacctmgr finds slurmdbd through it. Job ids go on from accounting
             # (FirstJobId), so a controller whose state was lost never reuses one. Not rewritten
@@ -232,14 +232,18 @@ class Twin:
             self._check_port(layout, "SlurmctldPort")
             self._start_slurmctld()
             started.append("slurmctld")
-        dead_nodes = [n for n in layout.static_nodes() if not self._alive_slurmd(n.name)]
+        dead_nodes = [n for n in layout.static_nodes() if not self.slurmd_alive(n.name)]
         if dead_nodes:
             self.progress(f"starting {len(dead_nodes)} slurmd")
             for node in dead_nodes:
                 self.start_node(node.name)
             started += [f"slurmd {n.name}" for n in dead_nodes]
-        if fresh or cold:
-            self._wait_static_in_service(layout, resume_out_of_service=fresh)
+        if fresh:
+            self._wait_static_in_service(layout)
+        elif cold:
+            # A restart of the whole twin keeps what was drained or down (as a cluster's restart
+            # does): wait for every static slurmd to answer, not for every node to take jobs.
+            self._wait_responding([n.name for n in layout.static_nodes()])
         elif dead_nodes:
             self._wait_responding([n.name for n in dead_nodes])
         if fresh or cold:  # a new cluster (or one restarted whole): dynamic nodes start powered down
@@ -330,7 +334,7 @@ class Twin:
         layout = self._require_layout()
         if layout.node(node) is None:
             raise TwinError(f"{node} is not a node of the twin", f"nodes: {', '.join(n.name for n in layout.nodes)}")
-        if self._alive_slurmd(node):
+        if self.slurmd_alive(node):
             return False
         (self.paths.spool / node).mkdir(parents=True, exist_ok=True)
         argv = [daemons.find_program("slurmd") or "slurmd", "-D", "-N", node] + (["-b"] if boot else [])
@@ -366,7 +370,8 @@ class Twin:
     def _alive(self, daemon: str) -> bool:
         return daemons.pid_alive(daemons.read_pid(self.run_dir / f"{daemon}.pid"))
 
-    def _alive_slurmd(self, node: str) -> bool:
+    def slurmd_alive(self, node: str) -> bool:
+        """The node's slurmd runs (its instance is up, in ParallelCluster's terms)."""
         return daemons.pid_alive(daemons.read_pid(self.paths.slurmd_pid(node)))
 
     def _core_alive(self) -> bool:
@@ -477,11 +482,13 @@ class Twin:
         daemons.wait_until(self.slurm.ping, name="slurmctld", log_file=log, timeout=30,
                            alive=lambda: process.poll() is None)
 
-    def _wait_static_in_service(self, layout: TwinLayout, resume_out_of_service: bool, timeout: float = 60) -> None:
+    def _wait_static_in_service(self, layout: TwinLayout, timeout: float = 60) -> None:
+        """A fresh start: every static node takes jobs (ones a previous twin left drained or down
+        are resumed)."""
         names = {n.name for n in layout.static_nodes()}
         if not names:
             return
-        resumed = not resume_out_of_service
+        resumed = False
 
         def ready() -> bool:
             nonlocal resumed
@@ -497,6 +504,9 @@ class Twin:
 
     def _wait_responding(self, names: list[str], timeout: float = 60) -> None:
         """A healed slurmd answers again; an admin's drain or a job on its node stays as it was."""
+        if not names:
+            return
+
         def ready() -> bool:
             states = self.slurm.node_states()
             return all(n in states and "NOT_RESPONDING" not in node_state_flags(states[n])[1]

@@ -83,7 +83,7 @@ def _recovery(twin: Twin, node: TwinNode, record: dict[str, str], reenable: set[
     if "POWERED_DOWN" in flags and "NOT_RESPONDING" in flags:
         return "powered down but not responding: reset", "power_down_force", None
     powered_up = not flags & {"POWERED_DOWN", "POWERING_DOWN", "POWERING_UP"}
-    if powered_up and "NOT_RESPONDING" in flags and not twin._alive_slurmd(node.name):
+    if powered_up and "NOT_RESPONDING" in flags and not twin.slurmd_alive(node.name):
         return "its instance is gone: reset to powered down", "power_down_force", None
     return "", "", None
 
