@@ -49,7 +49,7 @@ def _jobs_on(twin: Twin, node: str, others: list[str], queue: str, count: int) -
     for index in range(count):
         # Half plain batch scripts (signal to the batch shell), half with a job step (signal to the step).
         wrap = "sleep 600" if index % 2 == 0 else "srun sleep 600"
-        ids.append(twin.slurm.sbatch([f"--partition={queue}", "--requeue", "--output=/dev/null",
+        ids.append(twin.slurm.sbatch([f"--partition={queue}", "--constraint=static", "--requeue", "--output=/dev/null",
                                       "--job-name=bench-spot"], wrap=wrap))
     for job_id in ids:
         _wait(lambda j=job_id: _running_on(twin, j, node), what=f"job {job_id} on {node}")
@@ -104,7 +104,9 @@ def main() -> None:
     with twin.exclusive_use():
         twin_up(twin)
         layout = twin.layout()
-        nodes = layout.spot_nodes()
+        # Static spot nodes: a dynamic one would add its boot to the latency (and Slurm powers it
+        # down while drained, which `resume` then refuses).
+        nodes = [n.name for n in layout.static_nodes() if n.spot]
         queue = next(q["name"] for q in layout.queues if q["spot"])
         for node in nodes:
             spot.restore_node(twin, node)
@@ -117,7 +119,7 @@ def main() -> None:
 ## Spot interruptions
 
 `python -m benchmarks spot`: {NOTICES} notices on the twin's spot nodes, each with 2 running requeueable
-jobs (a plain batch script and one with a job step), through the real handler (poll interval 1 s on
+jobs (a plain batch script and one with a job step), through the real handler (poll interval {spot.HANDLER_INTERVAL_S:g} s on
 the twin, 2 s on EC2) and IMDS emulator. Requeued: {requeued} of {2 * NOTICES} jobs.
 
 | notice -> all jobs requeued and node drained | median | p95 | max |
