@@ -271,11 +271,11 @@ def faulted_run(twin: Twin, clean_run: Run, test_data: Path) -> Faulted:
         kill("slurmdbd")
         # A job whose rule runs (its srun step is up): its node's slurmd dies under it. (Killed
         # while srun creates the step, the step waits a minute or two: srun's own retry interval.)
-        node = wait_for(lambda: _node_of_a_running_step(slurm, run.folder), timeout=RUN_TIMEOUT,
-                        interval=0.3, what="a rule running in a job step")
+        static = {n.name for n in layout.static_nodes()}  # status() names the static nodes' slurmd
+        node = wait_for(lambda: _node_of_a_running_step(slurm, run.folder, static), timeout=RUN_TIMEOUT,
+                        interval=0.3, what="a rule running in a job step on a static node")
         kill("slurmctld")
-        if f"slurmd {node}" in twin.status()["daemons"]:
-            kill(f"slurmd {node}")
+        kill(f"slurmd {node}")
         exit_code = run.wait()
     finally:
         if run.process.poll() is None:
@@ -292,8 +292,8 @@ def faulted_run(twin: Twin, clean_run: Run, test_data: Path) -> Faulted:
                    "InsufficientInstanceCapacity" in power_log, used)
 
 
-def _node_of_a_running_step(slurm: Slurm, folder: Path) -> str | None:
-    running = {j["JobId"]: j["NodeList"] for j in jobs_of(slurm, folder)}
+def _node_of_a_running_step(slurm: Slurm, folder: Path, nodes: set[str]) -> str | None:
+    running = {j["JobId"]: j["NodeList"] for j in jobs_of(slurm, folder) if j["NodeList"] in nodes}
     steps = slurm.run(["squeue", "-h", "-s", "-o", "%i"]).stdout.split()
     return next((running[s.split(".")[0]] for s in steps if s.endswith(".0") and s.split(".")[0] in running), None)
 
@@ -311,6 +311,7 @@ def test_a_run_through_control_plane_crashes_and_no_capacity_finishes_concordant
     assert faulted_run.exit_code == 0, f"see {faulted_run.run.output}"
     # Each heal started exactly the daemon that was killed.
     assert faulted_run.healed[:2] == [["slurmdbd"], ["slurmctld"]]
+    assert len(faulted_run.healed) == 3 and faulted_run.healed[2][0].startswith("slurmd ")
     assert all(len(started) == 1 for started in faulted_run.healed)
     # The spot rules ran on the compute resource that had capacity, after a failed resume.
     assert faulted_run.failed_resume_seen

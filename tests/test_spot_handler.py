@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from hpctool import slurm_parse
@@ -101,3 +102,77 @@ def test_handler_parsers_agree_with_slurm_parse_on_pasted_output() -> None:
         assert [int(r["restarts"]) for r in generic] == [r["restarts"] for r in ours]
         assert [r["requeue"] == "1" for r in generic] == [r["requeue"] for r in ours]
         assert [r["name"] for r in expected] == [r["name"] for r in ours]
+
+
+class _SlurmOutage:
+    """The handler's Slurm calls, scripted: ``down`` makes every call fail as a dead slurmctld
+    does (the real thing is tests/test_spot_handler_twin.py; this pins the decisions)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env, self.timeout, self.down = env, 5, False
+        self.signals: list[list[str]] = []
+        self.requeues: list[list[str]] = []
+        self.restarts = 0
+
+    def _check(self) -> None:
+        if self.down:
+            raise RuntimeError("squeue: error: Unable to contact slurm controller (connect failure)")
+
+    def jobs_on_node(self, node: str) -> list[dict]:
+        self._check()
+        return [{"job_id": "7", "requeue": True, "state": "RUNNING", "restarts": 0, "req_nodes": "", "name": "j"}]
+
+    def steps_on_node(self, node: str) -> set[str]:
+        self._check()
+        return set()
+
+    def signal(self, job_ids: list[str], sig: str, batch: bool) -> None:
+        self._check()
+        self.signals.append(job_ids)
+
+    def job_states(self, job_ids: list[str], timeout: float | None = None) -> dict:
+        self._check()
+        return {"7": ("RUNNING", self.restarts)}
+
+    def requeue(self, job_ids: list[str]) -> None:
+        self._check()
+        self.requeues.append(job_ids)
+        self.restarts += 1
+
+
+def test_slurmctld_down_at_the_end_of_the_budget_defers_the_requeue_never_skips_it(tmp_path, monkeypatch) -> None:
+    scontrol = tmp_path / "bin" / "scontrol"  # the drain runs scontrol itself
+    scontrol.parent.mkdir()
+    scontrol.write_text("#!/bin/sh\nexit 0\n")
+    scontrol.chmod(0o755)
+    args = handler.parse_args(["--node", "spot-st-mixed16-1", "--checkpoint-budget", "0",
+                               "--log", str(tmp_path / "log.jsonl"), "--state-file", str(tmp_path / "state.json")])
+    first = handler.Handler(args)
+    first.slurm = fake = _SlurmOutage({"PATH": f"{scontrol.parent}:/usr/bin:/bin"})
+    action = {"action": "terminate", "time": "2099-01-01T00:00:00Z"}
+    monkeypatch.setattr(handler.time, "sleep", lambda _s: None)
+
+    original_wait = first._wait_for_checkpoints
+
+    def signalled_then_outage(signalled, budget):
+        fake.down = True  # slurmctld dies right after the signal went out
+        return original_wait(signalled, budget)
+
+    first._wait_for_checkpoints = signalled_then_outage
+    try:
+        first.handle_notice(action)
+    except RuntimeError as error:
+        assert "unreachable" in str(error)
+    else:
+        raise AssertionError("an outage at the end of the budget must not end the notice")
+    assert fake.signals == [["7"]] and fake.requeues == []
+
+    # The handler restarts (or polls again) once slurmctld is back: from the saved state.
+    second = handler.Handler(args)
+    fake.down = False
+    second.slurm = fake
+    second.handle_notice(action)
+    assert fake.signals == [["7"]], "signalled twice"
+    assert fake.requeues == [["7"]]
+    events = [json.loads(line)["event"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert "finished" not in events and events.count("requeued") == 1 and events[-1] == "done", events

@@ -129,6 +129,8 @@ def test_slurmctld_killed_mid_notice_the_job_is_requeued_once_after_the_heal(twi
                           timeout=40, interval=0.2, what="the handler to meet the dead slurmctld")
         assert "unreachable" in failed[0]["error"], failed
         assert not any(e["event"] in {"finished", "done"} for e in _events_since(twin, node, since))
+        # Keep the instance: what is checked is the handler's requeue, not Slurm's after a reclaim.
+        spot.cancel_reclaim(twin, node)
 
         assert twin.up()["started"] == ["slurmctld"]
         done = spot.wait_notice_handled(twin, node, notice, timeout=60)

@@ -91,7 +91,7 @@ def snakemake_argv(workflow: str, out: Path, *, profile: str | None = "twin", co
     # hpctool's launcher: Snakemake with the Slurm plugin's node exclusions and, on the twin, its
     # status-check back-off fixed (hpctool.snakemake_main says why).
     argv = [sys.executable, "-m", "hpctool.snakemake_main"]
-    if profile == "twin":
+    if profile is not None and profile_dir(profile) == PROFILES["twin"].resolve():
         argv += [snakemake_main.CEILING_OPTION, f"{TWIN_STATUS_CHECK_CEILING_S:g}"]
     argv += ["-s", str(folder / "Snakefile"),
              "--configfile", str(Path(configfile).resolve()), "--directory", str(out.resolve())]
@@ -157,7 +157,9 @@ def _running_pid(out: Path) -> int | None:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError, IndexError):
         return None
-    return pid if b"snakemake" in cmdline else None
+    # A reused PID runs something else: only our launcher with this run folder counts.
+    ours = b"hpctool.snakemake_main" in cmdline and str(out.resolve()).encode() in cmdline
+    return pid if ours else None
 
 
 def stale_lock(out: Path) -> bool:

@@ -256,15 +256,19 @@ def reclaim(twin: Twin, node: str) -> None:
         slurm.update_node(node, "power_down_force")
 
 
+def cancel_reclaim(twin: Twin, node: str) -> None:
+    """Call off the reclaim a notice scheduled (the notice itself stays served)."""
+    daemons.stop_pid(daemons.read_pid(files(twin, node).reclaim_pid), name=f"spot-reclaim {node}",
+                     program="hpctool.twin.spot", timeout=5)
+
+
 def restore_node(twin: Twin, node: str, wait: bool = True, timeout: float = 60) -> str:
     """Bring ``node`` back as a fresh instance: cancel a pending reclaim, clear the notice, and
     start its slurmd and resume it (a static node) or reset it to powered down, ready to boot
     (a dynamic node, as ParallelCluster replaces one). Returns the node's state."""
     layout = _spot_node(twin, node)
     dynamic = bool(layout.node(node) and layout.node(node).dynamic)
-    paths = files(twin, node)
-    daemons.stop_pid(daemons.read_pid(paths.reclaim_pid), name=f"spot-reclaim {node}", program="hpctool.twin.spot",
-                     timeout=5)
+    cancel_reclaim(twin, node)
     port = imds_port(layout, node)
     if not _answers(port):
         start_services(twin, layout)
