@@ -15,20 +15,21 @@ job = jobs.submit(jobs.CheckpointedSum(30, 0.5, str(work / "trace")), folder=wor
                   resources=jobs.Resources(queue=queue, time_min=30, name="demo-ckpt"))
 while not (work / "trace").exists() or len((work / "trace").read_text().splitlines()) < 8:
     time.sleep(0.3)
-print(job.job_id)
+print(job.job_id, job.paths.folder.parent)  # the submission's folder: submitit's %j folders inside
 PY
 )
+read -r job jobs_dir <<< "$job"
 node=$(squeue -h -j "$job" -o %N)
 echo "job $job is running on $node and has done $(wc -l < "$work/trace") steps; EC2 sends the notice now"
 hpctool local spot-notice "$node" --deadline 30 --wait
 
-python - "$work" "$job" <<'PY'
+python - "$work" "$job" "$jobs_dir" <<'PY'
 import sys
 from pathlib import Path
 import submitit
 from hpctool import jobs
-work, job_id = Path(sys.argv[1]), sys.argv[2]
-result = submitit.SlurmJob(folder=work / "%j", job_id=job_id).result()
+work, job_id, jobs_dir = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+result = submitit.SlurmJob(folder=jobs_dir / "%j", job_id=job_id).result()
 runs = [tuple(map(int, line.split())) for line in (work / "trace").read_text().splitlines()]
 resumed = min(step for restart, step in runs if restart > 0)
 expected = jobs.CheckpointedSum(30, 0)()

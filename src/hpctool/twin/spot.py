@@ -269,10 +269,19 @@ def restore_node(twin: Twin, node: str, wait: bool = True, timeout: float = 60) 
     layout = _spot_node(twin, node)
     dynamic = bool(layout.node(node) and layout.node(node).dynamic)
     cancel_reclaim(twin, node)
+    # A new instance runs a new handler that has handled nothing: EC2 sends an instance at most one
+    # notice, so the handler knows notices by action and time, and a notice to the restored node
+    # that falls on the same second as an old one must not pass for a repeat.
+    paths = files(twin, node)
+    daemons.stop_pid(daemons.read_pid(paths.handler_pid), name=f"spot-handler {node}", program=HANDLER_SCRIPT.name,
+                     timeout=10)
+    paths.handler_pid.unlink(missing_ok=True)
+    paths.handler_state.unlink(missing_ok=True)
     port = imds_port(layout, node)
     if not _answers(port):
-        start_services(twin, layout)
+        start_services(twin, layout)  # a new emulator serves no notice
     _control(port, "POST", "clear")
+    start_services(twin, layout)  # the new handler, once the old notice is gone
     if not dynamic:
         twin.start_node(node)
     slurm = twin.slurm
@@ -304,8 +313,8 @@ def handler_events(twin: Twin, node: str) -> list[dict[str, Any]]:
 def wait_notice_handled(twin: Twin, node: str, notice: SpotNotice, timeout: float = 90) -> dict[str, Any]:
     """Wait for the handler's ``done`` event of ``notice``; return it."""
     def done() -> dict[str, Any] | None:
-        return next((e for e in handler_events(twin, node)
-                     if e["event"] == "done" and e.get("notice", {}).get("time") == notice.time), None)
+        return next((e for e in handler_events(twin, node) if e["event"] == "done" and e["ts"] >= notice.issued_at - 1
+                     and e.get("notice", {}).get("time") == notice.time), None)
 
     return poll_until(done, timeout=timeout, interval=0.2, on_timeout=lambda: TwinError(
         f"the spot handler of {node} did not finish the notice for {notice.time} in {timeout:.0f} s",
