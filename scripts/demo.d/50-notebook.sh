@@ -10,7 +10,8 @@ python - "$secret" <<'PY'
 import secrets, sys
 from pathlib import Path
 from hpctool.notebook.hub import ensure_user
-from hpctool.twin import Twin, write_atomic
+from hpctool.atomic import write_atomic
+from hpctool.twin import Twin
 path = Path(sys.argv[1])
 if not path.exists():
     write_atomic(path, secrets.token_urlsafe(12) + "\n", mode=0o600)
