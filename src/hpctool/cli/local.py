@@ -135,7 +135,12 @@ def cmd_env(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    stopped = Twin(progress=progress).down(purge=args.purge)
+    from hpctool.notebook.hub import TwinHub
+
+    twin = Twin(progress=progress)
+    # The notebook hub first: stopping it stops its servers, which cancels their Slurm jobs.
+    hub = ["jupyterhub"] if TwinHub(twin).down() else []
+    stopped = hub + twin.down(purge=args.purge)
     print(f"stopped {len(stopped)} daemon(s)" if stopped else "nothing was running")
     return 0
 
