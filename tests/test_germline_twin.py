@@ -256,6 +256,13 @@ def faulted_run(twin: Twin, clean_run: Run, test_data: Path) -> Faulted:
     for name in spot_static:
         slurm.update_node(name, "drain", reason="test: spot on dynamic nodes only")
     capacity.set_faults(twin.paths, layout, "spot/mixed16", insufficient_for=900)
+    # Every spot job must boot a node: one still up from an earlier test would dodge the fault.
+    spot_dynamic = [n.name for n in layout.dynamic_nodes() if n.queue == "spot"]
+    for name in spot_dynamic:
+        if twin.node_state(name) != "idle~":
+            slurm.update_node(name, "power_down_force")
+    wait_for(lambda: all(twin.node_state(n) == "idle~" for n in spot_dynamic), timeout=60,
+             what="the spot queue's dynamic nodes powered down")
     healed: list[list[str]] = []
 
     def kill(name: str) -> None:

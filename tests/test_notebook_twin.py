@@ -144,6 +144,16 @@ def _by(kind: str):
     return getattr(By, kind)
 
 
+def page_text(browser) -> str:
+    """The page's text; "" while the browser is between pages (the element went stale)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return browser.find_element(_by("TAG_NAME"), "body").text
+    except (StaleElementReferenceException, NoSuchElementException):
+        return ""
+
+
 def log_in(browser, hub: Hub, user: str, password: str, shot: str = "") -> None:
     browser.get(f"{hub.url}/hub/login")
     browser.find_element(_by("ID"), "username_input").send_keys(user)
@@ -276,8 +286,8 @@ def test_a_job_that_cannot_start_shows_slurms_reason_quickly(fresh: Hub, browser
         clicked = time.monotonic()
         browser.find_element(_by("CSS_SELECTOR"), "#spawn_form button[type=submit]").click()
         # The progress page's message, or the error page when the failure beat the redirect.
-        message = wait_for(lambda: "cannot start" in (t := browser.find_element(
-            _by("TAG_NAME"), "body").text) and t, timeout=60, interval=0.3, what="the failure")
+        message = wait_for(lambda: "cannot start" in (t := page_text(browser)) and t, timeout=60, interval=0.3,
+                           what="the failure")
         seconds = time.monotonic() - clicked
         hub.shot(browser, "notebook-cannot-start")
     finally:

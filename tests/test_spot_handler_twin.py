@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.twin
 # Ignores the checkpoint signal (the handler must wait out its budget) but writes a line per
 # signal received, so the test can count them.
 COUNTING = "trap 'echo USR2 >> {mark}' USR2; while true; do sleep 0.2; done"
+STATE_SAVED_AFTER_S = 7  # slurmctld saves its state at most every 5 s (SAVE_MAX_WAIT), plus a margin
 
 
 def _events_since(twin: Twin, node: str, since: float) -> list[dict]:
@@ -118,6 +120,9 @@ def test_slurmctld_killed_mid_notice_the_job_is_requeued_once_after_the_heal(twi
                  timeout=60, what="the job running on the spot node")
         for other in others:
             slurm.update_node(other, "resume")
+        # slurmctld writes its state at most every 5 s: killed sooner after the submission (or
+        # after the previous test's cancellations) it would forget them, which is another fault.
+        time.sleep(STATE_SAVED_AFTER_S)
         notice = spot.send_spot_notice(twin, node, deadline_s=20)  # budget: 20 s - 10 s margin
         since = notice.issued_at - 1
         wait_for(lambda: any(e["event"] == "checkpoint-budget" for e in _events_since(twin, node, since)),
