@@ -154,13 +154,18 @@ def page_text(browser) -> str:
         return ""
 
 
-def log_in(browser, hub: Hub, user: str, password: str, shot: str = "") -> None:
+def log_in(browser, hub: Hub, user: str, password: str, shot: str = "", refused: bool = False) -> None:
     browser.get(f"{hub.url}/hub/login")
     browser.find_element(_by("ID"), "username_input").send_keys(user)
     browser.find_element(_by("ID"), "password_input").send_keys(password)
     if shot:
         hub.shot(browser, shot)
     browser.find_element(_by("ID"), "login_submit").click()
+    if refused:
+        return
+    # Logged in once the hub has answered the form (a page load before that cancels the login).
+    wait_for(lambda: "/hub/login" not in browser.current_url, timeout=60, interval=0.2,
+             what="the hub to answer the login form")
 
 
 def wait_css(browser, selector: str, timeout: float = 60):
@@ -244,7 +249,7 @@ def test_journey_login_form_jupyterlab_as_a_slurm_job(fresh: Hub, browser) -> No
 
 
 def test_wrong_password_is_refused(fresh: Hub, browser) -> None:
-    log_in(browser, fresh, USER, "not-the-password")
+    log_in(browser, fresh, USER, "not-the-password", refused=True)
     error = wait_css(browser, ".login_error")
     assert "Invalid username or password" in error.text
     assert "/hub/login" in browser.current_url
@@ -255,7 +260,7 @@ def test_user_outside_the_allowed_group_is_refused(fresh: Hub, browser) -> None:
     import pamela
 
     pamela.authenticate(OUTSIDER, OUTSIDER_PASSWORD, service="login")  # PAM itself accepts the password
-    log_in(browser, fresh, OUTSIDER, OUTSIDER_PASSWORD)
+    log_in(browser, fresh, OUTSIDER, OUTSIDER_PASSWORD, refused=True)
     error = wait_css(browser, ".login_error")
     assert "Invalid username or password" in error.text
     assert fresh.api.get(f"{fresh.url}/hub/api/users/{OUTSIDER}", timeout=10).status_code == 404
