@@ -16,6 +16,7 @@ import sys
 import time
 
 from benchmarks import twin_up
+from hpctool.polling import poll_until
 from hpctool.slurm_parse import node_powered_down
 from hpctool.twin import Twin, capacity
 
@@ -40,8 +41,9 @@ def _time_to_running(twin: Twin, options: list[str]) -> float:
 
 
 def _wait_powered_down(twin: Twin, nodes: list[str]) -> None:
-    while not all(node_powered_down(twin.node_state(n)) and twin.node_state(n).startswith("idle") for n in nodes):
-        time.sleep(0.5)
+    poll_until(lambda: all(node_powered_down(twin.node_state(n)) and twin.node_state(n).startswith("idle")
+                           for n in nodes), timeout=300, interval=0.5,
+               on_timeout=lambda: RuntimeError(f"{', '.join(nodes)} not powered down within 300 s"))
 
 
 def main() -> None:

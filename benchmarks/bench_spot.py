@@ -15,6 +15,7 @@ from pathlib import Path
 
 from benchmarks import twin_up
 from hpctool import jobs
+from hpctool.polling import poll_until
 from hpctool.twin import Twin, spot
 
 NOTICES = 20
@@ -27,13 +28,7 @@ def _progress(message: str) -> None:
 
 
 def _wait(predicate, timeout: float = 120, what: str = "condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise RuntimeError(f"timed out waiting for {what}")
+    return poll_until(predicate, timeout=timeout, on_timeout=lambda: RuntimeError(f"timed out waiting for {what}"))
 
 
 def _running_on(twin: Twin, job_id: str, node: str) -> bool:
