@@ -58,6 +58,12 @@ def reset_twin(twin: Twin) -> None:
     twin.resume_nodes()
     for node in layout.static_nodes():  # a node a previous run reclaimed comes back
         twin.start_node(node.name)
+    # An idle powered-up dynamic node would power down by itself after SuspendTime (12 s here);
+    # clustermgtd's reset does it at once.
+    states = twin.slurm.node_states()
+    for node in layout.dynamic_nodes():
+        if states.get(node.name) == "idle":
+            twin.slurm.update_node(node.name, "power_down_force")
     wait_all_idle(twin)
 
 

@@ -246,8 +246,9 @@ class Faulted:
 @pytest.fixture(scope="module")
 def faulted_run(twin: Twin, clean_run: Run, test_data: Path) -> Faulted:
     """A run whose spot queue has only dynamic nodes, one compute resource of it without EC2
-    capacity, and whose slurmdbd, slurmctld and a busy slurmd are SIGKILLed mid-run, each
-    followed by `hpctool local up` (the heal). No manual step after that."""
+    capacity and the other slow to boot, and whose slurmdbd, a busy slurmd and slurmctld (while
+    the spot nodes boot for the run's jobs) are SIGKILLed mid-run, each followed by `hpctool local
+    up` (the heal). No manual step after that."""
     from hpctool.twin import capacity
 
     slurm = twin.slurm
@@ -256,6 +257,8 @@ def faulted_run(twin: Twin, clean_run: Run, test_data: Path) -> Faulted:
     for name in spot_static:
         slurm.update_node(name, "drain", reason="test: spot on dynamic nodes only")
     capacity.set_faults(twin.paths, layout, "spot/mixed16", insufficient_for=900)
+    # A boot longer than slurmctld's save window: its jobs wait allocated, configuring, while it dies.
+    capacity.set_faults(twin.paths, layout, "spot/mixed16m", boot_delay_s=SLOW_BOOT_S)
     # Every spot job must boot a node: one still up from an earlier test would dodge the fault.
     spot_dynamic = [n.name for n in layout.dynamic_nodes() if n.queue == "spot"]
     for name in spot_dynamic:
@@ -277,15 +280,15 @@ def faulted_run(twin: Twin, clean_run: Run, test_data: Path) -> Faulted:
         wait_for(lambda: jobs_of(slurm, run.folder, partition="compute"), timeout=RUN_TIMEOUT,
                  interval=0.3, what="an align job running")
         kill("slurmdbd")
-        # Then a job whose rule runs (its srun step is up): its node's slurmd dies under it. (Killed
-        # while srun creates the step, the step waits a minute or two: srun's own retry interval.)
+        # Then a job whose rule runs (its batch step is up): its node's slurmd dies under it.
         static = {n.name for n in layout.static_nodes()}  # status() names the static nodes' slurmd
-        wait_for(lambda: jobs_of(slurm, run.folder) and _allocations_saved(slurm), timeout=RUN_TIMEOUT,
-                 interval=0.3, what="running jobs whose allocations slurmctld has saved")
-        kill("slurmctld")
-        node = wait_for(lambda: _node_of_a_running_step(slurm, run.folder, static), timeout=RUN_TIMEOUT,
-                        interval=0.3, what="a rule running in a job step on a static node")
+        node = wait_for(lambda: _node_of_a_running_rule(slurm, run.folder, static), timeout=RUN_TIMEOUT,
+                        interval=0.3, what="a rule running in a job on a static node")
         kill(f"slurmd {node}")
+        # Then slurmctld, while spot jobs wait for their nodes to boot, once it has saved them.
+        wait_for(lambda: jobs_of(slurm, run.folder, state="CONFIGURING") and _allocations_saved(slurm),
+                 timeout=RUN_TIMEOUT, interval=0.3, what="jobs configuring whose allocations slurmctld has saved")
+        kill("slurmctld")
         exit_code = run.wait()
     finally:
         if run.process.poll() is None:
@@ -308,6 +311,7 @@ def faulted_run(twin: Twin, clean_run: Run, test_data: Path) -> Faulted:
 # jobid") and holds the requeued job ("launch failed requeued held"): a real cluster needs an admin
 # there too (docs/twin.md, "Faults"). The test kills it outside that window.
 STATE_SAVED_AFTER_S = 7  # it saves at most every 5 s (SAVE_MAX_WAIT), plus a margin
+SLOW_BOOT_S = STATE_SAVED_AFTER_S + 5
 
 
 def _allocations_saved(slurm: Slurm) -> bool:
@@ -317,11 +321,13 @@ def _allocations_saved(slurm: Slurm) -> bool:
     return all(time.time() - start >= STATE_SAVED_AFTER_S for start in starts)
 
 
-def _node_of_a_running_step(slurm: Slurm, folder: Path, nodes: set[str]) -> str | None:
-    """A node (of ``nodes``) where a rule of the run runs in its srun step."""
+def _node_of_a_running_rule(slurm: Slurm, folder: Path, nodes: set[str]) -> str | None:
+    """A node (of ``nodes``) where a job of the run runs its rule: its batch step is up (hpctool
+    runs the rule there) or, for a job that keeps the plugin's job step, its first srun step."""
     running = {j["JobId"]: j["NodeList"] for j in jobs_of(slurm, folder) if j["NodeList"] in nodes}
     steps = slurm.run(["squeue", "-h", "-s", "-o", "%i"]).stdout.split()
-    return next((running[s.split(".")[0]] for s in steps if s.endswith(".0") and s.split(".")[0] in running), None)
+    return next((running[job] for job, _, step in (s.partition(".") for s in steps)
+                 if step in {"batch", "0"} and job in running), None)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -336,8 +342,9 @@ def test_a_run_through_control_plane_crashes_and_no_capacity_finishes_concordant
                                                                                  clean_run: Run) -> None:
     assert faulted_run.exit_code == 0, f"see {faulted_run.run.output}"
     # Each heal started exactly the daemon that was killed.
-    assert faulted_run.healed[:2] == [["slurmdbd"], ["slurmctld"]]
-    assert len(faulted_run.healed) == 3 and faulted_run.healed[2][0].startswith("slurmd ")
+    assert len(faulted_run.healed) == 3, faulted_run.healed
+    assert faulted_run.healed[0] == ["slurmdbd"] and faulted_run.healed[2] == ["slurmctld"]
+    assert faulted_run.healed[1][0].startswith("slurmd ")
     assert all(len(started) == 1 for started in faulted_run.healed)
     # The spot rules ran on the compute resource that had capacity, after a failed resume.
     assert faulted_run.failed_resume_seen

@@ -270,13 +270,13 @@ def test_stopping_the_server_cancels_its_job(fresh: Hub, browser) -> None:
     hub = fresh
     hub.start(SMALL)
     job_id = hub.job_id()
-    assert hub.sacct(job_id)["state"] == "RUNNING"
+    # slurmdbd records the start a moment after the server answers: wait for it, then stop.
+    wait_for(lambda: hub.sacct(job_id)["state"] == "RUNNING", timeout=30, what="sacct to show the job running")
     log_in(browser, hub, USER, PASSWORD)
     browser.get(f"{hub.url}/hub/home")
     wait_css(browser, "#stop").click()
     wait_for(lambda: not hub.server(), timeout=60, what="the hub to show the server stopped")
-    state = wait_for(lambda: (s := hub.sacct(job_id)["state"]) != "RUNNING" and s, timeout=30, what="sacct")
-    assert state.startswith("CANCELLED")
+    wait_for(lambda: hub.sacct(job_id)["state"].startswith("CANCELLED"), timeout=30, what="sacct to show the job cancelled")
 
 
 def test_a_job_that_cannot_start_shows_slurms_reason_quickly(fresh: Hub, browser) -> None:
@@ -318,8 +318,7 @@ def test_culler_stops_an_idle_server_and_cancels_its_job(fresh: Hub) -> None:
     culled = [line for line in hub.hub.log_file.read_text().splitlines()
               if f"DELETE /hub/api/users/{USER}/server" in line and "(idle-culler@" in line]
     assert culled, "the hub's log has no DELETE of the server by the idle-culler service"
-    state = wait_for(lambda: (s := hub.sacct(job_id)["state"]) != "RUNNING" and s, timeout=30, what="sacct")
-    assert state.startswith("CANCELLED")
+    wait_for(lambda: hub.sacct(job_id)["state"].startswith("CANCELLED"), timeout=30, what="sacct to show the job cancelled")
 
 
 def test_spot_notice_under_a_notebook_shows_the_server_stopped_and_why(fresh: Hub, browser) -> None:

@@ -92,8 +92,10 @@ def test_without_a_ceiling_the_plugins_back_off_is_kept() -> None:
 
 
 @pytest.mark.parametrize("argv, expected", [
-    (["-s", "Snakefile"], (None, ["-s", "Snakefile"])),
-    (["--status-check-ceiling", "2", "-n"], (2.0, ["-n"])),
+    (["-s", "Snakefile"], (snakemake_main.LauncherOptions(), ["-s", "Snakefile"])),
+    (["--status-check-ceiling", "2", "-n"], (snakemake_main.LauncherOptions(2.0), ["-n"])),
+    (["--rule-in-batch-step", "--status-check-ceiling", "2", "-n"], (snakemake_main.LauncherOptions(2.0, True), ["-n"])),
+    (["-n", "--rule-in-batch-step"], (snakemake_main.LauncherOptions(), ["-n", "--rule-in-batch-step"])),
 ])
 def test_launcher_arguments(argv, expected) -> None:
     assert snakemake_main.split_launcher_args(argv) == expected
@@ -110,3 +112,101 @@ def test_the_launcher_runs_snakemake() -> None:
     result = subprocess.run([sys.executable, "-m", "hpctool.snakemake_main", "--status-check-ceiling", "2",
                              "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.strip()[0].isdigit(), result
+
+
+def _child(code: str, env_path: str | None = None) -> subprocess.CompletedProcess:
+    import os
+
+    env = dict(os.environ)
+    if env_path is not None:
+        env["PATH"] = f"{env_path}:{env['PATH']}"
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+
+
+def test_the_plugin_is_imported_without_scontrol_and_asks_it_afterwards(tmp_path) -> None:
+    """The plugin runs ``scontrol show config`` at import for a help text (10 s without a reachable
+    controller). A spy in front of the real scontrol counts the calls."""
+    import shutil
+
+    calls = tmp_path / "calls"
+    spy = tmp_path / "bin" / "scontrol"
+    spy.parent.mkdir()
+    spy.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {shutil.which("scontrol")} "$@"\n')
+    spy.chmod(0o755)
+    plain = "import snakemake_executor_plugin_slurm\n"
+    _child(plain, str(spy.parent))
+    assert "show config" in calls.read_text()  # what the adjustment is for
+    calls.unlink()
+    ours = ("from hpctool import snakemake_main as m\n"
+            "p = m.import_plugin_without_scontrol()\n"
+            "assert m.import_plugin_without_scontrol() is p\n"
+            "from snakemake_executor_plugin_slurm import validation\n"
+            "assert validation.get_min_job_age is p.get_min_job_age\n"
+            "print(p.get_min_job_age.importing.is_set())\n"
+            "p.get_min_job_age()\n")
+    out = _child(ours, str(spy.parent)).stdout.split()
+    assert out == ["False"]
+    assert calls.read_text().splitlines() == ["show config"]  # the one call made after the import
+
+
+class _Job(SimpleNamespace):
+    def is_group(self) -> bool:
+        return self.group
+
+
+def _batch_step_executor(array_jobs: frozenset = frozenset(), pass_command_as_script: bool = False):
+    class Executor:
+        def format_job_exec(self, job) -> str:
+            return f"python -m snakemake --target-jobs x {snakemake_main.JOBSTEP_EXECUTOR_ARGS} --jobs 1 --mode remote"
+
+    snakemake_main.run_rules_in_batch_step(Executor)
+    snakemake_main.run_rules_in_batch_step(Executor)  # idempotent
+    executor = Executor()
+    executor.array_jobs = set(array_jobs)
+    executor.workflow = SimpleNamespace(
+        executor_settings=SimpleNamespace(pass_command_as_script=pass_command_as_script))
+    return executor
+
+
+ALIGN = _Job(group=False, rule=SimpleNamespace(name="align"))
+
+
+class _GroupJob:
+    """A group job has no ``rule`` (it has ``rules``): reading it would fail the submission."""
+
+    def is_group(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("job", [ALIGN, _GroupJob()], ids=["rule", "group"])
+def test_a_jobs_script_runs_its_rules_with_the_local_executor(job) -> None:
+    """A group's rules then run one after another in that Snakemake, in dependency order (the
+    germline twin runs check it: call_sample then qc_sample in one job)."""
+    command = _batch_step_executor(array_jobs={"sort"}).format_job_exec(job)
+    assert "--executor local --jobs 1 --mode remote" in command
+    assert "jobstep" not in command
+
+
+@pytest.mark.parametrize("settings", [{"array_jobs": {"align"}}, {"array_jobs": {"all"}},
+                                      {"pass_command_as_script": True}],
+                         ids=["array", "all-arrays", "command-as-script"])
+def test_arrays_and_scripts_keep_the_plugins_job_step(settings) -> None:
+    assert snakemake_main.JOBSTEP_EXECUTOR_ARGS in _batch_step_executor(**settings).format_job_exec(ALIGN)
+
+
+def test_a_job_the_check_cannot_read_keeps_the_plugins_job_step() -> None:
+    class Odd:
+        def is_group(self) -> bool:
+            raise RuntimeError("not a job")
+
+    assert snakemake_main.JOBSTEP_EXECUTOR_ARGS in _batch_step_executor().format_job_exec(
+        SimpleNamespace(is_group=Odd().is_group, rule=SimpleNamespace(name="x")))
+
+
+def test_the_plugin_still_starts_its_jobstep_executor_as_the_adjustment_expects() -> None:
+    """Adjustment 3 rewrites these exact words; a plugin that words them otherwise is left alone."""
+    import snakemake_executor_plugin_slurm as plugin
+
+    assert inspect.getsource(plugin.Executor.additional_general_args).count(
+        f'"{snakemake_main.JOBSTEP_EXECUTOR_ARGS} --jobs 1"') == 1
+    assert "array_jobs" in inspect.getsource(plugin.Executor.run_jobs)

@@ -9,6 +9,7 @@ out after 36 s, a capacity shortage disables its compute resource for 12 s."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 
@@ -154,30 +155,42 @@ def _runs(twin: Twin, job_id: str) -> list[tuple[str, ...]]:
     return [tuple(line.split("|")) for line in out.splitlines() if line.strip()]
 
 
-@pytest.mark.parametrize("options", [[], ["-N", "1"], ["--exclusive"], ["--mem=500M"]],
-                         ids=["plain", "N1", "exclusive", "mem"])
-def test_a_job_requeued_after_a_dynamic_spot_reclaim_runs_again(elastic, tmp_path, options):
-    node = dynamic_node(elastic, "spot", "mixed16")
+# Job shapes of the BadConstraints reports. One reclaim each would cost ~30 s; they share two.
+RECLAIM_SHAPES = {"plain": [], "N1": ["-N", "1"], "mem": ["--mem=500M"], "exclusive": ["--exclusive"]}
+
+
+def test_jobs_requeued_after_dynamic_spot_reclaims_run_again(elastic, tmp_path):
+    """Three small jobs (plain, -N 1, --mem) share one dynamic spot node, an --exclusive job has the
+    other compute resource's node; both are reclaimed at once. Each reclaimed node is reset to
+    powered down (a replaced instance) and boots again for its jobs, which rerun there."""
+    shared = dynamic_node(elastic, "spot", "mixed16")
+    alone = dynamic_node(elastic, "spot", "mixed16m")
     statics = [n.name for n in elastic.layout().static_nodes() if n.queue == "spot"]
     for name in statics:
         elastic.slurm.update_node(name, "drain", reason="test: dynamic only")
-    runs = tmp_path / "runs"
-    job = elastic.slurm.sbatch(["--partition=spot", "--requeue", "--constraint=mixed16", *options,
-                                f"--output={tmp_path}/%j.out", "--open-mode=append"],
-                               wrap=f'echo "$SLURMD_NODENAME ${{SLURM_RESTART_COUNT:-0}}" >> {runs}; sleep 8')
+    jobs: dict[str, tuple[str, str, Path]] = {}
+    for shape, options in RECLAIM_SHAPES.items():
+        node, resource = (alone, "mixed16m") if shape == "exclusive" else (shared, "mixed16")
+        runs = tmp_path / f"{shape}.runs"
+        job = elastic.slurm.sbatch(["--partition=spot", "--requeue", f"--constraint={resource}", *options,
+                                    f"--output={tmp_path}/%j.out", "--open-mode=append"],
+                                   wrap=f'echo "$SLURMD_NODENAME ${{SLURM_RESTART_COUNT:-0}}" >> {runs}; sleep 8')
+        jobs[shape] = (job, node, runs)
     try:
-        wait_for(lambda: runs.exists() and runs.read_text().strip(), timeout=90, what="first run")
-        notice = spot.send_spot_notice(elastic, node, deadline_s=3)
-        spot.wait_notice_handled(elastic, node, notice, timeout=60)
-        # Reclaimed, the node is reset to powered down (a replaced instance) and boots again for the job.
-        assert wait_final(elastic, job) == "COMPLETED"
-        reasons = {job_field(elastic, job, "Reason")}
-        assert "BadConstraints" not in reasons
-        assert runs.read_text().split() == [node, "0", node, "1"]
+        wait_for(lambda: all(runs.exists() and runs.read_text().strip() for _, _, runs in jobs.values()),
+                 timeout=90, what="the first run of every job")
+        notices = {node: spot.send_spot_notice(elastic, node, deadline_s=3) for node in (shared, alone)}
+        for node, notice in notices.items():
+            spot.wait_notice_handled(elastic, node, notice, timeout=60)
+        for shape, (job, node, runs) in jobs.items():
+            assert wait_final(elastic, job) == "COMPLETED", shape
+            assert "BadConstraints" not in job_field(elastic, job, "Reason"), shape
+            assert runs.read_text().split() == [node, "0", node, "1"], shape
     finally:
         for name in statics:
             elastic.slurm.update_node(name, "resume")
-        spot.restore_node(elastic, node)
+        for node in (shared, alone):
+            spot.restore_node(elastic, node)
 
 
 def test_down_and_up_start_dynamic_nodes_powered_down(elastic):

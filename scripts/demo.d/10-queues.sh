@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # demo: one job in every queue, final states from accounting (sacct)
 set -euo pipefail
+work=$(mktemp -d /tmp/hpctool-demo-queues.XXXXXX)
 ids=()
 for partition in $(sinfo -h -o %R | sort -u); do
   # shellcheck disable=SC2016  # expanded by the job, not here
   ids+=("$(sbatch --parsable --partition="$partition" --job-name="demo-$partition" \
-    --wrap 'echo "hello from $SLURMD_NODENAME in $SLURM_JOB_PARTITION"')")
+    --output="$work/%x-%j.out" --wrap 'echo "hello from $SLURMD_NODENAME in $SLURM_JOB_PARTITION"')")
 done
 joined=$(IFS=,; echo "${ids[*]}")
 echo "submitted jobs $joined; waiting for them to finish"
@@ -16,3 +17,4 @@ for _ in $(seq 1 360); do  # dynamic nodes boot first (up to ~30 s on Slurm 22.0
   sleep 0.5
 done
 sacct -X -j "$joined" -o JobID,JobName%14,Partition,NodeList%20,State,ExitCode
+cat "$work"/*.out

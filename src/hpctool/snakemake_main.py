@@ -1,7 +1,7 @@
-"""Snakemake as hpctool runs it: ``python -m hpctool.snakemake_main [--status-check-ceiling S] ARGS``.
+"""Snakemake as hpctool runs it: ``python -m hpctool.snakemake_main [LAUNCHER OPTIONS] ARGS``.
 
-Snakemake itself, with two adjustments to the Slurm executor plugin made before it starts (both
-written here because the plugin has no setting for them; each says why):
+Snakemake itself, with adjustments to the Slurm executor plugin made before it starts (written
+here because the plugin has no setting for them; each says why):
 
 1. **No node exclusions learned from a NODE_FAIL.** Plugin 2.8 reads a failed job's node with
    ``sacct -o nodelist`` and adds it to ``--exclude`` of every later ``sbatch``. When Slurm has
@@ -16,15 +16,37 @@ written here because the plugin has no setting for them; each says why):
    180 s, so on the twin a 10 s job is seen at 12 s and a 14 s job at 33 s. The ceiling keeps
    the interval at most S seconds. Without the option the plugin's own back-off applies (what a
    real cluster's slurmdbd wants).
+3. **One Snakemake per job** (``--rule-in-batch-step``, every ``hpctool run`` on Slurm): the
+   plugin's job script starts Snakemake with its ``slurm-jobstep`` executor, which starts a
+   second Snakemake under ``srun`` to run the rule: two interpreter starts, two DAG builds, two
+   plugin imports for a command that may take a second (61 % of a twin job's time,
+   docs/benchmarks.md; upstream issue snakemake-executor-plugin-slurm#400 reports the same wait).
+   With the option the job script's Snakemake runs the rule itself with Snakemake's own ``local``
+   executor, in the batch step, inside the job's allocation and cgroup: the same as the ``srun``
+   step for a one-task job, minus the second start. Group jobs, job arrays and
+   ``--slurm-pass-command-as-script`` keep the plugin's job step (they need it).
+4. **No ``scontrol show config`` while the plugin is imported.** The plugin computes a help text
+   at import by running it: about 10 s on a machine with Slurm's client but no reachable
+   controller (a laptop, CI, ``hpctool run --cores``), and one more Slurm round trip in every
+   job. Only the help text is affected: the status checks still ask ``scontrol`` when they need
+   MinJobAge.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import sys
+import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 CEILING_OPTION = "--status-check-ceiling"
+BATCH_STEP_OPTION = "--rule-in-batch-step"
+PLUGIN = "snakemake_executor_plugin_slurm"
+JOBSTEP_EXECUTOR_ARGS = "--executor slurm-jobstep"
+LOCAL_EXECUTOR_ARGS = "--executor local"
 # The plugin versions whose internals the adjustments below were written against and tested on.
 PATCHED_PLUGIN_SERIES = ("2.8.",)
 
@@ -40,20 +62,30 @@ class ConfiguredNodesOnly(set):
         return None
 
 
-def split_launcher_args(argv: Sequence[str]) -> tuple[float | None, list[str]]:
-    """(ceiling, Snakemake's arguments) from this launcher's command line."""
+@dataclass(frozen=True)
+class LauncherOptions:
+    status_check_ceiling: float | None = None
+    rule_in_batch_step: bool = False
+
+
+def split_launcher_args(argv: Sequence[str]) -> tuple[LauncherOptions, list[str]]:
+    """(this launcher's options, Snakemake's arguments): the launcher's come first."""
     args = list(argv)
-    if args[:1] != [CEILING_OPTION]:
-        return None, args
-    if len(args) < 2:
-        raise SystemExit(f"{CEILING_OPTION} needs a number of seconds")
-    try:
-        ceiling = float(args[1])
-    except ValueError:
-        raise SystemExit(f"{CEILING_OPTION}: {args[1]!r} is not a number of seconds") from None
-    if ceiling <= 0:
-        raise SystemExit(f"{CEILING_OPTION}: {args[1]!r} must be more than 0 seconds")
-    return ceiling, args[2:]
+    ceiling, batch_step = None, False
+    while args and args[0] in (CEILING_OPTION, BATCH_STEP_OPTION):
+        if args[0] == BATCH_STEP_OPTION:
+            batch_step, args = True, args[1:]
+            continue
+        if len(args) < 2:
+            raise SystemExit(f"{CEILING_OPTION} needs a number of seconds")
+        try:
+            ceiling = float(args[1])
+        except ValueError:
+            raise SystemExit(f"{CEILING_OPTION}: {args[1]!r} is not a number of seconds") from None
+        if ceiling <= 0:
+            raise SystemExit(f"{CEILING_OPTION}: {args[1]!r} must be more than 0 seconds")
+        args = args[2:]
+    return LauncherOptions(ceiling, batch_step), args
 
 
 def plugin_version() -> str | None:
@@ -86,16 +118,85 @@ def adjust_slurm_executor(executor_class: type, ceiling: float | None) -> None:
     executor_class._hpctool_adjusted = True
 
 
+def uses_jobstep(executor: Any, job: Any) -> bool:
+    """Whether a job needs the plugin's ``slurm-jobstep`` executor in its job script."""
+    if getattr(executor.workflow.executor_settings, "pass_command_as_script", False):
+        return True
+    if job.is_group():
+        return False
+    arrays = getattr(executor, "array_jobs", None) or ()
+    return "all" in arrays or job.rule.name in arrays
+
+
+def run_rules_in_batch_step(executor_class: type) -> None:
+    """Adjustment 3: the job script's Snakemake runs a single job's rule with the local executor."""
+    if getattr(executor_class, "_hpctool_batch_step", False):
+        return
+    original: Callable[[Any, Any], str] = executor_class.format_job_exec
+
+    def format_job_exec(self: Any, job: Any) -> str:
+        command = original(self, job)
+        try:
+            keep = uses_jobstep(self, job)
+        except Exception:  # noqa: BLE001 - raised here, a job would never be submitted (the plugin's submit thread swallows it)
+            keep = True
+        if keep or JOBSTEP_EXECUTOR_ARGS not in command:
+            return command
+        return command.replace(JOBSTEP_EXECUTOR_ARGS, LOCAL_EXECUTOR_ARGS, 1)
+
+    executor_class.format_job_exec = format_job_exec
+    executor_class._hpctool_batch_step = True
+
+
+class _ImportTimeAnswer:
+    """The plugin's ``get_min_job_age`` that answers "unknown" (what it answers when scontrol
+    fails) while the plugin is being imported, and asks scontrol afterwards."""
+
+    def __init__(self, real: Callable[[], int | None]) -> None:
+        self.real = real
+        self.importing = threading.Event()
+        self.importing.set()
+
+    def __call__(self) -> int | None:
+        return None if self.importing.is_set() else self.real()
+
+
+def import_plugin_without_scontrol() -> Any:
+    """Adjustment 4: import the plugin with its import-time ``scontrol show config`` skipped.
+    Its status-query module has only standard-library imports; loaded first under its own name,
+    the package's relative imports then bind the wrapper."""
+    if PLUGIN in sys.modules:
+        return sys.modules[PLUGIN]
+    spec = importlib.util.find_spec(PLUGIN)
+    if spec is None or not spec.origin:
+        raise ModuleNotFoundError(PLUGIN)
+    name = f"{PLUGIN}.job_status_query"
+    query_spec = importlib.util.spec_from_file_location(name, Path(spec.origin).parent / "job_status_query.py")
+    if query_spec is None or query_spec.loader is None:
+        raise ModuleNotFoundError(name)
+    query = importlib.util.module_from_spec(query_spec)
+    sys.modules[name] = query
+    query_spec.loader.exec_module(query)
+    answer = _ImportTimeAnswer(query.get_min_job_age)
+    query.get_min_job_age = answer
+    try:
+        import snakemake_executor_plugin_slurm as plugin
+    finally:
+        answer.importing.clear()
+    return plugin
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    ceiling, snakemake_args = split_launcher_args(sys.argv[1:] if argv is None else argv)
+    options, snakemake_args = split_launcher_args(sys.argv[1:] if argv is None else argv)
     version = plugin_version()
     if version is not None and version.startswith(PATCHED_PLUGIN_SERIES):
-        import snakemake_executor_plugin_slurm as plugin
-
-        adjust_slurm_executor(plugin.Executor, ceiling)
-    elif ceiling is not None:
-        print(f"hpctool: {CEILING_OPTION} ignored: written for Slurm plugin {PATCHED_PLUGIN_SERIES[0]}x, "
-              f"found {version}", file=sys.stderr)
+        plugin = import_plugin_without_scontrol()
+        adjust_slurm_executor(plugin.Executor, options.status_check_ceiling)
+        if options.rule_in_batch_step:
+            run_rules_in_batch_step(plugin.Executor)
+    elif options != LauncherOptions():
+        print(f"hpctool: {CEILING_OPTION} and {BATCH_STEP_OPTION} ignored: written for Slurm plugin "
+              f"{PATCHED_PLUGIN_SERIES[0]}x, found {version}", file=sys.stderr)
     from snakemake.cli import main as snakemake_cli_main
 
     sys.argv = ["snakemake", *snakemake_args]

@@ -36,7 +36,7 @@ RUN_STATE_DIR = ".hpctool"  # inside the run folder: the running Snakemake's PID
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # The twin profile's runs see a finished job within this many seconds (the plugin's own back-off
 # would wait up to 180 s; hpctool.snakemake_main). One sacct per check: nothing for the twin.
-TWIN_STATUS_CHECK_CEILING_S = 2
+TWIN_STATUS_CHECK_CEILING_S = 1
 
 # "Job 7 has been submitted with SLURM jobid 85 (log: .../slurm_logs/rule_align/S1/85.log)."
 # A group job's folder is group_<group>_<rules>; its Slurm log names the rules it ran.
@@ -88,9 +88,12 @@ def snakemake_argv(workflow: str, out: Path, *, profile: str | None = "twin", co
                          f"give --configfile (see {folder / 'README.md'}) or --test for the test data")
     if not Path(configfile).is_file():
         raise ConfigError(f"config file {configfile} does not exist", "check the path")
-    # hpctool's launcher: Snakemake with the Slurm plugin's node exclusions and, on the twin, its
-    # status-check back-off fixed (hpctool.snakemake_main says why).
+    # hpctool's launcher: Snakemake with the Slurm plugin's node exclusions fixed, one Snakemake
+    # start per Slurm job and, on the twin, a ceiling on the status-check back-off
+    # (hpctool.snakemake_main says why).
     argv = [sys.executable, "-m", "hpctool.snakemake_main"]
+    if profile is not None:
+        argv.append(snakemake_main.BATCH_STEP_OPTION)
     if profile is not None and profile_dir(profile) == PROFILES["twin"].resolve():
         argv += [snakemake_main.CEILING_OPTION, f"{TWIN_STATUS_CHECK_CEILING_S:g}"]
     argv += ["-s", str(folder / "Snakefile"),
