@@ -67,6 +67,7 @@ class PowerTimings:
     resume_timeout: int  # ComputeNodeBootstrapTimeout, 1800 by default
     capacity_timeout: int  # clustermgtd's insufficient_capacity_timeout, 600
     manager_interval: float  # clustermgtd's loop, 60
+    power_save_interval: int  # slurmctld's power-save scan (SlurmctldParameters), 10 by default
 
 
 def power_timings(layout: TwinLayout) -> PowerTimings:
@@ -79,6 +80,9 @@ def power_timings(layout: TwinLayout) -> PowerTimings:
         resume_timeout=max(20, round(1800 * scale)),
         capacity_timeout=max(10, round(600 * scale)),
         manager_interval=max(1.0, 60 * scale),
+        # Slurm's whole-second scan: unscaled, a node would stay "powering down" up to 10 s longer
+        # than SuspendTimeout, and an idle node stay up that much past SuspendTime.
+        power_save_interval=max(1, round(10 * scale)),
     )
 
 
@@ -145,7 +149,8 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, hostname: str, first
         # Powered-down cloud nodes stay visible in sinfo, as on ParallelCluster.
         "PrivateData=cloud",
         # power_save_min_interval=0 (ParallelCluster: 30): the twin's scaled timings are shorter.
-        "SlurmctldParameters=idle_on_node_suspend,power_save_min_interval=0",
+        f"SlurmctldParameters=idle_on_node_suspend,power_save_min_interval=0,"
+        f"power_save_interval={timings.power_save_interval}",
     ]
     if static:
         lines.append(f"SuspendExcNodes={','.join(static)}")
