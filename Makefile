@@ -10,8 +10,9 @@ setup:
 demo: setup
 	@bash scripts/demo.sh
 
+# Two workers: the twin's tests in one (they share one cluster), the rest beside them (tests/conftest.py).
 test: setup
-	$(VENV)/pytest
+	$(VENV)/pytest -n 2 --dist loadgroup
 
 bench: setup
 	$(VENV)/python -m benchmarks

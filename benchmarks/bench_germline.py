@@ -3,9 +3,10 @@ and where a user's wait goes: each Slurm job split into submit -> RUNNING -> its
 -> the command ends -> the job ends -> Snakemake sees it finished. The same split for jobs of
 `hpctool submit`.
 
-Measured in one go: the local run (baseline), the twin run with the twin profile (one Slurm job
-per rule and sample), the same without hpctool's cap on the plugin's status-check back-off, and
-with the per-sample rules submitted as Slurm job arrays.
+Measured in one go: the local run (baseline), the twin run as `hpctool run` starts it (twin
+profile, one Slurm job per rule and sample, one Snakemake per job), the same with the plugin's
+job step (a second Snakemake under srun in every job), and without hpctool's cap on the plugin's
+status-check back-off.
 
 Sources: the time each line of Snakemake's output arrived (submissions, "Finished jobid"),
 sacct's Start and End of each job (whole seconds), and a PATH shim around bwa, samtools and
@@ -90,14 +91,10 @@ def _acct_times(twin: Twin, job_id: str) -> tuple[float, float]:
     raise SystemExit(f"sacct has no end for job {job_id}")
 
 
-# The per-sample rules as Slurm job arrays (plugin 2.6+): one sbatch per rule instead of four.
-ARRAYS = ["--slurm-array-jobs=align,sort_markdup"]
-
-
-def _without_ceiling(argv: list[str]) -> list[str]:
-    """The same command without hpctool's cap on the plugin's status-check back-off."""
-    at = argv.index(snakemake_main.CEILING_OPTION)
-    return argv[:at] + argv[at + 2:]
+def _without(argv: list[str], option: str, takes_value: bool = False) -> list[str]:
+    """The same command without one of hpctool's launcher options."""
+    at = argv.index(option)
+    return argv[:at] + argv[at + (2 if takes_value else 1):]
 
 
 def _breakdown(twin: Twin, run_dir: Path, lines: list[tuple[float, str]], tool_log: Path) -> list[dict]:
@@ -193,13 +190,12 @@ def main() -> None:
         twin_up(twin)
         env["SLURM_CONF"] = str(twin.slurm_conf)
         _progress("twin run, twin profile, the plugin's own status-check back-off")
-        backoff_s, _ = _run(_without_ceiling(workflow.snakemake_argv("germline", folder("backoff"), profile="twin",
-                                                                     test=True)), env, work / "backoff.log")
-        _progress("twin run, twin profile, per-sample rules as job arrays")
-        arrays_dir = folder("arrays")
-        arrays_s, _ = _run(workflow.snakemake_argv("germline", arrays_dir, profile="twin", test=True, extra=ARRAYS),
-                           env, work / "arrays.log")
-        arrays_count = len(workflow.submitted_jobs(arrays_dir))
+        twin_argv = workflow.snakemake_argv("germline", folder("backoff"), profile="twin", test=True)
+        backoff_s, _ = _run(_without(twin_argv, snakemake_main.CEILING_OPTION, takes_value=True), env,
+                            work / "backoff.log")
+        _progress("twin run, twin profile, the plugin's job step (two Snakemake starts per job)")
+        jobstep_argv = workflow.snakemake_argv("germline", folder("jobstep"), profile="twin", test=True)
+        jobstep_s, _ = _run(_without(jobstep_argv, snakemake_main.BATCH_STEP_OPTION), env, work / "jobstep.log")
         _progress("twin run, twin profile (one Slurm job per rule and sample)")
         twin_dir = folder("twin")
         twin_s, lines = _run(workflow.snakemake_argv("germline", twin_dir, profile="twin", test=True), env,
@@ -216,10 +212,10 @@ def main() -> None:
     print("|---|---|---|---|")
     print(f"| `snakemake --cores 2` on this machine (baseline) | {local_s:.1f} s | 0 | 1.0x |")
     print(f"| twin, `--profile twin` | {twin_s:.1f} s | {len(rows)} | **{twin_s / local_s:.1f}x** |")
+    print(f"| twin, `--profile twin` with the plugin's job step (no `{snakemake_main.BATCH_STEP_OPTION}`) | "
+          f"{jobstep_s:.1f} s | {len(rows)} | {jobstep_s / local_s:.1f}x |")
     print(f"| twin, `--profile twin` with the plugin's own back-off (no `{snakemake_main.CEILING_OPTION}`) | "
-          f"{backoff_s:.1f} s | {len(rows)} | {backoff_s / local_s:.1f}x |")
-    print(f"| twin, `--profile twin` + `{ARRAYS[0]}` | {arrays_s:.1f} s | {arrays_count} sbatch | "
-          f"{arrays_s / local_s:.1f}x |\n")
+          f"{backoff_s:.1f} s | {len(rows)} | {backoff_s / local_s:.1f}x |\n")
     print("Where the time of each Slurm job of the `--profile twin` run goes (submit: Snakemake's output line; "
           "RUNNING and job end: sacct, whole seconds; command: the tools' own start and end inside the job):\n")
     print("\n".join(_table(rows)))

@@ -25,6 +25,25 @@ def repo() -> Path:
     return REPO
 
 
+TWIN_GROUP = "twin"
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::", 1)[0]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs two pytest-xdist workers (``--dist loadgroup``): every test of a module that
+    uses the twin (its marker or fixture) goes to one worker, one after another, as the twin is
+    one machine-wide cluster; the other worker runs the rest meanwhile. Whole modules, because a
+    twin module's other tests may touch the same daemons or /etc/slurm."""
+    twin_modules = {_module(item) for item in items
+                    if item.get_closest_marker("twin") or "twin" in getattr(item, "fixturenames", ())}
+    for item in items:
+        if _module(item) in twin_modules:
+            item.add_marker(pytest.mark.xdist_group(TWIN_GROUP))
+
+
 # The suite's twin: the default config with 2 static nodes per queue (most tests want nodes up
 # at once) and 1 dynamic node per compute resource, on a short time scale (idle nodes power down
 # after 12 s, a hung boot times out after 36 s) so that the elastic tests stay short.

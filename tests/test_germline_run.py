@@ -121,6 +121,7 @@ def test_a_lock_of_a_run_started_by_hand_gets_the_one_command_to_run(tmp_path: P
     assert error.value.hint.endswith(f"snakemake -s Snakefile --directory {out} --unlock")
 
 
+@pytest.mark.xdist_group("twin")  # its dry run asks the twin's Slurm: never beside a test that kills it
 @pytest.mark.parametrize("profile", ["twin", "slurm"])
 def test_slurm_no_requeue_works_with_a_profile_that_requeues(tmp_path: Path, data: Path, profile: str) -> None:
     """The plugin refuses --slurm-no-requeue next to the profile's slurm-requeue; hpctool runs with

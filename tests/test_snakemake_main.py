@@ -210,3 +210,54 @@ def test_the_plugin_still_starts_its_jobstep_executor_as_the_adjustment_expects(
     assert inspect.getsource(plugin.Executor.additional_general_args).count(
         f'"{snakemake_main.JOBSTEP_EXECUTOR_ARGS} --jobs 1"') == 1
     assert "array_jobs" in inspect.getsource(plugin.Executor.run_jobs)
+
+
+def _exit_gracefully_while_the_lock_is_held(lock) -> bool:
+    """Snakemake's SIGTERM handler, run on the thread that holds the scheduler's lock (what a
+    signal during job selection does). True when it returned within 5 s."""
+    import threading
+
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    scheduler = object.__new__(JobScheduler)
+    scheduler._lock, scheduler._open_jobs, scheduler._user_kill = lock, threading.Semaphore(0), None
+
+    def selecting_jobs() -> None:
+        with scheduler._lock:
+            scheduler.exit_gracefully()
+
+    worker = threading.Thread(target=selecting_jobs, daemon=True)  # left asleep when it deadlocks
+    worker.start()
+    worker.join(timeout=5)
+    return not worker.is_alive() and scheduler._user_kill == "graceful"
+
+
+def test_snakemakes_sigterm_handler_deadlocks_on_its_plain_lock() -> None:
+    """What adjustment 5 is for: upstream's lock is a plain Lock, and the handler takes it."""
+    import threading
+
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    assert "with self._lock" in inspect.getsource(JobScheduler.exit_gracefully)
+    assert not _exit_gracefully_while_the_lock_is_held(threading.Lock())
+
+
+def test_with_the_reentrant_lock_the_handler_returns_and_the_run_stops() -> None:
+    import threading
+
+    assert _exit_gracefully_while_the_lock_is_held(threading.RLock())
+
+
+def test_the_scheduler_gets_its_reentrant_lock_after_its_own_init() -> None:
+    import threading
+
+    class Scheduler:
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+    snakemake_main.reentrant_scheduler_lock(Scheduler)
+    snakemake_main.reentrant_scheduler_lock(Scheduler)  # idempotent
+    lock = Scheduler()._lock
+    with lock:
+        assert lock.acquire(timeout=1)  # re-entered on the same thread
+        lock.release()

@@ -8,7 +8,6 @@ out after 36 s, a capacity shortage disables its compute resource for 12 s."""
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -60,14 +59,13 @@ def wait_final(twin: Twin, job_id: str, timeout: float = 150) -> str:
 def test_a_job_powers_a_dynamic_node_up_and_idle_powers_it_down(elastic, tmp_path):
     node = dynamic_node(elastic, "compute")
     assert elastic.node_state(node) == "idle~"
-    submitted = time.monotonic()
     job = elastic.slurm.sbatch(["--partition=compute", "--constraint=dynamic", f"--output={tmp_path}/%j.out"],
                                wrap="echo $SLURMD_NODENAME")
     # While it boots, users see what they see on AWS: the node powering up, the job configuring.
     wait_for(lambda: "#" in elastic.node_state(node) or job_field(elastic, job, "JobState") == "RUNNING",
              timeout=30, what="the node powering up")
     assert wait_final(elastic, job) == "COMPLETED"
-    boot_to_done = time.monotonic() - submitted
+    assert len(_runs(elastic, job)) == 1  # one boot, no ResumeTimeout and requeue
     assert (tmp_path / f"{job}.out").read_text().strip() == node
     assert elastic.slurm.sacct([job])[-1].node_list == node
     log = (elastic.log_dir / "power.log").read_text()
@@ -76,7 +74,6 @@ def test_a_job_powers_a_dynamic_node_up_and_idle_powers_it_down(elastic, tmp_pat
     wait_for(lambda: elastic.node_state(node) == "idle~", timeout=60, what="power down after idle")
     assert not elastic.slurmd_alive(node)
     assert f"suspend {node}: slurmd stopped" in (elastic.log_dir / "power.log").read_text()
-    assert boot_to_done < 60
 
 
 def test_insufficient_capacity_fails_over_to_the_other_compute_resource(elastic, tmp_path):

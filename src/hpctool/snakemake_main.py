@@ -30,6 +30,13 @@ here because the plugin has no setting for them; each says why):
    controller (a laptop, CI, ``hpctool run --cores``), and one more Slurm round trip in every
    job. Only the help text is affected: the status checks still ask ``scontrol`` when they need
    MinJobAge.
+5. **A scheduler that can take SIGTERM at any moment.** Snakemake's scheduler handles SIGTERM
+   (and the SIGTERM ``hpctool run`` arranges for its child when it dies) by taking the scheduler's
+   lock, a plain ``threading.Lock``. The main thread holds that same lock while it selects jobs,
+   which runs the ILP solver (``cbc``) as a subprocess: a signal arriving then deadlocks Snakemake
+   for good (seen on this machine: an orphaned Snakemake asleep for an hour on the lock, its
+   ``cbc`` a zombie). A re-entrant lock lets the handler set its flag and return; the scheduler
+   stops at its next loop, as it would have.
 """
 
 from __future__ import annotations
@@ -186,6 +193,20 @@ def import_plugin_without_scontrol() -> Any:
     return plugin
 
 
+def reentrant_scheduler_lock(scheduler_class: type) -> None:
+    """Adjustment 5: the scheduler's lock becomes re-entrant once the scheduler is built."""
+    if getattr(scheduler_class, "_hpctool_reentrant", False):
+        return
+    original_init: Callable[..., None] = scheduler_class.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        original_init(self, *args, **kwargs)
+        self._lock = threading.RLock()
+
+    scheduler_class.__init__ = init
+    scheduler_class._hpctool_reentrant = True
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     options, snakemake_args = split_launcher_args(sys.argv[1:] if argv is None else argv)
     version = plugin_version()
@@ -198,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         print(f"hpctool: {CEILING_OPTION} and {BATCH_STEP_OPTION} ignored: written for Slurm plugin "
               f"{PATCHED_PLUGIN_SERIES[0]}x, found {version}", file=sys.stderr)
     from snakemake.cli import main as snakemake_cli_main
+    from snakemake.scheduling.job_scheduler import JobScheduler
+
+    reentrant_scheduler_lock(JobScheduler)
 
     sys.argv = ["snakemake", *snakemake_args]
     snakemake_cli_main(snakemake_args)

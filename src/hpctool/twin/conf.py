@@ -149,8 +149,8 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, hostname: str, first
         # Powered-down cloud nodes stay visible in sinfo, as on ParallelCluster.
         "PrivateData=cloud",
         # power_save_min_interval=0 (ParallelCluster: 30): the twin's scaled timings are shorter.
-        f"SlurmctldParameters=idle_on_node_suspend,power_save_min_interval=0,"
-        f"power_save_interval={timings.power_save_interval}",
+        ("SlurmctldParameters=idle_on_node_suspend,power_save_min_interval=0,"
+         f"power_save_interval={timings.power_save_interval}"),
     ]
     if static:
         lines.append(f"SuspendExcNodes={','.join(static)}")
