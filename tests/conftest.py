@@ -32,6 +32,7 @@ def _module(item: pytest.Item) -> str:
     return item.nodeid.split("::", 1)[0]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the test ids
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`make test` runs two pytest-xdist workers (``--dist loadgroup``): every test of a module that
     uses the twin (its marker or fixture) goes to one worker, one after another, as the twin is
@@ -42,6 +43,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if _module(item) in twin_modules:
             item.add_marker(pytest.mark.xdist_group(TWIN_GROUP))
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """On an xdist worker, stop when the groups did not reach the test ids (a pytest upgrade did
+    that once, pytest-xdist#1386): two workers would then wait on each other for the twin."""
+    if not hasattr(session.config, "workerinput") or not session.config.getvalue("loadgroup"):
+        return
+    ungrouped = [item.nodeid for item in session.items
+                 if item.get_closest_marker("xdist_group") and "@" not in item.nodeid]
+    if ungrouped:
+        raise pytest.UsageError(f"pytest-xdist did not group {ungrouped[0]} (and {len(ungrouped) - 1} more): "
+                                "check the pytest / pytest-xdist versions in pyproject.toml")
 
 
 # The suite's twin: the default config with 2 static nodes per queue (most tests want nodes up
