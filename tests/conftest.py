@@ -33,16 +33,19 @@ def _module(item: pytest.Item) -> str:
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the test ids
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """`make test` runs two pytest-xdist workers (``--dist loadgroup``): every test of a module that
     uses the twin (its marker or fixture) goes to one worker, one after another, as the twin is
     one machine-wide cluster; the other worker runs the rest meanwhile. Whole modules, because a
-    twin module's other tests may touch the same daemons or /etc/slurm."""
+    twin module's other tests may touch the same daemons or /etc/slurm. The twin's tests come
+    first: they are the long pole, and xdist hands out work in collection order."""
     twin_modules = {_module(item) for item in items
                     if item.get_closest_marker("twin") or "twin" in getattr(item, "fixturenames", ())}
     for item in items:
         if _module(item) in twin_modules:
             item.add_marker(pytest.mark.xdist_group(TWIN_GROUP))
+    if config.getvalue("dist") == "loadgroup":
+        items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
