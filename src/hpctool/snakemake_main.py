@@ -23,8 +23,9 @@ here because the plugin has no setting for them; each says why):
    docs/benchmarks.md; upstream issue snakemake-executor-plugin-slurm#400 reports the same wait).
    With the option the job script's Snakemake runs the rule itself with Snakemake's own ``local``
    executor, in the batch step, inside the job's allocation and cgroup: the same as the ``srun``
-   step for a one-task job, minus the second start. Group jobs, job arrays and
-   ``--slurm-pass-command-as-script`` keep the plugin's job step (they need it).
+   step for a one-task job, minus the second start; a group job's rules run one after another,
+   as the step ran them. Job arrays and ``--slurm-pass-command-as-script`` keep the plugin's job
+   step (they need it).
 4. **No ``scontrol show config`` while the plugin is imported.** The plugin computes a help text
    at import by running it: about 10 s on a machine with Slurm's client but no reachable
    controller (a laptop, CI, ``hpctool run --cores``), and one more Slurm round trip in every
@@ -136,7 +137,7 @@ def uses_jobstep(executor: Any, job: Any) -> bool:
 
 
 def run_rules_in_batch_step(executor_class: type) -> None:
-    """Adjustment 3: the job script's Snakemake runs a single job's rule with the local executor."""
+    """Adjustment 3: the job script's Snakemake runs the job's rules with the local executor."""
     if getattr(executor_class, "_hpctool_batch_step", False):
         return
     original: Callable[[Any, Any], str] = executor_class.format_job_exec
