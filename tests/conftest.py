@@ -78,18 +78,12 @@ def twin() -> Iterator[Twin]:
                 raise
             instance.down()  # e.g. a demo's twin of other options: the suite's own comes up
             instance.up(**TWIN_OPTIONS)
-        cancel_leftover_jobs(instance)
+        # Jobs of an earlier run that was killed come back with the twin (slurmctld saves its
+        # state): the suite holds the twin for itself and starts from an empty queue.
+        instance.cancel_all_jobs()
         reset_twin(instance)
         os.environ["SLURM_CONF"] = str(instance.slurm_conf)
         yield instance
-
-
-def cancel_leftover_jobs(twin: Twin) -> None:
-    """Jobs of an earlier run that was killed (slurmctld saves its state, so they come back with
-    the twin): the suite holds the twin for itself and starts from an empty queue."""
-    leftover = [j["JobId"] for j in twin.slurm.jobs() if job_active(j.get("JobState", ""))]
-    if leftover:
-        twin.slurm.cancel(leftover)
 
 
 def reset_twin(twin: Twin) -> None:

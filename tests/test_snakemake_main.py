@@ -142,7 +142,7 @@ def test_the_plugin_is_imported_without_scontrol_and_asks_it_afterwards(tmp_path
             "assert m.import_plugin_without_scontrol() is p\n"
             "from snakemake_executor_plugin_slurm import validation\n"
             "assert validation.get_min_job_age is p.get_min_job_age\n"
-            "print(p.get_min_job_age.importing.is_set())\n"
+            "print(p.get_min_job_age.importing)\n"
             "p.get_min_job_age()\n")
     out = _child(ours, str(spy.parent)).stdout.split()
     assert out == ["False"]

@@ -162,11 +162,10 @@ class _ImportTimeAnswer:
 
     def __init__(self, real: Callable[[], int | None]) -> None:
         self.real = real
-        self.importing = threading.Event()
-        self.importing.set()
+        self.importing = True
 
     def __call__(self) -> int | None:
-        return None if self.importing.is_set() else self.real()
+        return None if self.importing else self.real()
 
 
 def import_plugin_without_scontrol() -> Any:
@@ -190,7 +189,7 @@ def import_plugin_without_scontrol() -> Any:
     try:
         import snakemake_executor_plugin_slurm as plugin
     finally:
-        answer.importing.clear()
+        answer.importing = False
     return plugin
 
 

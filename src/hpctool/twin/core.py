@@ -297,7 +297,7 @@ class Twin:
                 stopped.append(name)
                 self.progress(f"stopped {name}")
         if layout is not None and self.slurm.ping():
-            self._cancel_all_jobs()
+            self.cancel_all_jobs()
         # Reverse start order: nodes (dynamic ones too), controller, accounting, database, munge.
         for name, pid_file in self._stop_order():
             if daemons.stop_pid(daemons.read_pid(pid_file), name=name):
@@ -524,7 +524,8 @@ class Twin:
             self.stop_node(name)
             self.slurm.update_node(name, "power_down_force")
 
-    def _cancel_all_jobs(self) -> None:
+    def cancel_all_jobs(self) -> None:
+        """Cancel every pending or running job and wait (briefly) for the running ones to end."""
         jobs = [j.get("JobId", "") for j in self.slurm.jobs() if j.get("JobState") in ACTIVE_JOB_STATES]
         jobs = [j for j in jobs if j]
         if not jobs:
