@@ -5,9 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  slurm-wlm slurm-client slurmdbd munge mariadb-server   # the local twin
-  lmod                                                   # module system of the node bootstrap
-  bwa samtools bcftools tabix                            # the germline workflow's tools
+  debootstrap iproute2 util-linux                        # the twin: its node image, bridge and hosts
+  lmod                                                   # module system of the node bootstrap (bats tests)
+  bwa samtools bcftools tabix                            # the germline workflow's tools (local runs)
   shellcheck bats                                        # tests of bootstrap/
   mdadm                                                  # NVMe RAID0 scratch (bootstrap)
   chromium chromium-driver nodejs sudo                   # report pages, notebooks: browser tests, proxy, visudo
@@ -55,4 +55,6 @@ if [[ "$(cat .npm/chp-version 2>/dev/null)" != "$CHP_VERSION" || ! -x .npm/bin/c
     "configurable-http-proxy@$CHP_VERSION" >/dev/null
   echo "$CHP_VERSION" > .npm/chp-version
 fi
-echo "setup: ready (.venv with $(.venv/bin/python --version))"
+# The twin's node image (Debian 13, Slurm 24.11): built once, rebuilt when its package list changes.
+.venv/bin/hpctool local image build >/dev/null
+echo "setup: ready (.venv with $(.venv/bin/python --version), node image $(.venv/bin/hpctool local image --json | .venv/bin/python -c 'import json,sys; print(json.load(sys.stdin)["slurm"])'))"

@@ -83,6 +83,7 @@ def twin() -> Iterator[Twin]:
         instance.cancel_all_jobs()
         reset_twin(instance)
         os.environ["SLURM_CONF"] = str(instance.slurm_conf)
+        os.environ["PATH"] = instance.env()["PATH"]  # the twin's Slurm clients (the image's 24.11)
         yield instance
 
 

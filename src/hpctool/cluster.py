@@ -117,6 +117,8 @@ class Cluster:
 
     queues: list[Queue]
     scaledown_idletime_min: int = 10  # ParallelCluster's default
+    # (Name, MountDir, StorageType) of each SharedStorage entry: shared by every node.
+    shared_storage: tuple[tuple[str, str, str], ...] = ()
 
 
 def load_cluster(path: str | Path | None = None) -> Cluster:
@@ -126,7 +128,19 @@ def load_cluster(path: str | Path | None = None) -> Cluster:
     settings = (config.get("Scheduling") or {}).get("SlurmSettings") or {}
     idle = _count(settings.get("ScaledownIdletime", 10) if isinstance(settings, dict) else 10,
                   f"{path}: Scheduling.SlurmSettings.ScaledownIdletime", minimum=1)
-    return Cluster(queues=queues, scaledown_idletime_min=idle)
+    return Cluster(queues=queues, scaledown_idletime_min=idle, shared_storage=_shared_storage(config, str(path)))
+
+
+def _shared_storage(config: dict[str, Any], source: str) -> tuple[tuple[str, str, str], ...]:
+    entries = []
+    for index, raw in enumerate(_list(config.get("SharedStorage"))):
+        mount_dir = raw.get("MountDir") if isinstance(raw, dict) else None
+        if not isinstance(mount_dir, str) or not mount_dir.startswith("/") or ".." in mount_dir.split("/"):
+            raise ConfigError(f"{source}: SharedStorage[{index}].MountDir is {mount_dir!r}, not an absolute path",
+                              "give each shared storage an absolute MountDir, e.g. /fsx")
+        entries.append((str(raw.get("Name", f"storage{index}")), mount_dir.rstrip("/") or "/",
+                        str(raw.get("StorageType", ""))))
+    return tuple(entries)
 
 
 def _count(value: Any, where: str, minimum: int = 0) -> int:

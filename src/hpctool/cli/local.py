@@ -65,6 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cap.add_argument("--json", action="store_true", help="machine-readable output")
     cap.set_defaults(handler=cmd_capacity)
 
+    image = commands.add_parser("image", help="the node image every host of the twin runs (Debian 13, Slurm 24.11)",
+                                description="Show what the node image holds; `build` builds it when it is missing "
+                                "or outdated (`--force`: always).")
+    image.add_argument("action", nargs="?", choices=["show", "build"], default="show")
+    image.add_argument("--force", action="store_true", help="with build: rebuild even when it is current")
+    image.add_argument("--json", action="store_true", help="machine-readable output")
+    image.set_defaults(handler=cmd_image)
+
     from hpctool.cli.notebook import register_local_hub  # JupyterHub on the twin
 
     register_local_hub(commands)
@@ -98,6 +106,32 @@ def cmd_up(args: argparse.Namespace) -> int:
                                         max_dynamic=args.max_dynamic, time_scale=args.time_scale)
     _print_status(status, args.json)
     return 0 if status["up"] else 1
+
+
+def cmd_image(args: argparse.Namespace) -> int:
+    twin = Twin(progress=progress)
+    if args.action == "build":
+        in_use = twin.hosts.alive("head")
+        if args.force and in_use:
+            from hpctool.errors import TwinError
+
+            raise TwinError("a twin runs on the node image", "stop it first: `hpctool local down`")
+        info = twin.image.build(progress) if args.force else twin.image.ensure(progress, in_use=in_use)
+    else:
+        info = twin.image.info()
+    if args.json:
+        print_json(info)
+        return 0 if info["present"] else 1
+    if not info["present"]:
+        print(f"node image: not built ({info['root']})\nhint: `hpctool local image build`")
+        return 1
+    print(f"node image: {info['root']}")
+    print(f"  Debian {info.get('debian', '?')} ({info.get('suite')}), Slurm {info.get('slurm')}")
+    print(f"  built {info.get('built_at')} in {info.get('build_seconds')} s, {info.get('size_mb')} MB")
+    print(f"  packages: {' '.join(info.get('packages', []))}")
+    if not info["current"]:
+        print("  outdated: its package list changed; `hpctool local image build` rebuilds it")
+    return 0
 
 
 def cmd_capacity(args: argparse.Namespace) -> int:

@@ -1,14 +1,17 @@
-"""The twin's accounting: MariaDB on a private socket, the slurmdbd database and user, and the
-Slurm cluster, account and user associations (``sacctmgr``)."""
+"""The twin's accounting: MariaDB on the head node (the stand-in for the cluster's managed
+database) on a private socket, the slurmdbd database and user, and the Slurm cluster, account
+and user associations (``sacctmgr``)."""
 
 from __future__ import annotations
 
 import os
 import secrets
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from hpctool.atomic import write_atomic
+from hpctool.errors import TwinError
 from hpctool.slurm import Slurm
 from hpctool.twin import daemons
 from hpctool.twin.conf import CLUSTER_NAME, TwinPaths
@@ -18,9 +21,11 @@ ACCOUNT = "hpctool"
 
 
 class Accounting:
-    def __init__(self, paths: TwinPaths, slurm: Slurm) -> None:
+    def __init__(self, paths: TwinPaths, slurm: Slurm,
+                 on_head: Callable[[list[str]], list[str]] = lambda argv: argv) -> None:
         self.paths = paths
         self.slurm = slurm
+        self.on_head = on_head  # argv -> argv run on the head node
         self.datadir = paths.home / "mysql"
         self.socket = paths.run / "mysqld.sock"
         self.log = paths.log / "mariadbd.log"
@@ -29,8 +34,11 @@ class Accounting:
     # -- MariaDB -------------------------------------------------------------------------------
     def query(self, sql: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
         """Run SQL as MariaDB's root over the twin's private socket (no password: socket auth)."""
-        return subprocess.run(["mariadb", f"--socket={self.socket}", "-u", "root", "-N", "-B", "-e", sql],
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        try:
+            argv = self.on_head(["mariadb", f"--socket={self.socket}", "-u", "root", "-N", "-B", "-e", sql])
+        except TwinError as error:  # no head node: no database
+            return subprocess.CompletedProcess([], 1, "", error.message)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
     def _execute(self, sql: str, secret: str = "") -> None:
         result = self.query(sql)
@@ -45,15 +53,16 @@ class Accounting:
     def start_mariadb(self, layout: TwinLayout, progress) -> None:
         if not (self.datadir / "mysql").is_dir():
             progress("initialising MariaDB for accounting")
-            daemons.run_quiet(["mariadb-install-db", "--user=root", f"--datadir={self.datadir}",
-                               "--auth-root-authentication-method=socket", "--skip-test-db"], timeout=120)
+            daemons.run_quiet(self.on_head(["mariadb-install-db", "--user=root", f"--datadir={self.datadir}",
+                                            "--auth-root-authentication-method=socket", "--skip-test-db"]),
+                              timeout=120)
         progress("starting mariadbd")
-        process = daemons.spawn(
-            [daemons.find_program("mariadbd") or "mariadbd", "--no-defaults", "--user=root",
+        process = daemons.spawn(self.on_head(
+            ["mariadbd", "--no-defaults", "--user=root",
              f"--datadir={self.datadir}", f"--socket={self.socket}",
              f"--port={layout.ports['MariaDB port']}", "--bind-address=127.0.0.1",
              f"--pid-file={self.paths.run / 'mariadbd.pid'}", f"--log-error={self.log}",
-             "--innodb-buffer-pool-size=64M", "--skip-name-resolve"],
+             "--innodb-buffer-pool-size=64M", "--skip-name-resolve"]),
             self.log,
         )
         daemons.wait_until(self.database_ready, name="mariadbd", log_file=self.log, timeout=60,

@@ -86,31 +86,46 @@ def power_timings(layout: TwinLayout) -> PowerTimings:
     )
 
 
-def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, hostname: str, first_job_id: int = 1) -> str:
+@dataclass(frozen=True)
+class HeadNode:
+    """Where the twin's controller runs, and what every host shares with it."""
+
+    hostname: str
+    address: str
+    plugin_dir: str  # Slurm's plugins in the node image (a path valid on the machine and in nodes)
+    munge_socket: str
+
+
+def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, head: HeadNode, addresses: dict[str, str],
+                      first_job_id: int = 1) -> str:
     timings = power_timings(layout)
     static = [n.name for n in layout.static_nodes()]
     lines = [
-        "# Written by hpctool local up; the twin's own cluster. Do not edit: it is rewritten.",
+        "# Written by hpctool local up; the twin's own cluster (Slurm 24.11). Do not edit: it is rewritten.",
         f"ClusterName={CLUSTER_NAME}",
-        f"SlurmctldHost={hostname}(127.0.0.1)",
+        f"SlurmctldHost={head.hostname}({head.address})",
         f"SlurmctldPort={layout.ports['SlurmctldPort']}",
+        f"SlurmdPort={layout.ports.get('SlurmdPort', 6818)}",
+        f"PluginDir={head.plugin_dir}",
         "SlurmUser=root",
         "SlurmdUser=root",
         "AuthType=auth/munge",
         "CredType=cred/munge",
         # Short credential lifetime: a requeued job waits seconds, not ~120 s, before it may
-        # restart. Longer than SuspendTimeout: a job requeued off a node that failed to boot then
-        # restarts after Slurm has powered that node down (docs/twin.md: a 22.05 double requeue).
-        f"AuthInfo=cred_expire={timings.suspend_timeout + 5}",
+        # restart; longer than SuspendTimeout, so a job requeued off a node that failed to boot
+        # restarts after Slurm has powered that node down.
+        f"AuthInfo=cred_expire={timings.suspend_timeout + 5},socket={head.munge_socket}",
         f"StateSaveLocation={paths.state}",
         f"SlurmdSpoolDir={paths.spool}/%n",
         f"SlurmctldPidFile={paths.run / 'slurmctld.pid'}",
         f"SlurmdPidFile={paths.run}/slurmd-%n.pid",
         f"SlurmctldLogFile={paths.log / 'slurmctld.log'}",
         f"SlurmdLogFile={paths.log}/slurmd-%n.log",
-        # No systemd and no cgroups on CI-like machines.
+        # No systemd and no cgroup delegation on CI-like machines (cgroup.conf: CgroupPlugin=disabled).
         "ProctrackType=proctrack/linuxproc",
         "TaskPlugin=task/none",
+        # ParallelCluster's: a reconfigure keeps the partitions' states.
+        "ReconfigFlags=KeepPartState",
         "SelectType=select/cons_tres",
         "SelectTypeParameters=CR_Core_Memory",
         "SchedulerType=sched/backfill",
@@ -131,7 +146,9 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, hostname: str, first
         "JobAcctGatherType=jobacct_gather/linux",
         "JobAcctGatherFrequency=30",
         "AccountingStorageType=accounting_storage/slurmdbd",
-        "AccountingStorageHost=localhost",
+        f"AccountingStorageHost={head.address}",
+        # Connections to slurmdbd take their MUNGE socket from here, not from AuthInfo.
+        f"AccountingStoragePass={head.munge_socket}",
         f"AccountingStoragePort={layout.ports['DbdPort']}",
         "AccountingStorageEnforce=associations",
         "",
@@ -159,7 +176,7 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, hostname: str, first
         weight = DYNAMIC_WEIGHT if node.dynamic else STATIC_WEIGHT
         state = "CLOUD" if node.dynamic else "UNKNOWN"
         lines.append(
-            f"NodeName={node.name} NodeHostname={hostname} NodeAddr=127.0.0.1 Port={node.port} "
+            f"NodeName={node.name} NodeHostname={node.name} NodeAddr={addresses[node.name]} "
             f"CPUs={layout.cpus_per_node} RealMemory={layout.memory_mb_per_node} "
             f"Features={','.join(node.features)} Weight={weight} State={state}"
         )
@@ -173,11 +190,19 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, hostname: str, first
     return "\n".join(lines) + "\n"
 
 
-def render_slurmdbd_conf(layout: TwinLayout, paths: TwinPaths, password: str) -> str:
+def render_cgroup_conf() -> str:
+    # 24.05+: no cgroup plugin at all; machines like CI's have no delegated cgroup v2 tree.
+    return "# Written by hpctool local up.\nCgroupPlugin=disabled\n"
+
+
+def render_slurmdbd_conf(layout: TwinLayout, paths: TwinPaths, password: str, head: HeadNode) -> str:
     return "\n".join([
         "# Written by hpctool local up.",
         "AuthType=auth/munge",
-        "DbdHost=localhost",
+        f"AuthInfo=socket={head.munge_socket}",
+        f"DbdHost={head.hostname}",
+        f"DbdAddr={head.address}",
+        f"PluginDir={head.plugin_dir}",
         f"DbdPort={layout.ports['DbdPort']}",
         "SlurmUser=root",
         "StorageType=accounting_storage/mysql",
@@ -193,12 +218,15 @@ def render_slurmdbd_conf(layout: TwinLayout, paths: TwinPaths, password: str) ->
 
 
 def render_power_script(action: str, python: str, paths: TwinPaths) -> str:
-    """The Resume/Suspend program slurmctld runs: a shell stub into :mod:`hpctool.twin.power`.
+    """The Resume/Suspend program slurmctld runs on the head node: a shell stub into
+    :mod:`hpctool.twin.power`, which runs on the machine (outside the head node's namespaces, as
+    an EC2 call leaves the instance) through the machine anchor's namespaces.
     slurmctld starts it with stdin, stdout and stderr closed: open them first, or the first file
     a child opens becomes its fd 0-2 (a slurmd's log on fd 0 breaks every job launch)."""
     return (
         "#!/bin/sh\n"
         f"# Written by hpctool local up: slurmctld's {action} program for the twin's dynamic nodes.\n"
         f"exec </dev/null >>{paths.log / 'power.log'} 2>&1\n"
-        f'exec {python} -m hpctool.twin.power --home {paths.home} {action} "$@"\n'
+        f'exec nsenter -t "$(cat {paths.run / "machine.pid"})" -m -n -u -r -w -- '
+        f'{python} -m hpctool.twin.power --home {paths.home} {action} "$@"\n'
     )

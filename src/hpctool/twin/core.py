@@ -1,9 +1,11 @@
-"""The local twin's life: start (or heal), status and stop of a real Slurm (munge, MariaDB +
-slurmdbd, slurmctld, one slurmd per node) on this one machine.
+"""The local twin's life: start (or heal), status and stop of a real Slurm 24.11 cluster on this
+one machine, every node a host of its own (:mod:`hpctool.twin.hosts`) running the node image
+(:mod:`hpctool.twin.image`): the head node (munged, MariaDB + slurmdbd, slurmctld) and one host
+per compute node (its slurmd and the jobs under it).
 
-All state lives under one folder (``$HPCTOOL_HOME``, default ``~/.local/share/hpctool``). The only
-file outside it is the link ``/etc/slurm/slurm.conf``, which the Snakemake jobstep plugin needs
-because it strips ``SLURM_CONF`` from the job environment.
+All state lives under one folder (``$HPCTOOL_HOME``, default ``~/.local/share/hpctool``); sockets
+that hosts share live under ``/run/hpctool/<bridge>``. Each host sees the twin's ``etc/`` as its
+``/etc/slurm`` (the Snakemake jobstep plugin strips ``SLURM_CONF`` from a job's environment).
 
 Services that belong to a particular kind of node (spot nodes' IMDS emulators and interruption
 handlers, the cluster manager of dynamic nodes) plug in through :class:`TwinService`: the core
@@ -16,7 +18,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -36,14 +37,18 @@ from hpctool.slurm_parse import (
     node_powered_down,
     node_state_flags,
 )
-from hpctool.twin import daemons
+from hpctool.twin import daemons, machine
 from hpctool.twin.accounting import Accounting
 from hpctool.twin.conf import (
+    HeadNode,
     TwinPaths,
+    render_cgroup_conf,
     render_power_script,
     render_slurm_conf,
     render_slurmdbd_conf,
 )
+from hpctool.twin.hosts import Hosts, HostSpec, plan_network
+from hpctool.twin.image import NodeImage, default_image
 from hpctool.twin.layout import (
     DEFAULT_MAX_DYNAMIC,
     DEFAULT_TIME_SCALE,
@@ -52,14 +57,12 @@ from hpctool.twin.layout import (
     plan_layout,
 )
 
-SYSTEM_SLURM_CONF = Path("/etc/slurm/slurm.conf")
 MACHINE_USE_LOCK = Path("/run/lock/hpctool-twin.use.lock")
-DEFAULT_PORT_BASE = 16817
-REQUIRED_PROGRAMS = [
-    "runuser", "munged", "munge", "unmunge", "mariadbd", "mariadb-install-db", "mariadb",
-    "slurmdbd", "slurmctld", "slurmd", "sacctmgr", "scontrol", "sinfo", "sbatch", "sacct",
-]
+DEFAULT_PORT_BASE = 16817  # the twin's services on the machine (the notebook hub)
+# What the machine itself needs: the rest comes from the node image.
+REQUIRED_PROGRAMS = ["unshare", "nsenter", "chroot", "ip", "mount"]
 CORE_DAEMONS = ("mariadbd", "slurmdbd", "slurmctld")
+HEAD = "head"  # the head node's hostname
 
 Progress = Callable[[str], None]
 
@@ -96,7 +99,7 @@ class Twin:
     """One local twin, rooted at ``home``."""
 
     def __init__(self, home: Path | str | None = None, progress: Progress = _quiet,
-                 services: Sequence[TwinService] = ()) -> None:
+                 services: Sequence[TwinService] = (), image: NodeImage | None = None) -> None:
         self.home = Path(home) if home is not None else default_home()
         self.paths = TwinPaths(self.home)
         self.progress = progress
@@ -106,13 +109,28 @@ class Twin:
         self.log_dir = self.paths.log
         self.slurm_conf = self.paths.slurm_conf
         self.layout_file = self.home / "twin.json"
-        self.hostname = socket.gethostname().split(".")[0]
-        self.accounting = Accounting(self.paths, self.slurm)
+        self.image = image or default_image()
+        self.network = plan_network(self.home)
+        self.hosts = Hosts(self.image.root, self.run_dir, self.network)
+        self.shared_run = Path("/run/hpctool") / self.network.bridge  # sockets every host reaches
+        self.client_bin = self.paths.bin / "slurm"
+        self.accounting = Accounting(self.paths, self.slurm, on_head=lambda argv: self.hosts.exec_argv(HEAD, argv))
 
     # -- public operations ------------------------------------------------------------------
     @property
     def slurm(self) -> Slurm:
-        return Slurm(self.slurm_conf)
+        slurm = Slurm(self.slurm_conf)
+        slurm.env["PATH"] = self.env()["PATH"]
+        return slurm
+
+    @property
+    def head(self) -> HeadNode:
+        return HeadNode(hostname=HEAD, address=self.network.address(0),
+                        plugin_dir=machine.plugin_dir(self.image.root),
+                        munge_socket=str(self.shared_run / "munge" / "munge.socket.2"))
+
+    def addresses(self, layout: TwinLayout) -> dict[str, str]:
+        return {n.name: self.network.address(n.index) for n in layout.nodes}
 
     def layout(self) -> TwinLayout | None:
         try:
@@ -127,11 +145,12 @@ class Twin:
         """Environment for Slurm commands against this twin."""
         env = dict(os.environ)
         env["SLURM_CONF"] = str(self.slurm_conf)
-        env["PATH"] = f"{env.get('PATH', '')}:{daemons.SBIN_PATH}"
+        path = [p for p in env.get("PATH", "").split(":") if p and p != str(self.client_bin)]
+        env["PATH"] = ":".join([str(self.client_bin), *path, daemons.SBIN_PATH])
         return env
 
     def env_exports(self) -> str:
-        return f"export SLURM_CONF={self.slurm_conf}\n"
+        return f"export SLURM_CONF={self.slurm_conf}\nexport PATH={self.client_bin}:\"$PATH\"\n"
 
     def is_up(self) -> bool:
         layout = self.layout()
@@ -164,7 +183,8 @@ class Twin:
         return plan_layout(cluster.queues, str(config_path), static_per_queue=static_per_queue,
                            max_dynamic=max_dynamic, base=port_base(), time_scale=time_scale,
                            scaledown_idletime_min=cluster.scaledown_idletime_min,
-                           service_ports=self._service_ports)
+                           service_ports=self._service_ports, instance_store=_has_instance_store,
+                           shared_storage=[list(s) for s in cluster.shared_storage])
 
     def up(self, config: str | Path | None = None, *, static_per_queue: int | None = None,
            max_dynamic: int | None = None, time_scale: float | None = None) -> dict[str, Any]:
@@ -174,6 +194,7 @@ class Twin:
         What is not given is taken from the twin's last layout (an ``up`` after ``down`` brings
         back the same twin), else from the defaults (the shipped config, mirrored)."""
         check_prerequisites()
+        self.image.require()
         last = self.layout()
         if last is not None:
             config = config if config is not None else last.config
@@ -204,18 +225,24 @@ class Twin:
         fresh = running is None
         layout = running or wanted
         if fresh:
-            daemons.check_ports_free(layout.ports)
             for folder in (self.etc, self.run_dir, self.log_dir, self.paths.state, self.paths.spool, self.paths.bin):
                 folder.mkdir(parents=True, exist_ok=True)
             write_atomic(self.layout_file, layout.to_json())
         self._write_power_scripts()
-        self._claim_system_slurm_conf()
+        machine.write_clients(self.client_bin, self.image.root, self.slurm_conf)
         started: list[str] = []
+        if machine.start_anchor(self.run_dir / "machine.pid", self.log_dir / "anchor.log"):
+            started.append("anchor")
+        self.shared_run.mkdir(parents=True, exist_ok=True)
+        self._write_name_service(layout)
+        if not self.hosts.alive(HEAD):
+            self.progress("booting the head node")
+            self.hosts.boot(self._host_spec(HEAD, 0, layout))
+            started.append("host head")
         if not self._munge_works():
             self._start_munge()
             started.append("munged")
         if not self._alive("mariadbd"):
-            self._check_port(layout, "MariaDB port")
             self.accounting.start_mariadb(layout, self.progress)
             started.append("mariadbd")
         cold = not self._alive("slurmctld") and not any(self.slurmd_alive(n.name) for n in layout.nodes)
@@ -225,11 +252,9 @@ class Twin:
             # under running slurmd, which would then disagree with the controller's file.
             self._write_slurm_conf(layout)
         if not self._alive("slurmdbd"):
-            self._check_port(layout, "DbdPort")
             self._start_slurmdbd(layout)
             started.append("slurmdbd")
         if not self._alive("slurmctld"):
-            self._check_port(layout, "SlurmctldPort")
             self._start_slurmctld()
             started.append("slurmctld")
         dead_nodes = [n for n in layout.static_nodes() if not self.slurmd_alive(n.name)]
@@ -303,7 +328,13 @@ class Twin:
             if daemons.stop_pid(daemons.read_pid(pid_file), name=name):
                 stopped.append(name)
                 self.progress(f"stopped {name}")
-        self._release_system_slurm_conf()
+        for pid_file in sorted(self.run_dir.glob("host-*.pid")) if self.run_dir.exists() else []:
+            name = pid_file.name[len("host-"):-len(".pid")]
+            if self.hosts.end(name, discard=self._node_local(name)):
+                stopped.append(f"host {name}")
+        if self.hosts.remove_bridge():
+            stopped.append(f"bridge {self.network.bridge}")
+        machine.stop_anchor(self.run_dir / "machine.pid")
         if purge and self.home.exists():
             shutil.rmtree(self.home)
             self.progress(f"removed {self.home}")
@@ -336,8 +367,16 @@ class Twin:
             raise TwinError(f"{node} is not a node of the twin", f"nodes: {', '.join(n.name for n in layout.nodes)}")
         if self.slurmd_alive(node):
             return False
+        entry = layout.node(node)
+        assert entry is not None
+        if not self.hosts.alive(node):
+            self.hosts.boot(self._host_spec(node, entry.index, layout))
+            for service in self.services:
+                hook = getattr(service, "host_booted", None)
+                if hook is not None:
+                    hook(self, layout, entry)
         (self.paths.spool / node).mkdir(parents=True, exist_ok=True)
-        argv = [daemons.find_program("slurmd") or "slurmd", "-D", "-N", node] + (["-b"] if boot else [])
+        argv = self.hosts.exec_argv(node, ["slurmd", "-D", "-N", node] + (["-b"] if boot else []))
         process = daemons.spawn(argv, self.paths.slurmd_log(node), env=self.env())
         time.sleep(0.05)
         if process.poll() not in (None, 0):
@@ -345,8 +384,26 @@ class Twin:
         return True
 
     def stop_node(self, node: str) -> bool:
-        """Kill one node's slurmd, as EC2 reclaiming the instance would."""
-        return daemons.stop_pid(daemons.read_pid(self.paths.slurmd_pid(node)), name=f"slurmd {node}")
+        """End one node's host (its slurmd, jobs and node-local storage), as EC2 terminating
+        the instance would."""
+        slurmd = daemons.stop_pid(daemons.read_pid(self.paths.slurmd_pid(node)), name=f"slurmd {node}", timeout=5)
+        return self.hosts.end(node, discard=self._node_local(node)) or slurmd
+
+    def _host_spec(self, name: str, index: int, layout: TwinLayout) -> HostSpec:
+        binds = {"/tmp": self.paths.home / "hosts" / name / "tmp", "/etc/slurm": self.etc,
+                 "/etc/hosts": self.etc / "hosts", "/etc/resolv.conf": self.etc / "resolv.conf"}
+        entry = layout.node(name)
+        if entry is not None and entry.scratch:
+            binds["/scratch"] = self.paths.home / "hosts" / name / "scratch"
+        for storage_name, mount_dir, _ in layout.shared_storage:
+            binds[mount_dir] = self.paths.home / "storage" / storage_name
+        return HostSpec(name=name, address=self.network.address(index), index=index, private=binds,
+                        shared=machine.shared_folders(self.home) + (self.shared_run,),
+                        imds=bool(entry and entry.spot))
+
+    def _node_local(self, name: str) -> list[Path]:
+        """A host's instance storage: gone with the instance."""
+        return [self.paths.home / "hosts" / name]
 
     def node_state(self, node: str) -> str:
         return self.slurm.node_states().get(node, "unknown")
@@ -379,7 +436,7 @@ class Twin:
 
     def _pid_files(self, layout: TwinLayout) -> dict[str, Path]:
         """The daemons that must run for the twin to be up (dynamic nodes' slurmd come and go)."""
-        files = self._core_pid_files()
+        files = {"host head": self.hosts.keeper_pid_file(HEAD), **self._core_pid_files()}
         if (self.run_dir / "munged.pid").exists():
             files["munged"] = self.run_dir / "munged.pid"
         for node in layout.static_nodes():
@@ -395,9 +452,6 @@ class Twin:
         for name in ("slurmctld", "slurmdbd", "mariadbd", "munged"):
             order.append((name, self.run_dir / f"{name}.pid"))
         return order
-
-    def _check_port(self, layout: TwinLayout, setting: str) -> None:
-        daemons.check_ports_free({setting: layout.ports[setting]})
 
     def _stop_leftovers(self, layout: TwinLayout) -> None:
         """A twin of another layout whose core is dead may leave daemons: stop ours first."""
@@ -415,61 +469,59 @@ class Twin:
                 # Replaced atomically: slurmctld may be running the old one (an in-place edit fails).
                 write_atomic(script, text, mode=0o755)
 
-    def _claim_system_slurm_conf(self) -> None:
-        target = SYSTEM_SLURM_CONF
-        if target.is_symlink():
-            if Path(os.readlink(target)) == self.slurm_conf:
-                return
-            target.unlink()  # a link to another twin's file is ours to replace
-        elif target.exists():
-            raise TwinError(
-                f"{target} exists and is not the twin's: this machine has a real Slurm config",
-                f"the twin will not overwrite it; move it away (e.g. mv {target} {target}.orig) or use the real cluster",
-            )
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.symlink_to(self.slurm_conf)
-
-    def _release_system_slurm_conf(self) -> None:
-        target = SYSTEM_SLURM_CONF
-        if target.is_symlink() and Path(os.readlink(target)) == self.slurm_conf:
-            target.unlink()
+    def _write_name_service(self, layout: TwinLayout) -> None:
+        """Every host knows every other by name, as a cluster's DNS answers (and nothing else:
+        no name server, so a lookup of any other name fails at once)."""
+        rows = ["127.0.0.1 localhost", f"{self.network.address(0)} {HEAD}"]
+        rows += [f"{address} {name}" for name, address in self.addresses(layout).items()]
+        for name, text in (("hosts", "\n".join(rows) + "\n"), ("resolv.conf", "# the twin: no name server\n")):
+            path = self.etc / name
+            if not path.exists() or path.read_text() != text:
+                write_atomic(path, text)
 
     def _write_slurm_conf(self, layout: TwinLayout) -> None:
-        text = render_slurm_conf(layout, self.paths, self.hostname,
+        text = render_slurm_conf(layout, self.paths, self.head, self.addresses(layout),
                                  first_job_id=self.accounting.last_job_id() + 1)
         write_atomic(self.slurm_conf, text)
+        write_atomic(self.etc / "cgroup.conf", render_cgroup_conf())
 
     def _start_munge(self) -> None:
         self.progress("starting munged")
-        munge_run = Path("/run/munge")
-        munge_run.mkdir(parents=True, exist_ok=True)
-        shutil.chown(munge_run, "munge", "munge")
-        # Debian's packaged daemon as the munge user: slurmdbd rejects a private root munged.
-        daemons.run_quiet([daemons.find_program("runuser") or "runuser", "-u", "munge", "--",
-                           daemons.find_program("munged") or "munged"])
-        daemons.wait_until(self._munge_works, name="munged", log_file=Path("/var/log/munge/munged.log"), timeout=10)
-        pid = daemons.read_pid(munge_run / "munged.pid")
+        folder = self.shared_run / "munge"
+        folder.mkdir(parents=True, exist_ok=True)
+        uid, gid = _image_user(self.image.root, "munge")
+        os.chown(folder, uid, gid)
+        os.chmod(folder, 0o755)
+        socket_path = folder / "munge.socket.2"
+        # The image's daemon as its munge user, with the image's key; every host reaches its socket.
+        argv = self.hosts.exec_argv(HEAD, ["runuser", "-u", "munge", "--", "munged", "-F", f"--socket={socket_path}",
+                                           f"--pid-file={folder / 'munged.pid'}", f"--log-file={folder / 'munged.log'}",
+                                           f"--seed-file={folder / 'munged.seed'}"])
+        daemons.spawn(argv, self.log_dir / "munged.log")
+        daemons.wait_until(self._munge_works, name="munged", log_file=folder / "munged.log", timeout=10)
+        pid = daemons.read_pid(folder / "munged.pid")
         if pid:
             write_atomic(self.run_dir / "munged.pid", f"{pid}\n")
 
     def _munge_works(self) -> bool:
-        try:
-            cred = subprocess.run(["munge", "-n"], capture_output=True, text=True, timeout=5, check=False)
-            if cred.returncode != 0:
-                return False
-            check = subprocess.run(["unmunge"], input=cred.stdout, capture_output=True, text=True,
-                                   timeout=5, check=False)
-        except (OSError, subprocess.TimeoutExpired):
+        socket_path = self.shared_run / "munge" / "munge.socket.2"
+        if not self.hosts.alive(HEAD) or not socket_path.exists():
             return False
-        return check.returncode == 0
+        try:
+            check = f"munge -n -S {socket_path} | unmunge -S {socket_path}"
+            result = subprocess.run(self.hosts.exec_argv(HEAD, ["sh", "-c", check]),
+                                    capture_output=True, text=True, timeout=5, check=False)
+        except (OSError, subprocess.TimeoutExpired, TwinError):
+            return False
+        return result.returncode == 0
 
     def _start_slurmdbd(self, layout: TwinLayout) -> None:
         password = self.accounting.grant_slurmdbd()
         # Holds the database password: readable by root only.
-        write_atomic(self.paths.dbd_conf, render_slurmdbd_conf(layout, self.paths, password), mode=0o600)
+        write_atomic(self.paths.dbd_conf, render_slurmdbd_conf(layout, self.paths, password, self.head), mode=0o600)
         self.progress("starting slurmdbd")
         log = self.log_dir / "slurmdbd.log"
-        process = daemons.spawn([daemons.find_program("slurmdbd") or "slurmdbd", "-D"], log, env=self.env())
+        process = daemons.spawn(self.hosts.exec_argv(HEAD, ["slurmdbd", "-D"]), log, env=self.env())
         daemons.wait_until(self.accounting.slurmdbd_ready, name="slurmdbd", log_file=log, timeout=30,
                            alive=lambda: process.poll() is None)
         self.accounting.ensure_associations()
@@ -478,7 +530,7 @@ class Twin:
         log = self.log_dir / "slurmctld.log"
         self.progress("starting slurmctld")
         # Warm start: job ids and jobs go on from the saved state (a healed controller keeps them).
-        process = daemons.spawn([daemons.find_program("slurmctld") or "slurmctld", "-D", "-i"], log, env=self.env())
+        process = daemons.spawn(self.hosts.exec_argv(HEAD, ["slurmctld", "-D", "-i"]), log, env=self.env())
         daemons.wait_until(self.slurm.ping, name="slurmctld", log_file=log, timeout=30,
                            alive=lambda: process.poll() is None)
 
@@ -555,5 +607,23 @@ def check_prerequisites(euid: int | None = None, path: str | None = None) -> Non
     if missing:
         raise SetupError(
             f"programs the twin needs are not installed: {', '.join(missing)}",
-            "run `make setup` (installs slurm-wlm, slurmdbd, munge, mariadb-server and the venv)",
+            "run `make setup` (installs iproute2, util-linux, debootstrap, the node image and the venv)",
         )
+
+
+def _image_user(root: Path, name: str) -> tuple[int, int]:
+    """A system user's uid and gid in the node image (the machine may have no such user)."""
+    for line in (root / "etc/passwd").read_text().splitlines():
+        fields = line.split(":")
+        if fields[0] == name and len(fields) > 3:
+            return int(fields[2]), int(fields[3])
+    raise SetupError(f"the node image has no {name} user", "rebuild it: `hpctool local image build`")
+
+
+def _has_instance_store(instance_type: str) -> bool:
+    """Instance store (NVMe) on this type: the node has /scratch, as the bootstrap makes it."""
+    from hpctool.configs.instances import catalog
+
+    known = catalog()
+    info = known.get(instance_type) if known is not None else None
+    return bool(info and info.instance_store_gb)

@@ -85,6 +85,7 @@ class ImdsHandler(BaseHTTPRequestHandler):
     server_version = "EC2ws"
     sys_version = ""
     state: ImdsState  # set on the subclass made by make_server
+    control = True  # serves /_emulator/ (False on 169.254.169.254 when a control address is given)
 
     # -- plumbing ---------------------------------------------------------------------------
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -158,7 +159,7 @@ class ImdsHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.state.requests += 1
-        if self.path.startswith(CONTROL_PREFIX):
+        if self.path.startswith(CONTROL_PREFIX) and self.control:
             self._control("GET", self.path[len(CONTROL_PREFIX):])
             return
         if not self.path.startswith(META_PREFIX):
@@ -188,7 +189,7 @@ class ImdsHandler(BaseHTTPRequestHandler):
     # -- control ----------------------------------------------------------------------------
     def do_POST(self) -> None:
         self.state.requests += 1
-        if not self.path.startswith(CONTROL_PREFIX):
+        if not self.path.startswith(CONTROL_PREFIX) or not self.control:
             self._send(405, "Method Not Allowed")
             return
         self._control("POST", self.path[len(CONTROL_PREFIX):])
@@ -229,10 +230,12 @@ class ImdsHandler(BaseHTTPRequestHandler):
         self._send(200, json.dumps(snapshot), "application/json")
 
 
-def make_server(port: int, node: str, host: str = "127.0.0.1") -> ThreadingHTTPServer:
+def make_server(port: int, node: str, host: str = "127.0.0.1", state: ImdsState | None = None,
+                control: bool = True) -> ThreadingHTTPServer:
     """An emulator bound to ``host:port`` (port 0 picks a free one) serving ``node``'s metadata."""
-    instance_id = "i-" + secrets.token_hex(9)[:17]
-    handler = type("BoundImdsHandler", (ImdsHandler,), {"state": ImdsState(node=node, instance_id=instance_id)})
+    if state is None:
+        state = ImdsState(node=node, instance_id="i-" + secrets.token_hex(9)[:17])
+    handler = type("BoundImdsHandler", (ImdsHandler,), {"state": state, "control": control})
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
@@ -243,8 +246,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, required=True, help="loopback port to listen on")
     parser.add_argument("--node", required=True, help="the Slurm node this instance is")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (loopback only by default)")
+    parser.add_argument("--control-host", help="serve the control endpoints here only (the twin's side)")
+    parser.add_argument("--control-port", type=int, default=8081)
     args = parser.parse_args(argv)
-    server = make_server(args.port, args.node, args.host)
+    server = make_server(args.port, args.node, args.host, control=args.control_host is None)
+    if args.control_host:
+        control = make_server(args.control_port, args.node, args.control_host,
+                              state=server.RequestHandlerClass.state)
+        threading.Thread(target=control.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
     sys.stderr.write(f"{iso_utc(time.time())} IMDS emulator for {args.node} on {args.host}:{args.port}\n")
     sys.stderr.flush()
     try:

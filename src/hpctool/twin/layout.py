@@ -19,6 +19,8 @@ DEFAULT_MAX_DYNAMIC = 2  # dynamic nodes per compute resource (MaxCount - MinCou
 DEFAULT_TIME_SCALE = 0.1  # twin seconds per ParallelCluster second (idle 10 min -> 60 s)
 DEFAULT_BOOT_DELAY_S = 1.0  # a powered-down node's simulated boot (EC2 launch + bootstrap)
 
+SLURMCTLD_PORT, SLURMD_PORT, DBD_PORT, MARIADB_PORT = 6817, 6818, 6819, 3306  # Slurm's and MariaDB's own
+
 # ParallelCluster's weights: the scheduler fills static nodes before it powers up dynamic ones.
 STATIC_WEIGHT = 1
 DYNAMIC_WEIGHT = 1000
@@ -32,9 +34,11 @@ class TwinNode:
     queue: str
     compute_resource: str
     instance_type: str
-    port: int
+    port: int  # the node's slurmd port (SlurmdPort; every node is a host of its own)
     spot: bool
     dynamic: bool = False
+    index: int = 0  # the node's host number on the twin's bridge (0 is the head node)
+    scratch: bool = False  # its instance type has instance store: /scratch on the node
 
     @property
     def features(self) -> list[str]:
@@ -57,6 +61,7 @@ class TwinLayout:
     nodes: list[TwinNode] = field(default_factory=list)
     time_scale: float = DEFAULT_TIME_SCALE
     scaledown_idletime_min: int = 10
+    shared_storage: list[list[str]] = field(default_factory=list)  # [name, MountDir, StorageType]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -81,7 +86,8 @@ class TwinLayout:
 
     def same_cluster(self, other: TwinLayout) -> bool:
         """Same partitions, nodes and timings: a running twin that already is what ``up`` wants."""
-        return (self.queues, self.nodes, self.time_scale) == (other.queues, other.nodes, other.time_scale)
+        return ((self.queues, self.nodes, self.time_scale, self.shared_storage)
+                == (other.queues, other.nodes, other.time_scale, other.shared_storage))
 
 
 def machine_memory_mb() -> int:
@@ -91,7 +97,8 @@ def machine_memory_mb() -> int:
 def plan_layout(queues: list[Queue], config: str, *, static_per_queue: int = 0,
                 max_dynamic: int = DEFAULT_MAX_DYNAMIC, base: int, time_scale: float = DEFAULT_TIME_SCALE,
                 scaledown_idletime_min: int = 10, service_ports: PortPlanner | None = None,
-                real_memory_mb: int | None = None) -> TwinLayout:
+                real_memory_mb: int | None = None, instance_store: Callable[[str], bool] | None = None,
+                shared_storage: list[list[str]] | None = None) -> TwinLayout:
     """Name the nodes as ParallelCluster does: per compute resource, ``MinCount`` static nodes
     ``<queue>-st-<cr>-<n>`` and ``MaxCount - MinCount`` dynamic ones ``<queue>-dy-<cr>-<n>``
     (both capped for one machine). ``static_per_queue`` adds static nodes to queues whose config
@@ -119,10 +126,10 @@ def plan_layout(queues: list[Queue], config: str, *, static_per_queue: int = 0,
     real_mb = real_memory_mb if real_memory_mb is not None else machine_memory_mb()
     # Keep the sum of RealMemory well inside the machine, or slurmd jobs would be oversold.
     memory_mb = max(512, min(4096, int(real_mb * 0.6 / max(total_nodes, 1))))
-    ports = {"SlurmctldPort": base, "DbdPort": base + 1, "MariaDB port": base + 2}
+    # Each node is a host of its own on the twin's bridge: Slurm's own ports everywhere.
+    ports = {"SlurmctldPort": SLURMCTLD_PORT, "DbdPort": DBD_PORT, "MariaDB port": MARIADB_PORT}
     nodes: list[TwinNode] = []
     queue_rows = []
-    next_port = base + 10
     for queue, _, static, dynamic in counts:
         names = []
         for kind, per_resource in (("st", static), ("dy", dynamic)):
@@ -130,9 +137,9 @@ def plan_layout(queues: list[Queue], config: str, *, static_per_queue: int = 0,
                 for ordinal in range(1, count + 1):
                     node = TwinNode(name=f"{queue.name}-{kind}-{resource.name}-{ordinal}", queue=queue.name,
                                     compute_resource=resource.name, instance_type=resource.instance_types[0],
-                                    port=next_port, spot=queue.is_spot, dynamic=kind == "dy")
-                    ports[f"Port of NodeName={node.name}"] = next_port
-                    next_port += 1
+                                    port=SLURMD_PORT, spot=queue.is_spot, dynamic=kind == "dy",
+                                    index=len(nodes) + 1,
+                                    scratch=bool(instance_store and instance_store(resource.instance_types[0])))
                     nodes.append(node)
                     names.append(node.name)
         queue_rows.append({"name": queue.name, "capacity_type": queue.capacity_type, "spot": queue.is_spot,
@@ -142,4 +149,5 @@ def plan_layout(queues: list[Queue], config: str, *, static_per_queue: int = 0,
     return TwinLayout(config=config, static_per_queue=static_per_queue, max_dynamic=max_dynamic,
                       cpus_per_node=CPUS_PER_NODE, memory_mb_per_node=memory_mb, ports=ports,
                       queues=queue_rows, nodes=nodes, time_scale=time_scale,
-                      scaledown_idletime_min=scaledown_idletime_min)
+                      scaledown_idletime_min=scaledown_idletime_min,
+                      shared_storage=[list(entry) for entry in shared_storage or []])

@@ -1,8 +1,9 @@
 """Spot interruptions on the local twin: the EC2 side of the story, played for real.
 
-For every spot node the twin runs an IMDSv2 emulator (:mod:`hpctool.twin.imds`) on its own loopback
-port and one ``bootstrap/spot-interruption-handler`` pointed at it: the same handler, the same
-code path as on EC2. :func:`send_spot_notice` makes a node's emulator serve the instance-action
+On every spot node's host the twin runs an IMDSv2 emulator (:mod:`hpctool.twin.imds`) at
+169.254.169.254, as EC2 answers there, and the node's ``bootstrap/spot-interruption-handler``
+with its EC2 defaults: the same handler, the same code path, no endpoint override. The twin
+drives the emulator through its control port on the node's own address. :func:`send_spot_notice` makes a node's emulator serve the instance-action
 document and schedules the reclaim: at the deadline the node is marked DOWN (Slurm kills what
 still runs there) and its slurmd is stopped, as EC2 taking the instance would.
 :func:`restore_node` brings the node back as a fresh instance.
@@ -27,20 +28,12 @@ from hpctool.polling import poll_until
 from hpctool.slurm_parse import node_in_service, node_out_of_service
 from hpctool.twin import daemons
 from hpctool.twin.core import Twin
+from hpctool.twin.hosts import IMDS_ADDRESS
 from hpctool.twin.layout import TwinLayout, TwinNode
 
 HANDLER_SCRIPT = resources.path("bootstrap") / "spot-interruption-handler"
-IMDS_PORT_OFFSET = 60  # spot nodes' emulators listen on base+60, base+61, ... (nodes use base+10...)
+CONTROL_PORT = 8081  # the emulator's control endpoints, on the node's address (never on EC2)
 HANDLER_INTERVAL_S = 0.5  # the twin polls faster than the bootstrap's 2 s: a notice is handled within a second, same code
-
-
-def imds_port_key(node: str) -> str:
-    return f"IMDS emulator of {node}"
-
-
-def plan_imds_ports(spot_nodes: list[str], base: int) -> dict[str, int]:
-    """The layout's ``ports`` entries for the spot nodes' emulators (checked free at ``up``)."""
-    return {imds_port_key(name): base + IMDS_PORT_OFFSET + index for index, name in enumerate(spot_nodes)}
 
 
 class SpotServices:
@@ -48,7 +41,7 @@ class SpotServices:
     emulator and the interruption handler that runs on such a node on EC2."""
 
     def ports(self, nodes: list[TwinNode], base: int) -> dict[str, int]:
-        return plan_imds_ports([n.name for n in nodes if n.spot], base)
+        return {}
 
     def pid_files(self, twin: Twin, layout: TwinLayout) -> dict[str, Path]:
         return service_pid_files(twin, layout)
@@ -59,13 +52,16 @@ class SpotServices:
     def stop(self, twin: Twin) -> list[str]:
         return stop_services(twin)
 
+    def host_booted(self, twin: Twin, layout: TwinLayout, node: TwinNode) -> None:
+        """A spot node's host came up (a static node at ``up``, a dynamic one at its boot)."""
+        if node.spot:
+            start_services(twin, layout, [node.name])
 
-def imds_port(layout: TwinLayout, node: str) -> int:
-    return layout.ports[imds_port_key(node)]
 
-
-def imds_endpoint(layout: TwinLayout, node: str) -> str:
-    return f"http://127.0.0.1:{imds_port(layout, node)}"
+def control_address(twin: Twin, layout: TwinLayout, node: str) -> str:
+    entry = layout.node(node)
+    assert entry is not None
+    return twin.network.address(entry.index)
 
 
 @dataclass(frozen=True)
@@ -96,9 +92,11 @@ def files(twin: Twin, node: str) -> SpotFiles:
 
 
 def service_pid_files(twin: Twin, layout: TwinLayout) -> dict[str, Path]:
-    """The long-running spot services, named as ``status`` shows them."""
+    """The long-running spot services of the spot nodes that are up, named as ``status`` shows them."""
     result: dict[str, Path] = {}
     for node in layout.spot_nodes():
+        if not twin.hosts.alive(node):
+            continue
         paths = files(twin, node)
         result[f"imds {node}"] = paths.imds_pid
         result[f"spot-handler {node}"] = paths.handler_pid
@@ -110,24 +108,29 @@ def _spawn(argv: list[str], log: Path, pid_file: Path, env: dict[str, str]) -> N
     write_atomic(pid_file, f"{process.pid}\n")
 
 
-def start_services(twin: Twin, layout: TwinLayout) -> list[str]:
-    """Start the emulator and handler of every spot node that is not running; return what started."""
+def start_services(twin: Twin, layout: TwinLayout, nodes: list[str] | None = None) -> list[str]:
+    """Start the emulator and handler of every spot node that is up and lacks them; return what started."""
     started = []
-    for node in layout.spot_nodes():
+    for node in nodes if nodes is not None else layout.spot_nodes():
+        if not twin.hosts.alive(node):
+            continue  # a powered-down dynamic node: no instance, nothing to serve
         paths = files(twin, node)
+        address = control_address(twin, layout, node)
         if not daemons.pid_alive(daemons.read_pid(paths.imds_pid)):
-            port = imds_port(layout, node)
-            _spawn([sys.executable, "-m", "hpctool.twin.imds", "--port", str(port), "--node", node],
+            _spawn(twin.hosts.exec_argv(node, [sys.executable, "-m", "hpctool.twin.imds", "--host", IMDS_ADDRESS,
+                                               "--port", "80", "--node", node, "--control-host", address,
+                                               "--control-port", str(CONTROL_PORT)]),
                    paths.imds_log, paths.imds_pid, twin.env())
-            daemons.wait_until(lambda p=port: _answers(p), name=f"imds {node}", log_file=paths.imds_log,
+            daemons.wait_until(lambda a=address: _answers(a), name=f"imds {node}", log_file=paths.imds_log,
                                timeout=15, alive=lambda f=paths.imds_pid: daemons.pid_alive(daemons.read_pid(f)))
             started.append(f"imds {node}")
         if not daemons.pid_alive(daemons.read_pid(paths.handler_pid)):
-            # -I -S: no site-packages at all, so the twin proves the handler needs only the stdlib.
-            _spawn([sys.executable, "-I", "-S", str(HANDLER_SCRIPT), "--node", node,
-                    "--imds-endpoint", imds_endpoint(layout, node), "--slurm-conf", str(twin.slurm_conf),
-                    "--interval", str(HANDLER_INTERVAL_S), "--log", str(paths.handler_log),
-                    "--state-file", str(paths.handler_state)],
+            # The node image's python3 with -I -S: the handler needs only the standard library,
+            # and talks to IMDS at 169.254.169.254 as on EC2.
+            _spawn(twin.hosts.exec_argv(node, ["python3", "-I", "-S", str(HANDLER_SCRIPT), "--node", node,
+                                               "--slurm-conf", str(twin.slurm_conf),
+                                               "--interval", str(HANDLER_INTERVAL_S), "--log", str(paths.handler_log),
+                                               "--state-file", str(paths.handler_state)]),
                    paths.handler_output, paths.handler_pid, twin.env())
             started.append(f"spot-handler {node}")
     if started:
@@ -150,24 +153,27 @@ def stop_services(twin: Twin, layout: TwinLayout | None = None) -> list[str]:
     return stopped
 
 
-def _answers(port: int) -> bool:
+def _answers(address: str) -> bool:
     try:
-        _control(port, "GET", "state", timeout=1)
+        _control(address, "GET", "state", timeout=1)
     except TwinError:
         return False
     return True
 
 
-def _control(port: int, method: str, action: str, body: dict[str, Any] | None = None,
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never through a proxy
+
+
+def _control(address: str, method: str, action: str, body: dict[str, Any] | None = None,
              timeout: float = 5) -> dict[str, Any]:
     data = json.dumps(body or {}).encode() if method == "POST" else None
-    request = urllib.request.Request(f"http://127.0.0.1:{port}/_emulator/{action}", data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(f"http://{address}:{CONTROL_PORT}/_emulator/{action}", data=data,
+                                     method=method, headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _DIRECT.open(request, timeout=timeout) as response:
             return json.loads(response.read())
     except (urllib.error.URLError, OSError, ValueError) as error:
-        raise TwinError(f"the IMDS emulator on port {port} did not answer {method} {action}: {error}",
+        raise TwinError(f"the IMDS emulator at {address} did not answer {method} {action}: {error}",
                         "is the twin up? (`hpctool local status`; `hpctool local up` restarts missing services)"
                         ) from error
 
@@ -206,10 +212,13 @@ def send_spot_notice(twin: Twin, node: str, deadline_s: float = 120) -> SpotNoti
     if not 0 < deadline_s <= 3600:
         raise TwinError(f"--deadline {deadline_s:g} is out of range", "give seconds from 1 to 3600 (EC2 gives 120)")
     layout = _spot_node(twin, node)
-    port = imds_port(layout, node)
-    if not _answers(port):
-        start_services(twin, layout)
-    state = _control(port, "POST", "notice", {"deadline_s": deadline_s})
+    if not twin.hosts.alive(node):
+        raise TwinError(f"{node} is not up (a powered-down node has no instance to interrupt)",
+                        "notice a node that is up: `hpctool local status` shows the states")
+    address = control_address(twin, layout, node)
+    if not _answers(address):
+        start_services(twin, layout, [node])
+    state = _control(address, "POST", "notice", {"deadline_s": deadline_s})
     action = state["instance_action"]
     # From the served document, not deadline_s: a repeated notice keeps the first one's time.
     reclaim_at = datetime.strptime(action["time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
@@ -229,7 +238,7 @@ def inject_imds_faults(twin: Twin, node: str, *, status: int = 0, delay_s: float
     """Make ``node``'s emulator answer the next ``count`` requests with ``status`` (and/or after
     ``delay_s``), or revoke its tokens: the faults the handler must survive."""
     layout = _spot_node(twin, node)
-    return _control(imds_port(layout, node), "POST", "faults",
+    return _control(control_address(twin, layout, node), "POST", "faults",
                     {"status": status, "delay_s": delay_s, "count": count, "expire_tokens": expire_tokens})
 
 
@@ -277,13 +286,14 @@ def restore_node(twin: Twin, node: str, wait: bool = True, timeout: float = 60) 
                      timeout=10)
     paths.handler_pid.unlink(missing_ok=True)
     paths.handler_state.unlink(missing_ok=True)
-    port = imds_port(layout, node)
-    if not _answers(port):
-        start_services(twin, layout)  # a new emulator serves no notice
-    _control(port, "POST", "clear")
-    start_services(twin, layout)  # the new handler, once the old notice is gone
+    if twin.hosts.alive(node):
+        address = control_address(twin, layout, node)
+        if not _answers(address):
+            start_services(twin, layout, [node])  # a new emulator serves no notice
+        _control(address, "POST", "clear")
+        start_services(twin, layout, [node])  # the new handler, once the old notice is gone
     if not dynamic:
-        twin.start_node(node)
+        twin.start_node(node)  # a new instance: a new host, its services started at its boot
     slurm = twin.slurm
 
     def back() -> bool:
