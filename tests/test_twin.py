@@ -126,10 +126,16 @@ def test_status_json_shape(twin):
     assert status["dead"] == []
 
 
-def test_env_prints_an_export_of_slurm_conf(twin):
+def test_env_exports_the_twins_slurm_conf_and_the_images_clients(twin):
     result = run_cli("local", "env")
-    assert result.stdout == f"export SLURM_CONF={twin.slurm_conf}\n"
-    assert Path(twin_module.SYSTEM_SLURM_CONF).resolve() == twin.slurm_conf.resolve()
+    assert result.stdout == (f"export SLURM_CONF={twin.slurm_conf}\n"
+                             f"export PATH={twin.client_bin}:\"$PATH\"\n")
+    shell = subprocess.run(["bash", "-c", f'eval "$({sys.executable} -m hpctool.cli local env)"; sinfo --version'],
+                           capture_output=True, text=True, timeout=30, check=True)
+    assert shell.stdout.strip().startswith("slurm-wlm 24.11"), shell.stdout  # the image's Slurm, not the machine's
+    # On every host /etc/slurm is the twin's (the Snakemake jobstep plugin strips SLURM_CONF).
+    node = twin.layout().static_nodes()[0].name
+    assert twin.hosts.run(node, ["cat", "/etc/slurm/slurm.conf"]).stdout == twin.slurm_conf.read_text()
 
 
 def test_up_is_idempotent_and_down_stops_only_the_twins_daemons(twin):
@@ -147,7 +153,9 @@ def test_up_is_idempotent_and_down_stops_only_the_twins_daemons(twin):
         assert {"slurmctld", "slurmdbd", "mariadbd"} <= set(stopped)
         assert all(not daemons.pid_alive(pid) for name, pid in pids.items() if name != "munged")
         assert bystander.poll() is None
-        assert not twin_module.SYSTEM_SLURM_CONF.is_symlink()
+        # Every host ended, the bridge removed: nothing of the twin is left on the machine.
+        assert not Path(f"/sys/class/net/{twin.network.bridge}").exists()
+        assert not list(twin.run_dir.glob("host-*.pid"))
         assert twin.status()["up"] is False
         assert twin.down() == []  # down twice: nothing left to stop
     finally:
@@ -187,25 +195,26 @@ def test_not_root_is_refused_with_a_hint():
 def test_missing_packages_name_make_setup(tmp_path):
     with pytest.raises(SetupError) as error:
         twin_module.check_prerequisites(euid=0, path=str(tmp_path))
-    assert "slurmctld" in error.value.message and "mariadbd" in error.value.message
+    # Slurm, munge and MariaDB come from the node image: the machine needs only these.
+    assert "unshare" in error.value.message and "nsenter" in error.value.message
     assert "make setup" in error.value.hint
 
 
-def test_a_port_in_use_is_named_with_its_setting(twin, tmp_path, monkeypatch):
-    import socket
-
-    base = 26817
-    monkeypatch.setenv("HPCTOOL_TWIN_PORT_BASE", str(base))
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", base + 1))
-    blocker.listen()
+def test_a_second_twin_gets_its_own_bridge_or_refuses_a_subnet_in_use(twin, tmp_path):
+    other = Twin(home=tmp_path / "other")
+    assert other.network.bridge != twin.network.bridge and other.network.subnet != twin.network.subnet
+    # Something else on the machine already has an address in the second twin's subnet.
+    blocker = "hpct-blocker"
+    subprocess.run(["ip", "link", "add", blocker, "type", "bridge"], check=True)
     try:
+        subprocess.run(["ip", "addr", "add", f"{other.network.address(5)}/24", "dev", blocker], check=True)
         with pytest.raises(SetupError) as error:
-            Twin(home=tmp_path / "other").up()
+            other.up()
     finally:
-        blocker.close()
-    assert f"port {base + 1} (DbdPort)" in error.value.message
-    assert "HPCTOOL_TWIN_PORT_BASE" in error.value.hint
+        subprocess.run(["ip", "link", "del", blocker], check=False)
+        other.down(purge=True)
+    assert blocker in error.value.message and other.network.subnet in error.value.message
+    assert "HPCTOOL_HOME" in error.value.hint
     assert twin.is_up()  # the running twin was not touched
 
 
@@ -229,11 +238,11 @@ def test_a_missing_config_file_is_a_clear_cli_error(tmp_path):
     assert "nope.yaml: no such file" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_a_daemon_that_fails_to_start_shows_its_log(tmp_path):
+def test_a_daemon_that_fails_to_start_shows_its_log(twin, tmp_path):
     log = tmp_path / "slurmctld.log"
-    bad_conf = tmp_path / "slurm.conf"
+    bad_conf = tmp_path / "slurm.conf"  # in the checkout: the head node sees it
     bad_conf.write_text("ClusterName=broken\nNoSuchSetting=1\n")
-    process = daemons.spawn([daemons.find_program("slurmctld"), "-D", "-f", str(bad_conf)], log)
+    process = daemons.spawn(twin.hosts.exec_argv("head", ["slurmctld", "-D", "-f", str(bad_conf)]), log)
     with pytest.raises(TwinError) as error:
         daemons.wait_until(lambda: False, name="slurmctld", log_file=log, timeout=20,
                            alive=lambda: process.poll() is None)
@@ -242,15 +251,10 @@ def test_a_daemon_that_fails_to_start_shows_its_log(tmp_path):
     assert "NoSuchSetting" in error.value.message  # the log's own words reach the user
 
 
-def test_a_real_slurm_conf_on_the_machine_is_never_overwritten(tmp_path, monkeypatch):
-    real = tmp_path / "etc-slurm" / "slurm.conf"
-    real.parent.mkdir()
-    real.write_text("ClusterName=production\n")
-    monkeypatch.setattr(twin_module, "SYSTEM_SLURM_CONF", real)
-    with pytest.raises(TwinError) as error:
-        Twin(home=tmp_path / "home")._claim_system_slurm_conf()
-    assert "real Slurm config" in error.value.message and "mv" in error.value.hint
-    assert real.read_text() == "ClusterName=production\n"
+def test_the_machines_own_slurm_config_is_never_touched(twin):
+    # The twin's hosts see its slurm.conf as /etc/slurm; the machine's /etc/slurm is not its.
+    machine_conf = Path("/etc/slurm/slurm.conf")
+    assert not (machine_conf.exists() and machine_conf.resolve() == twin.slurm_conf.resolve())
 
 
 def test_up_with_another_config_while_up_is_refused(twin, tmp_path):

@@ -11,17 +11,27 @@ from conftest import assert_golden
 from hpctool.cluster import ComputeResource, Queue, load_cluster
 from hpctool.errors import SetupError
 from hpctool.twin.conf import (
+    HeadNode,
     TwinPaths,
     power_timings,
     render_power_script,
     render_slurm_conf,
     render_slurmdbd_conf,
 )
+from hpctool.twin.hosts import Network
 from hpctool.twin.layout import plan_layout
 from hpctool.twin.spot import SpotServices
 
 GOLDEN = Path(__file__).parent / "golden" / "twin"
 PATHS = TwinPaths(Path("/root/.local/share/hpctool"))
+NETWORK = Network(bridge="hpct-abcdef", subnet="10.210.7.0/24")
+HEAD = HeadNode(hostname="head", address=NETWORK.address(0),
+                plugin_dir="/var/lib/hpctool/image/root/usr/lib/x86_64-linux-gnu/slurm-wlm",
+                munge_socket="/run/hpctool/hpct-abcdef/munge/munge.socket.2")
+
+
+def addresses(layout):
+    return {n.name: NETWORK.address(n.index) for n in layout.nodes}
 
 
 def default_layout(**options):
@@ -32,17 +42,19 @@ def default_layout(**options):
 
 
 def test_slurm_conf_of_the_default_twin_matches_golden():
-    assert_golden(render_slurm_conf(default_layout(), PATHS, "twinhost", first_job_id=42),
+    layout = default_layout()
+    assert_golden(render_slurm_conf(layout, PATHS, HEAD, addresses(layout), first_job_id=42),
                   GOLDEN / "slurm.conf")
 
 
 def test_slurm_conf_of_the_test_twin_matches_golden():
     layout = default_layout(static_per_queue=2, max_dynamic=1, time_scale=0.02)
-    assert_golden(render_slurm_conf(layout, PATHS, "twinhost"), GOLDEN / "slurm-static.conf")
+    assert_golden(render_slurm_conf(layout, PATHS, HEAD, addresses(layout)), GOLDEN / "slurm-static.conf")
 
 
 def test_slurmdbd_conf_matches_golden():
-    assert_golden(render_slurmdbd_conf(default_layout(), PATHS, "not-a-real-password"), GOLDEN / "slurmdbd.conf")
+    assert_golden(render_slurmdbd_conf(default_layout(), PATHS, "not-a-real-password", HEAD),
+                  GOLDEN / "slurmdbd.conf")
 
 
 def test_power_scripts_open_stdio_before_python():
@@ -51,7 +63,9 @@ def test_power_scripts_open_stdio_before_python():
     assert lines[0] == "#!/bin/sh"
     # slurmctld closes fds 0-2: the stub must open them before anything else runs.
     assert lines[2].startswith("exec </dev/null >>") and lines[2].endswith("2>&1")
-    assert lines[3] == f'exec /venv/bin/python -m hpctool.twin.power --home {PATHS.home} resume "$@"'
+    # It runs on the head node and leaves it through the machine anchor's namespaces.
+    assert lines[3] == (f'exec nsenter -t "$(cat {PATHS.run}/machine.pid)" -m -n -u -r -w -- '
+                        f'/venv/bin/python -m hpctool.twin.power --home {PATHS.home} resume "$@"')
 
 
 def test_the_default_twin_mirrors_the_config_dynamic_nodes_included():
@@ -62,8 +76,9 @@ def test_the_default_twin_mirrors_the_config_dynamic_nodes_included():
                 for i in range(1, min(r.max_count - r.min_count, 2) + 1)]
     assert [(n.queue, n.compute_resource, int(n.name.rsplit("-", 1)[1])) for n in layout.nodes] == expected
     assert all(n.name == f"{n.queue}-dy-{n.compute_resource}-{n.name.rsplit('-', 1)[1]}" for n in layout.nodes)
-    assert len(set(layout.ports.values())) == len(layout.ports)  # no port twice
-    assert sum(1 for k in layout.ports if k.startswith("IMDS emulator")) == len(layout.spot_nodes())
+    # Every node a host of its own: an address each, Slurm's own port everywhere.
+    assert len({NETWORK.address(n.index) for n in layout.nodes} | {NETWORK.address(0)}) == len(layout.nodes) + 1
+    assert {n.port for n in layout.nodes} == {6818}
 
 
 def test_min_count_becomes_static_nodes_capped_for_one_machine():
