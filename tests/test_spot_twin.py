@@ -102,7 +102,9 @@ def test_a_notice_checkpoints_requeues_and_resumes_elsewhere_with_the_same_resul
     assert sorted(step for _, step in runs) == list(range(24))
     resumed_at = min(step for restart, step in runs if restart == 1)
     assert resumed_at >= 4
-    record = twin.slurm.sacct([computation.job_id])[0]
+    # submitit reads the result as soon as the job wrote it; Slurm records the end a moment later.
+    record = wait_for(lambda: next((r for r in twin.slurm.sacct([computation.job_id]) if r.state != "RUNNING"), None),
+                      what=f"job {computation.job_id} recorded as ended")
     assert record.restarts == 1 and record.node_list in others and record.state == "COMPLETED"
 
     # The trapping shell saved its counter and went on from it.

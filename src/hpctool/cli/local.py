@@ -65,6 +65,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cap.add_argument("--json", action="store_true", help="machine-readable output")
     cap.set_defaults(handler=cmd_capacity)
 
+    ssh = commands.add_parser("ssh", help="log in to the head node (ssh, with a key the twin made) or a node",
+                              description="A login shell, or COMMAND, on the twin's head node over ssh, or on "
+                              "NODE's host (as from the head node of a cluster).")
+    ssh.add_argument("--user", default=None, help="log in as this user (default: you)")
+    ssh.add_argument("words", nargs=argparse.REMAINDER, metavar="[NODE] [-- COMMAND]",
+                     help="a node of the twin (default: the head node); COMMAND runs instead of a shell")
+    ssh.set_defaults(handler=cmd_ssh)
+
     image = commands.add_parser("image", help="the node image every host of the twin runs (Debian 13, Slurm 24.11)",
                                 description="Show what the node image holds; `build` builds it when it is missing "
                                 "or outdated (`--force`: always).")
@@ -106,6 +114,16 @@ def cmd_up(args: argparse.Namespace) -> int:
                                         max_dynamic=args.max_dynamic, time_scale=args.time_scale)
     _print_status(status, args.json)
     return 0 if status["up"] else 1
+
+
+def cmd_ssh(args: argparse.Namespace) -> int:
+    import getpass
+
+    from hpctool.twin import access
+
+    node, command = access.split_login_words(args.words)
+    argv = access.login_argv(Twin(), node, args.user or getpass.getuser(), command)
+    return access.run_interactive(argv)
 
 
 def cmd_image(args: argparse.Namespace) -> int:

@@ -104,7 +104,8 @@ class HubSettings:
     poll_interval: int = 30
     startup_poll_interval: float = 2.0
     fatal_reason_grace: float = 60.0
-    job_node_address: str = ""       # "" = the job's node name; the twin's nodes are 127.0.0.1
+    job_node_address: str = ""       # "" = the job's node name (resolved as the hub's host does)
+    job_hosts_file: str = ""         # resolve the job's node name here (the twin's hosts file)
     job_bind_ip: str = "0.0.0.0"     # where JupyterLab listens on its node
     cull_timeout: int = 3600         # idle culler: seconds without activity
     cull_every: int = 300
@@ -133,6 +134,7 @@ def cluster_settings(**overrides) -> HubSettings:
 
 
 def twin_settings(repo: Path, hub_dir: Path, job_python: str, slurm_conf: str, port_base: int,
+                  slurm_bin: str = "/usr/bin", hub_ip: str = "127.0.0.1", hosts_file: str = "",
                   **overrides) -> HubSettings:
     """The local twin: the hub as root (PAM reads /etc/shadow), jobs as the user through runuser,
     JupyterLab from the project's venv, timeouts of nodes that start in seconds."""
@@ -140,7 +142,7 @@ def twin_settings(repo: Path, hub_dir: Path, job_python: str, slurm_conf: str, p
         target="twin",
         config_dir=str(hub_dir),
         state_dir=str(hub_dir),
-        slurm_bin="/usr/bin",
+        slurm_bin=slurm_bin,
         proxy_command=str(repo / ".npm" / "bin" / "configurable-http-proxy"),
         exec_prefix="/usr/sbin/runuser -u {username} --",
         singleuser_python=job_python,
@@ -149,7 +151,9 @@ def twin_settings(repo: Path, hub_dir: Path, job_python: str, slurm_conf: str, p
         port=port_base + 90, proxy_api_port=port_base + 91, hub_port=port_base + 92,
         service_user=TWIN_SERVICE_USER,
         start_timeout=120, http_timeout=60, poll_interval=2, startup_poll_interval=0.5,
-        fatal_reason_grace=0.0, job_node_address="127.0.0.1", job_bind_ip="127.0.0.1",
+        # The hub API on the twin's bridge, where the nodes' JupyterLab reaches it; the job's node
+        # name resolved through the twin's hosts file, as a cluster's DNS resolves it.
+        hub_bind_ip=hub_ip, fatal_reason_grace=0.0, job_hosts_file=hosts_file, job_bind_ip="0.0.0.0",
         environment=(("SLURM_CONF", slurm_conf),),
     )
     return replace(base, **overrides)

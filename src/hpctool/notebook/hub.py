@@ -60,7 +60,9 @@ class TwinHub:
 
     def settings(self, **overrides: Any) -> HubSettings:
         return twin_settings(self.repo, self.dir, job_python=str(self.repo / ".venv" / "bin" / "python"),
-                             slurm_conf=str(self.twin.slurm_conf), port_base=port_base(), **overrides)
+                             slurm_conf=str(self.twin.slurm_conf), port_base=port_base(),
+                             slurm_bin=str(self.twin.client_bin), hub_ip=self.twin.network.gateway,
+                             hosts_file=str(self.twin.etc / "hosts"), **overrides)
 
     @property
     def url(self) -> str:
@@ -164,6 +166,7 @@ def ensure_user(twin: Twin, name: str, password: str, groups: tuple[str, ...] = 
         daemons.run_quiet(["usermod", "--append", "--groups", ",".join(groups), name], timeout=30)
     # chpasswd reads NAME:PASSWORD on stdin: the password never appears in a process list.
     daemons.run_quiet(["chpasswd"], input_text=f"{name}:{password}\n", timeout=30)
+    twin.sync_users()  # the nodes know the new user (its uid, groups and home) at once
     from hpctool.twin.accounting import ACCOUNT
 
     listed = twin.slurm.run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={name}", "format=account"])

@@ -183,6 +183,20 @@ class SpawnFailed(web.HTTPError):
         return self.message
 
 
+def resolve_in_hosts_file(name: str, path: str) -> str:
+    """``name``'s address in a hosts-format file, or ``name`` itself when the file does not list it."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return name
+    for line in lines:
+        words = line.split("#", 1)[0].split()
+        if len(words) > 1 and name in words[1:]:
+            return words[0]
+    return name
+
+
 class HpctoolSlurmSpawner(SlurmSpawner):
     """SlurmSpawner with the queue form, fast failure detection and a remembered stop reason."""
 
@@ -199,6 +213,9 @@ class HpctoolSlurmSpawner(SlurmSpawner):
     exechost_address = Unicode(
         "", help="connect here instead of the job's node name (the twin's nodes all live on "
                  "127.0.0.1)").tag(config=True)
+    exechost_hosts_file = Unicode(
+        "", help="a hosts file that resolves the job's node name (the twin's hosts, which the machine's "
+                 "own resolver does not know)").tag(config=True)
     sinfo_cmd = Unicode("sinfo", help="absolute path of sinfo (the node's reason after a failure)").tag(
         config=True)
     batch_query_cmd = Unicode("squeue -h -j {job_id} --states=all -o '%T|%B|%r'").tag(config=True)
@@ -233,7 +250,10 @@ class HpctoolSlurmSpawner(SlurmSpawner):
         return state
 
     def state_gethost(self) -> str:
-        return self.exechost_address or super().state_gethost()
+        if self.exechost_address:
+            return self.exechost_address
+        node = super().state_gethost()
+        return resolve_in_hosts_file(node, self.exechost_hosts_file) if self.exechost_hosts_file else node
 
     # -- start, with failure detection -----------------------------------------------------------
     async def _node_reason(self, node: str) -> str:

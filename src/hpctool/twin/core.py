@@ -18,7 +18,6 @@ import contextlib
 import fcntl
 import os
 import shutil
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,16 +36,14 @@ from hpctool.slurm_parse import (
     node_powered_down,
     node_state_flags,
 )
-from hpctool.twin import daemons, machine
+from hpctool.twin import daemons, head, machine
 from hpctool.twin.accounting import Accounting
 from hpctool.twin.conf import (
     HeadNode,
     TwinPaths,
-    render_cgroup_conf,
     render_power_script,
-    render_slurm_conf,
-    render_slurmdbd_conf,
 )
+from hpctool.twin.head import HEAD
 from hpctool.twin.hosts import Hosts, HostSpec, plan_network
 from hpctool.twin.image import NodeImage, default_image
 from hpctool.twin.layout import (
@@ -62,7 +59,6 @@ DEFAULT_PORT_BASE = 16817  # the twin's services on the machine (the notebook hu
 # What the machine itself needs: the rest comes from the node image.
 REQUIRED_PROGRAMS = ["unshare", "nsenter", "chroot", "ip", "mount"]
 CORE_DAEMONS = ("mariadbd", "slurmdbd", "slurmctld")
-HEAD = "head"  # the head node's hostname
 
 Progress = Callable[[str], None]
 
@@ -234,13 +230,14 @@ class Twin:
         if machine.start_anchor(self.run_dir / "machine.pid", self.log_dir / "anchor.log"):
             started.append("anchor")
         self.shared_run.mkdir(parents=True, exist_ok=True)
-        self._write_name_service(layout)
+        head.write_name_service(self, layout)
+        self.sync_users()
         if not self.hosts.alive(HEAD):
             self.progress("booting the head node")
             self.hosts.boot(self._host_spec(HEAD, 0, layout))
             started.append("host head")
-        if not self._munge_works():
-            self._start_munge()
+        if not head.munge_works(self):
+            head.start_munge(self)
             started.append("munged")
         if not self._alive("mariadbd"):
             self.accounting.start_mariadb(layout, self.progress)
@@ -250,12 +247,15 @@ class Twin:
             # Before slurmdbd: sacctmgr finds slurmdbd through it. Job ids go on from accounting
             # (FirstJobId), so a controller whose state was lost never reuses one. Not rewritten
             # under running slurmd, which would then disagree with the controller's file.
-            self._write_slurm_conf(layout)
+            head.write_slurm_conf(self, layout)
         if not self._alive("slurmdbd"):
-            self._start_slurmdbd(layout)
+            head.start_slurmdbd(self, layout)
             started.append("slurmdbd")
+        if not head.sshd_alive(self):
+            head.start_sshd(self)
+            started.append("sshd")
         if not self._alive("slurmctld"):
-            self._start_slurmctld()
+            head.start_slurmctld(self)
             started.append("slurmctld")
         dead_nodes = [n for n in layout.static_nodes() if not self.slurmd_alive(n.name)]
         if dead_nodes:
@@ -391,7 +391,8 @@ class Twin:
 
     def _host_spec(self, name: str, index: int, layout: TwinLayout) -> HostSpec:
         binds = {"/tmp": self.paths.home / "hosts" / name / "tmp", "/etc/slurm": self.etc,
-                 "/etc/hosts": self.etc / "hosts", "/etc/resolv.conf": self.etc / "resolv.conf"}
+                 "/etc/hosts": self.etc / "hosts", "/etc/resolv.conf": self.etc / "resolv.conf",
+                 "/var/lib/extrausers": self.etc / "extrausers"}
         entry = layout.node(name)
         if entry is not None and entry.scratch:
             binds["/scratch"] = self.paths.home / "hosts" / name / "scratch"
@@ -436,7 +437,8 @@ class Twin:
 
     def _pid_files(self, layout: TwinLayout) -> dict[str, Path]:
         """The daemons that must run for the twin to be up (dynamic nodes' slurmd come and go)."""
-        files = {"host head": self.hosts.keeper_pid_file(HEAD), **self._core_pid_files()}
+        files = {"host head": self.hosts.keeper_pid_file(HEAD), **self._core_pid_files(),
+                 "sshd": self.run_dir / "sshd.pid"}
         if (self.run_dir / "munged.pid").exists():
             files["munged"] = self.run_dir / "munged.pid"
         for node in layout.static_nodes():
@@ -449,7 +451,7 @@ class Twin:
         order: list[tuple[str, Path]] = []
         for pid_file in sorted(self.run_dir.glob("slurmd-*.pid")):
             order.append((f"slurmd {pid_file.name[len('slurmd-'):-len('.pid')]}", pid_file))
-        for name in ("slurmctld", "slurmdbd", "mariadbd", "munged"):
+        for name in ("slurmctld", "sshd", "slurmdbd", "mariadbd", "munged"):
             order.append((name, self.run_dir / f"{name}.pid"))
         return order
 
@@ -469,70 +471,9 @@ class Twin:
                 # Replaced atomically: slurmctld may be running the old one (an in-place edit fails).
                 write_atomic(script, text, mode=0o755)
 
-    def _write_name_service(self, layout: TwinLayout) -> None:
-        """Every host knows every other by name, as a cluster's DNS answers (and nothing else:
-        no name server, so a lookup of any other name fails at once)."""
-        rows = ["127.0.0.1 localhost", f"{self.network.address(0)} {HEAD}"]
-        rows += [f"{address} {name}" for name, address in self.addresses(layout).items()]
-        for name, text in (("hosts", "\n".join(rows) + "\n"), ("resolv.conf", "# the twin: no name server\n")):
-            path = self.etc / name
-            if not path.exists() or path.read_text() != text:
-                write_atomic(path, text)
-
-    def _write_slurm_conf(self, layout: TwinLayout) -> None:
-        text = render_slurm_conf(layout, self.paths, self.head, self.addresses(layout),
-                                 first_job_id=self.accounting.last_job_id() + 1)
-        write_atomic(self.slurm_conf, text)
-        write_atomic(self.etc / "cgroup.conf", render_cgroup_conf())
-
-    def _start_munge(self) -> None:
-        self.progress("starting munged")
-        folder = self.shared_run / "munge"
-        folder.mkdir(parents=True, exist_ok=True)
-        uid, gid = _image_user(self.image.root, "munge")
-        os.chown(folder, uid, gid)
-        os.chmod(folder, 0o755)
-        socket_path = folder / "munge.socket.2"
-        # The image's daemon as its munge user, with the image's key; every host reaches its socket.
-        argv = self.hosts.exec_argv(HEAD, ["runuser", "-u", "munge", "--", "munged", "-F", f"--socket={socket_path}",
-                                           f"--pid-file={folder / 'munged.pid'}", f"--log-file={folder / 'munged.log'}",
-                                           f"--seed-file={folder / 'munged.seed'}"])
-        daemons.spawn(argv, self.log_dir / "munged.log")
-        daemons.wait_until(self._munge_works, name="munged", log_file=folder / "munged.log", timeout=10)
-        pid = daemons.read_pid(folder / "munged.pid")
-        if pid:
-            write_atomic(self.run_dir / "munged.pid", f"{pid}\n")
-
-    def _munge_works(self) -> bool:
-        socket_path = self.shared_run / "munge" / "munge.socket.2"
-        if not self.hosts.alive(HEAD) or not socket_path.exists():
-            return False
-        try:
-            check = f"munge -n -S {socket_path} | unmunge -S {socket_path}"
-            result = subprocess.run(self.hosts.exec_argv(HEAD, ["sh", "-c", check]),
-                                    capture_output=True, text=True, timeout=5, check=False)
-        except (OSError, subprocess.TimeoutExpired, TwinError):
-            return False
-        return result.returncode == 0
-
-    def _start_slurmdbd(self, layout: TwinLayout) -> None:
-        password = self.accounting.grant_slurmdbd()
-        # Holds the database password: readable by root only.
-        write_atomic(self.paths.dbd_conf, render_slurmdbd_conf(layout, self.paths, password, self.head), mode=0o600)
-        self.progress("starting slurmdbd")
-        log = self.log_dir / "slurmdbd.log"
-        process = daemons.spawn(self.hosts.exec_argv(HEAD, ["slurmdbd", "-D"]), log, env=self.env())
-        daemons.wait_until(self.accounting.slurmdbd_ready, name="slurmdbd", log_file=log, timeout=30,
-                           alive=lambda: process.poll() is None)
-        self.accounting.ensure_associations()
-
-    def _start_slurmctld(self) -> None:
-        log = self.log_dir / "slurmctld.log"
-        self.progress("starting slurmctld")
-        # Warm start: job ids and jobs go on from the saved state (a healed controller keeps them).
-        process = daemons.spawn(self.hosts.exec_argv(HEAD, ["slurmctld", "-D", "-i"]), log, env=self.env())
-        daemons.wait_until(self.slurm.ping, name="slurmctld", log_file=log, timeout=30,
-                           alive=lambda: process.poll() is None)
+    def sync_users(self) -> None:
+        """Give every host the machine's people (call after adding one)."""
+        machine.write_people(self.etc / "extrausers")
 
     def _wait_static_in_service(self, layout: TwinLayout, timeout: float = 60) -> None:
         """A fresh start: every static node takes jobs (ones a previous twin left drained or down
@@ -609,15 +550,6 @@ def check_prerequisites(euid: int | None = None, path: str | None = None) -> Non
             f"programs the twin needs are not installed: {', '.join(missing)}",
             "run `make setup` (installs iproute2, util-linux, debootstrap, the node image and the venv)",
         )
-
-
-def _image_user(root: Path, name: str) -> tuple[int, int]:
-    """A system user's uid and gid in the node image (the machine may have no such user)."""
-    for line in (root / "etc/passwd").read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == name and len(fields) > 3:
-            return int(fields[2]), int(fields[3])
-    raise SetupError(f"the node image has no {name} user", "rebuild it: `hpctool local image build`")
 
 
 def _has_instance_store(instance_type: str) -> bool:

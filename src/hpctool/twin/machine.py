@@ -105,3 +105,33 @@ def stop_anchor(pid_file: Path) -> bool:
     stopped = daemons.stop_pid(daemons.read_pid(pid_file), name="sleep anchor", timeout=2)
     pid_file.unlink(missing_ok=True)
     return stopped
+
+
+def people(passwd: str, group: str) -> tuple[str, str]:
+    """The machine's people (uid 1000 and up, not ``nobody``) and their groups, in
+    passwd/group format for the hosts' ``libnss-extrausers``: one user, one uid, one home on every
+    host, as a cluster's directory gives. Pure."""
+    users = []
+    uids = set()
+    for line in passwd.splitlines():
+        fields = line.split(":")
+        if len(fields) == 7 and fields[2].isdigit() and 1000 <= int(fields[2]) < 65534:
+            users.append(":".join(fields[:1] + ["x"] + fields[2:]))
+            uids.add(fields[0])
+    groups = []
+    for line in group.splitlines():
+        fields = line.split(":")
+        if len(fields) != 4 or not fields[2].isdigit():
+            continue
+        if 1000 <= int(fields[2]) < 65534:  # the image has its own system groups
+            members = [m for m in fields[3].split(",") if m in uids]
+            groups.append(":".join([fields[0], "x", fields[2], ",".join(members)]))
+    return "\n".join(users) + ("\n" if users else ""), "\n".join(groups) + ("\n" if groups else "")
+
+
+def write_people(folder: Path, passwd: Path = Path("/etc/passwd"), group: Path = Path("/etc/group")) -> None:
+    users, groups = people(passwd.read_text(), group.read_text())
+    for name, text in (("passwd", users), ("group", groups)):
+        target = folder / name
+        if not target.exists() or target.read_text() != text:
+            write_atomic(target, text)
