@@ -33,7 +33,9 @@ REMOTE_HPCTOOL = str(REPO / ".venv" / "bin" / "hpctool")
 @pytest.fixture(scope="module")
 def lab(twin, tmp_path_factory):
     lab = SshLab(tmp_path_factory.mktemp("sshlab"))
-    head_env = {"SLURM_CONF": str(twin.slurm_conf)}
+    # The twin's Slurm clients (the node image's 24.11) on the lab head's PATH, as /opt/slurm/bin is
+    # on a ParallelCluster head node.
+    head_env = {"SLURM_CONF": str(twin.slurm_conf), "PATH": f"{twin.client_bin}:/usr/local/bin:/usr/bin:/bin"}
     for name in ("HPCTOOL_HOME", "HPCTOOL_TWIN_PORT_BASE"):
         if os.environ.get(name):
             head_env[name] = os.environ[name]

@@ -195,4 +195,5 @@ def test_status_shows_the_emulators_and_handlers(twin, spot_nodes):
         assert daemons_status[f"imds {node}"]["running"]
         assert daemons_status[f"spot-handler {node}"]["running"]
     started = [e for e in spot.handler_events(twin, spot_nodes[0]) if e["event"] == "started"]
-    assert started[-1]["endpoint"] == spot.imds_endpoint(twin.layout(), spot_nodes[0])
+    # The handler runs with its EC2 defaults: no endpoint override, IMDS at its EC2 address.
+    assert started[-1]["endpoint"] == "http://169.254.169.254"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from hpctool.twin import core
 from hpctool.twin.core import check_prerequisites, default_home
+from hpctool.twin.image import NodeImage
 from hpctool.twin.layout import TwinLayout, TwinNode
 
 __all__ = ["Twin", "TwinLayout", "TwinNode", "check_prerequisites", "default_home"]
@@ -30,10 +31,11 @@ __all__ = ["Twin", "TwinLayout", "TwinNode", "check_prerequisites", "default_hom
 class Twin(core.Twin):
     """The twin with its services: spot nodes' IMDS emulators and handlers, the cluster manager."""
 
-    def __init__(self, home: Path | str | None = None, progress: core.Progress = core._quiet) -> None:
+    def __init__(self, home: Path | str | None = None, progress: core.Progress = core._quiet,
+                 image: NodeImage | None = None) -> None:
         # Imported here, not at the top: `python -m hpctool.twin.spot` / `.manager` import this
         # package first, and must not find themselves imported already.
         from hpctool.twin.manager import ManagerService
         from hpctool.twin.spot import SpotServices
 
-        super().__init__(home, progress, services=[SpotServices(), ManagerService()])
+        super().__init__(home, progress, services=[SpotServices(), ManagerService()], image=image)

@@ -107,7 +107,7 @@ class Twin:
         self.layout_file = self.home / "twin.json"
         self.image = image or default_image()
         self.network = plan_network(self.home)
-        self.hosts = Hosts(self.image.root, self.run_dir, self.network)
+        self.hosts = Hosts(self.image.root, self.run_dir, self.network, self.home / "hosts")
         self.shared_run = Path("/run/hpctool") / self.network.bridge  # sockets every host reaches
         self.client_bin = self.paths.bin / "slurm"
         self.accounting = Accounting(self.paths, self.slurm, on_head=lambda argv: self.hosts.exec_argv(HEAD, argv))
@@ -390,12 +390,12 @@ class Twin:
         return self.hosts.end(node, discard=self._node_local(node)) or slurmd
 
     def _host_spec(self, name: str, index: int, layout: TwinLayout) -> HostSpec:
-        binds = {"/tmp": self.paths.home / "hosts" / name / "tmp", "/etc/slurm": self.etc,
+        binds = {"/etc/slurm": self.etc,
                  "/etc/hosts": self.etc / "hosts", "/etc/resolv.conf": self.etc / "resolv.conf",
                  "/var/lib/extrausers": self.etc / "extrausers"}
         entry = layout.node(name)
         if entry is not None and entry.scratch:
-            binds["/scratch"] = self.paths.home / "hosts" / name / "scratch"
+            binds["/scratch"] = self.hosts.folder(name) / "scratch"
         for storage_name, mount_dir, _ in layout.shared_storage:
             binds[mount_dir] = self.paths.home / "storage" / storage_name
         return HostSpec(name=name, address=self.network.address(index), index=index, private=binds,
@@ -404,7 +404,7 @@ class Twin:
 
     def _node_local(self, name: str) -> list[Path]:
         """A host's instance storage: gone with the instance."""
-        return [self.paths.home / "hosts" / name]
+        return [self.hosts.folder(name)]
 
     def node_state(self, node: str) -> str:
         return self.slurm.node_states().get(node, "unknown")

@@ -143,7 +143,8 @@ def runs_program(pid: int, program: str) -> bool:
     except OSError:
         return False
     # `slurmd ...`, `python3 -I -S /path/script ...` and `python3 -m package.module ...`.
-    return any(Path(word).name == program for word in argv if word and not word.startswith("-"))
+    # A daemon that renames itself ("sshd: /usr/sbin/sshd ... [listener]") keeps its name first.
+    return any(Path(word).name.rstrip(":") == program for word in argv if word and not word.startswith("-"))
 
 
 def stop_pid(pid: int | None, *, name: str, program: str | None = None, timeout: float = 15.0) -> bool:

@@ -93,8 +93,9 @@ def start_slurmctld(twin: Twin) -> None:
 
 
 def sshd_alive(twin: Twin) -> bool:
+    # OpenSSH 10's listener renames itself ("sshd: /usr/sbin/sshd ... [listener]"): ask it instead.
     pid = daemons.read_pid(twin.run_dir / "sshd.pid")
-    return daemons.pid_alive(pid) and daemons.runs_program(pid, "sshd")
+    return daemons.pid_alive(pid) and access.sshd_answers(twin.network.address(0))
 
 
 def start_sshd(twin: Twin) -> None:

@@ -2,9 +2,11 @@
 machine, as instances are on EC2.
 
 A host is a set of Linux namespaces held open by a *keeper* process (``sleep infinity``): its own
-network (an address on the twin's bridge, its own loopback), mount table (the node image as root,
-a private ``/tmp`` and, on instance types with instance store, ``/scratch``, the shared folders)
-and hostname. Everything that runs on the host (slurmd, the jobs under it, the IMDS emulator of a
+network (an address on the twin's bridge, its own loopback), mount table and hostname. Its root is
+an overlay of the node image (read-only, shared by all hosts) and a layer of its own, as an
+instance has a root volume of its own made from the AMI: what a job writes to ``/tmp`` or anywhere
+outside the shared folders stays on that host. On instance types with instance store it has
+``/scratch``; the shared folders are bound in at their own paths. Everything that runs on the host (slurmd, the jobs under it, the IMDS emulator of a
 spot node) is started inside those namespaces with ``nsenter`` and ``chroot`` into the image.
 Ending a host kills every process in its network namespace and discards its node-local storage,
 as a terminated instance loses its disks.
@@ -96,10 +98,18 @@ def _run(argv: Sequence[str], what: str, timeout: float = 20) -> subprocess.Comp
 class Hosts:
     """The hosts of one twin: keepers' PID files under ``run_dir``, the image at ``root``."""
 
-    def __init__(self, root: Path, run_dir: Path, network: Network) -> None:
-        self.root = root
+    def __init__(self, root: Path, run_dir: Path, network: Network, hosts_dir: Path | None = None) -> None:
+        self.root = root  # the node image
         self.run_dir = run_dir
         self.network = network
+        self.hosts_dir = hosts_dir if hosts_dir is not None else run_dir.parent / "hosts"
+
+    def folder(self, name: str) -> Path:
+        """The host's own disk: its root layer and node-local storage (deleted when it ends)."""
+        return self.hosts_dir / name
+
+    def host_root(self, name: str) -> Path:
+        return self.folder(name) / "root"
 
     # -- the bridge --------------------------------------------------------------------------
     def ensure_bridge(self) -> None:
@@ -151,6 +161,8 @@ class Hosts:
         if pid is not None:
             return pid
         self.ensure_bridge()
+        for layer in ("upper", "work", "root"):
+            (self.folder(spec.name) / layer).mkdir(parents=True, exist_ok=True)
         process = subprocess.Popen(["unshare", "--net", "--mount", "--uts", "--propagation", "private", "--",
                                     *KEEPER], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                    stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
@@ -173,12 +185,16 @@ class Hosts:
         veth = f"{self.network.bridge[:10]}-{spec.index}"
         if Path(f"/sys/class/net/{veth}").exists():  # left by a host that died uncleanly
             _run(["ip", "link", "del", veth], f"removing the old link of host {spec.name}")
-        _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", str(pid)],
+        # The same MAC for the same address: a host that ends and boots again (a replaced
+        # instance) is reachable at once, with no stale neighbour entry on the bridge or the hosts.
+        mac = "02:00:" + ":".join(f"{int(octet):02x}" for octet in spec.address.split("."))
+        _run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "address", mac, "netns", str(pid)],
              f"connecting host {spec.name} to the bridge")
         _run(["ip", "link", "set", veth, "master", self.network.bridge, "up"], f"connecting host {spec.name}")
 
     def _setup_script(self, spec: HostSpec) -> str:
-        root = str(self.root)
+        root = str(self.host_root(spec.name))
+        own = self.folder(spec.name)
         q = shlex.quote
         lines = [
             "ip link set lo up",
@@ -189,9 +205,11 @@ class Hosts:
         ]
         if spec.imds:
             lines.append(f"ip addr add {IMDS_ADDRESS}/32 dev lo")
+        lines.append(f"mount -t overlay overlay -o lowerdir={q(str(self.root))},upperdir={q(str(own / 'upper'))},"
+                     f"workdir={q(str(own / 'work'))} {q(root)}")
         for folder in ("proc", "sys", "dev"):
             lines.append(f"mount --rbind /{folder} {q(root + '/' + folder)}")
-        # Node-local storage first, so a shared folder below /tmp (a checkout there) shows through.
+        # Node-local storage first, so a shared folder below it shows through.
         for mount_point, source in sorted(spec.private.items()):
             target = q(root + mount_point)
             if source.is_file():
@@ -209,7 +227,7 @@ class Hosts:
         pid = self.keeper(name)
         if pid is None:
             raise TwinError(f"host {name} is not running", "`hpctool local up` starts the twin's hosts")
-        return ["nsenter", "-t", str(pid), "-m", "-u", "-n", "--", "chroot", str(self.root),
+        return ["nsenter", "-t", str(pid), "-m", "-u", "-n", "--", "chroot", str(self.host_root(name)),
                 "sh", "-c", f'cd {shlex.quote(cwd)} 2>/dev/null || cd /; exec "$@"', "host-exec", *argv]
 
     def run(self, name: str, argv: Sequence[str], *, timeout: float = 30,

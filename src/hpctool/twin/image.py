@@ -38,7 +38,7 @@ PACKAGES = (
     "bwa", "samtools", "bcftools", "tabix",
     "python3", "procps", "iproute2", "libnss-extrausers", "sudo",
 )
-IMAGE_FORMAT = 1  # bump when the post-build steps change
+IMAGE_FORMAT = 2  # bump when the post-build steps change
 DEFAULT_IMAGE_DIR = Path("/var/lib/hpctool/image")
 DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 
@@ -193,8 +193,7 @@ def _finish(staging: Path, final_root: Path) -> str:
                   flags=re.MULTILINE)
     nsswitch.write_text(text)
     (staging / "var/lib/extrausers").mkdir(parents=True, exist_ok=True)
-    for folder in ("scratch", "run/munge"):
-        (staging / folder).mkdir(parents=True, exist_ok=True)
+    (staging / "run/munge").mkdir(parents=True, exist_ok=True)
     # Nothing starts at install in a chroot; no daemon must start from the image on its own either.
     (staging / "usr/sbin/policy-rc.d").unlink(missing_ok=True)
     return slurm
