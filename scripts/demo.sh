@@ -7,6 +7,9 @@ export PATH="$PWD/.venv/bin:$PATH"
 echo "== starting the local Slurm twin (cluster-configs/default.yaml)"
 hpctool local up
 eval "$(hpctool local env)"
+# Work folders where every node sees them, as a cluster's /home: each node's /tmp is its own.
+export HPCTOOL_DEMO_DIR="${HPCTOOL_DEMO_DIR:-$HOME/hpctool-demo}"
+mkdir -p "$HPCTOOL_DEMO_DIR"
 
 for part in scripts/demo.d/*.sh; do
   echo

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo: one job in every queue, final states from accounting (sacct)
 set -euo pipefail
-work=$(mktemp -d /tmp/hpctool-demo-queues.XXXXXX)
+: "${HPCTOOL_DEMO_DIR:=$HOME/hpctool-demo}"; mkdir -p "$HPCTOOL_DEMO_DIR"
+work=$(mktemp -d "$HPCTOOL_DEMO_DIR"/queues.XXXXXX)
 ids=()
 for partition in $(sinfo -h -o %R | sort -u); do
   # shellcheck disable=SC2016  # expanded by the job, not here

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo: spot interruption: a checkpointed job gets the notice, is requeued, resumes elsewhere, same result
 set -euo pipefail
-work=$(mktemp -d /tmp/hpctool-demo-spot.XXXXXX)
+: "${HPCTOOL_DEMO_DIR:=$HOME/hpctool-demo}"; mkdir -p "$HPCTOOL_DEMO_DIR"
+work=$(mktemp -d "$HPCTOOL_DEMO_DIR"/spot.XXXXXX)
 queue=$(hpctool local status --json | python -c 'import json, sys
 print(next(q["name"] for q in json.load(sys.stdin)["queues"] if q["spot"]))')
 

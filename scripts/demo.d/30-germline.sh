@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo: Snakemake germline workflow on the twin: 4 samples, per-rule partitions (sacct), recall, concordance
 set -euo pipefail
-out=$(mktemp -d /tmp/hpctool-demo-germline.XXXXXX)
+: "${HPCTOOL_DEMO_DIR:=$HOME/hpctool-demo}"; mkdir -p "$HPCTOOL_DEMO_DIR"
+out=$(mktemp -d "$HPCTOOL_DEMO_DIR"/germline.XXXXXX)
 echo "-- hpctool run germline $out/twin --test   (seeded data; Snakemake's Slurm executor, profile twin)"
 start=$SECONDS
 hpctool run germline "$out/twin" --test --snakemake=--quiet=rules

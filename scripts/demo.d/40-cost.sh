@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # demo: cost: the cluster config per hour, the jobs above from accounting, a cohort plan, the report page
 set -euo pipefail
+: "${HPCTOOL_DEMO_DIR:=$HOME/hpctool-demo}"; mkdir -p "$HPCTOOL_DEMO_DIR"
 echo "-- hpctool cost estimate cluster-configs/default.yaml"
 hpctool cost estimate cluster-configs/default.yaml
 
@@ -13,7 +14,7 @@ echo "-- hpctool cost plan: 48 samples, align 2.5 h + call 1 h, 10 nodes, due in
 hpctool cost plan --samples 48 --step align=2.5 --step call=1 --deadline 24 --nodes 10 \
   --interruptions-per-hour 0.05
 
-run=$(find /tmp -maxdepth 2 -path '/tmp/hpctool-demo-germline.*/twin' -type d -printf '%T@ %p\n' 2>/dev/null \
+run=$(find "$HPCTOOL_DEMO_DIR" -maxdepth 2 -path "$HPCTOOL_DEMO_DIR/germline.*/twin" -type d -printf '%T@ %p\n' 2>/dev/null \
   | sort -rn | head -n 1 | cut -d' ' -f2-)
 echo
 if [[ -n $run ]]; then
@@ -22,6 +23,6 @@ if [[ -n $run ]]; then
   hpctool report "$run"
 else
   echo "-- hpctool report --since now-2hours (every job on the twin)"
-  out=$(mktemp -d /tmp/hpctool-demo-cost.XXXXXX)
+  out=$(mktemp -d "$HPCTOOL_DEMO_DIR"/cost.XXXXXX)
   hpctool report --since now-2hours -o "$out/report.html"
 fi

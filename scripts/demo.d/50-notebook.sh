@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # demo: notebooks: log in to JupyterHub on the twin, JupyterLab as a Slurm job on compute (headless Chromium)
 set -euo pipefail
-work=$(mktemp -d /tmp/hpctool-demo-notebook.XXXXXX)
+: "${HPCTOOL_DEMO_DIR:=$HOME/hpctool-demo}"; mkdir -p "$HPCTOOL_DEMO_DIR"
+work=$(mktemp -d "$HPCTOOL_DEMO_DIR"/notebook.XXXXXX)
 hpctool local hub up >/dev/null
 
 # A real Unix user in the allowed group, with a Slurm association; its password stays in a root-only file.
