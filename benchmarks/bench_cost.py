@@ -23,7 +23,7 @@ from datetime import UTC, datetime, timedelta
 from benchmarks import twin_up
 from hpctool.cluster import load_queues
 from hpctool.cost import accounting, prices
-from hpctool.slurm_parse import parse_delimited
+from hpctool.slurm.parse import parse_delimited
 from hpctool.twin import Twin
 
 RECORDS = 100_000

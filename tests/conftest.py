@@ -13,8 +13,8 @@ import pytest
 
 from hpctool.errors import TwinError
 from hpctool.polling import poll_until
-from hpctool.slurm import Slurm
-from hpctool.slurm_parse import job_active
+from hpctool.slurm.client import Slurm
+from hpctool.slurm.parse import job_active
 from hpctool.twin import Twin
 
 REPO = Path(__file__).resolve().parents[1]

@@ -39,19 +39,20 @@ def test_only_hpctool_aws_imports_boto3():
     assert _importers("boto3") | _importers("botocore") <= {"hpctool.aws"}
 
 
-def test_only_hpctool_remote_imports_fabric_and_paramiko():
-    assert _importers("fabric") == {"hpctool.remote"}
-    assert _importers("paramiko") <= {"hpctool.remote"}
+def test_only_hpctool_remote_connection_imports_fabric_and_paramiko():
+    assert _importers("fabric") == {"hpctool.remote.connection"}
+    assert _importers("paramiko") <= {"hpctool.remote.connection"}
 
 
 def test_errors_depend_on_nothing_of_ours():
     assert not {n for n in _imports(PACKAGE / "errors.py") if n.startswith("hpctool")}
 
 
-@pytest.mark.parametrize("low", ["errors", "slurm", "slurm_parse", "aws"])
+@pytest.mark.parametrize("low", ["errors", "slurm/parse", "slurm/runner", "slurm/client", "aws"])
 def test_low_layers_import_only_errors_and_parsers(low):
     ours = {n for n in _imports(PACKAGE / f"{low}.py") if n.startswith("hpctool.")}
-    assert all(n.startswith(("hpctool.errors", "hpctool.slurm_parse")) for n in ours), ours
+    allowed = ("hpctool.errors", "hpctool.slurm.parse", "hpctool.slurm.runner")
+    assert all(n.startswith(allowed) for n in ours), ours
 
 
 def test_nothing_outside_the_cli_imports_the_cli():
@@ -64,12 +65,30 @@ def test_the_cli_runs_no_processes_and_calls_no_aws():
         assert not (_imports(path) & {"subprocess", "boto3", "os.system"}), path.name
 
 
+def _slurm_argvs(path: Path) -> list[str]:
+    """List literals that start with a Slurm client command: command lines for Slurm."""
+    tree = ast.parse(path.read_text())
+    choices = {id(k.value) for k in ast.walk(tree) if isinstance(k, ast.keyword) and k.arg == "choices"}
+    return [f"{path.relative_to(PACKAGE)}:{node.lineno} {node.elts[0].value} ..."
+            for node in ast.walk(tree)
+            if isinstance(node, ast.List) and id(node) not in choices and node.elts
+            and isinstance(node.elts[0], ast.Constant) and node.elts[0].value in SLURM_CLIENTS]
+
+
+def test_slurm_command_lines_are_built_only_in_hpctool_slurm():
+    """Every Slurm command line hpctool builds is built by hpctool.slurm.client (the twin's own
+    administration aside, which hands its argv to Slurm.run); `hpctool remote` runs the same client
+    over SSH."""
+    offenders = [argv for path in MODULES if path.parent.name not in {"slurm", "twin"}
+                 for argv in _slurm_argvs(path)]
+    assert offenders == []
+
+
 def test_slurm_client_commands_are_run_only_through_hpctool_slurm():
-    """A list literal starting with a Slurm client command is an argv; outside hpctool.slurm it must
-    be handed to Slurm.run (which is hpctool.slurm's), never to subprocess directly."""
+    """Outside hpctool.slurm a Slurm argv is never handed to subprocess directly."""
     offenders = []
     for path in MODULES:
-        if path.name == "slurm.py":
+        if path.parent.name == "slurm":
             continue
         tree = ast.parse(path.read_text())
         for call in (n for n in ast.walk(tree) if isinstance(n, ast.Call)):
@@ -94,12 +113,12 @@ LAYERS = {
     "hpctool.twin.layout": {"hpctool.cluster", "hpctool.errors"},
     "hpctool.twin.conf": {"hpctool.twin.layout"},
     "hpctool.twin.daemons": {"hpctool.errors", "hpctool.polling"},
-    "hpctool.twin.accounting": {"hpctool.atomic", "hpctool.slurm", "hpctool.twin.daemons", "hpctool.twin.conf",
+    "hpctool.twin.accounting": {"hpctool.atomic", "hpctool.slurm.client", "hpctool.twin.daemons", "hpctool.twin.conf",
                                 "hpctool.twin.layout"},
-    "hpctool.twin.capacity": {"hpctool.atomic", "hpctool.errors", "hpctool.slurm_parse", "hpctool.twin.conf",
+    "hpctool.twin.capacity": {"hpctool.atomic", "hpctool.errors", "hpctool.slurm.parse", "hpctool.twin.conf",
                               "hpctool.twin.layout"},
-    "hpctool.twin.core": {"hpctool.atomic", "hpctool.cluster", "hpctool.errors", "hpctool.polling", "hpctool.slurm",
-                          "hpctool.slurm_parse", "hpctool.twin.daemons", "hpctool.twin.accounting",
+    "hpctool.twin.core": {"hpctool.atomic", "hpctool.cluster", "hpctool.errors", "hpctool.polling", "hpctool.slurm.client",
+                          "hpctool.slurm.parse", "hpctool.twin.daemons", "hpctool.twin.accounting",
                           "hpctool.twin.conf", "hpctool.twin.layout"},
     "hpctool.twin.imds": set(),
 }
@@ -129,6 +148,7 @@ def test_each_layer_imports_only_what_is_below_it(module):
 def test_the_twin_core_knows_no_service_and_features_know_no_twin():
     assert not _ours("hpctool.twin.core") & {"hpctool.twin.spot", "hpctool.twin.manager", "hpctool.twin.power",
                                              "hpctool.twin.imds", "hpctool.twin"}
-    for feature in ("jobs", "workflow", "concordance", "bootstrap_upload"):
-        twin_imports = {n for n in _imports(PACKAGE / f"{feature}.py") if n.startswith("hpctool.twin")}
+    for feature in ("jobs", "workflow", "vcf", "remote", "bootstrap_upload"):
+        paths = [PACKAGE / f"{feature}.py"] if (PACKAGE / f"{feature}.py").exists() else (PACKAGE / feature).rglob("*.py")
+        twin_imports = {n for p in paths for n in _imports(p) if n.startswith("hpctool.twin")}
         assert not twin_imports, f"{feature} imports the twin: {twin_imports}"

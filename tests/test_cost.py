@@ -282,7 +282,7 @@ def test_tres_memory_units():
 def test_real_twin_accounting_with_a_requeued_job(book, repo):
     """sacct and scontrol output pasted from the twin: job 1 (spot, 2 of 4 CPUs) was requeued after
     3 s and then ran 8 s; job 2 was --exclusive (all 4 CPUs); job 3 ran on two nodes."""
-    from hpctool.slurm_parse import parse_scontrol_records
+    from hpctool.slurm.parse import parse_scontrol_records
 
     nodes = parse_scontrol_records((DATA / "cost" / "scontrol-nodes-twin.txt").read_text())
     runs = accounting.parse_cost_records((DATA / "cost" / "sacct-cost-twin.txt").read_text())

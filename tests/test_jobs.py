@@ -12,8 +12,8 @@ from hpctool import jobs
 from hpctool.cli import main as cli
 from hpctool.errors import SlurmError, UsageError
 from hpctool.job_runner import is_timeout
-from hpctool.slurm import Slurm
-from hpctool.slurm_parse import parse_sinfo_nodes
+from hpctool.slurm.client import Slurm
+from hpctool.slurm.parse import parse_sinfo_nodes
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "slurm"
@@ -264,7 +264,7 @@ def test_sbatch_output_without_a_job_id_is_a_slurm_error_too(tmp_path) -> None:
     ],
 )
 def test_a_failed_slurm_command_names_the_daemon_it_could_not_reach(program, detail, names):
-    from hpctool.slurm import failure_hint
+    from hpctool.slurm.runner import failure_hint
 
     hint = failure_hint(program, detail)
     assert hint.startswith(f"{names} ") and "hpctool local up" in hint

@@ -21,9 +21,10 @@ import pytest
 
 from conftest import REPO, wait_for, wait_job
 from hpctool.errors import RemoteError
-from hpctool.remote import Remote, SshSettings
-from hpctool.remote_runs import Manifest, RemoteSession, Submission
-from hpctool.slurm_parse import node_powered_down
+from hpctool.remote.connection import Remote, SshSettings
+from hpctool.remote.manifest import Manifest, Submission
+from hpctool.remote.session import RemoteSession
+from hpctool.slurm.parse import node_powered_down
 from sshd_lab import SshLab
 
 pytestmark = pytest.mark.twin

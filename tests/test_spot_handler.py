@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hpctool import slurm_parse
+from hpctool.slurm import parse as slurm_parse
 from test_imds import load_handler
 
 handler = load_handler()
@@ -82,7 +82,7 @@ def test_what_happens_to_a_signalled_job_after_its_budget() -> None:
 
 def test_handler_parsers_agree_with_slurm_parse_on_pasted_output() -> None:
     """The handler keeps its own stdlib parsers (it runs without hpctool installed): on every
-    pasted Slurm output they must read what hpctool.slurm_parse reads."""
+    pasted Slurm output they must read what hpctool.slurm.parse reads."""
     for path in sorted(DATA.glob("scontrol-*.txt")):
         for line in path.read_text().splitlines():
             if line.strip():

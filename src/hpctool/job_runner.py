@@ -27,8 +27,8 @@ from submitit.core.job_environment import JobEnvironment, SignalHandler
 
 from hpctool.errors import HpctoolError
 from hpctool.jobs import SIGNAL_DELAY_S
-from hpctool.slurm import Slurm
-from hpctool.slurm_parse import node_under_spot_notice
+from hpctool.slurm.client import Slurm
+from hpctool.slurm.parse import node_under_spot_notice
 
 # Slurm sends --signal up to 60 s earlier than asked ("due to the resolution of event handling").
 SIGNAL_SLACK_S = 60

@@ -41,8 +41,8 @@ from submitit.core.utils import FailedJobError, FailedSubmissionError
 
 from hpctool.errors import ConfigError, SlurmError, UsageError
 from hpctool.job_table import JobRow, list_jobs  # noqa: F401 (hpctool.jobs' public API)
-from hpctool.slurm import Slurm
-from hpctool.slurm_parse import QueueNode
+from hpctool.slurm.client import Slurm
+from hpctool.slurm.parse import QueueNode
 
 SHELL_CHECKPOINT_WAIT_S = 50.0  # inside the handler's 60 s budget
 # Slurm signals USR2 this long before the time limit (`--signal=USR2@90`); hpctool.job_runner

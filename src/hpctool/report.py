@@ -21,7 +21,7 @@ from pathlib import Path
 from hpctool.cost import accounting, prices
 from hpctool.cost import jobs as cost_jobs
 from hpctool.errors import SetupError, UsageError
-from hpctool.slurm import Slurm
+from hpctool.slurm.client import Slurm
 
 # Colour-blind-safe palette (Okabe-Ito), one colour per queue in name order.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]

@@ -77,7 +77,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def cmd_jobs(args: argparse.Namespace) -> int:
     from hpctool.job_table import controller_warning, list_jobs
-    from hpctool.slurm import Slurm
+    from hpctool.slurm.client import Slurm
 
     slurm = Slurm()
     rows = list_jobs(slurm, job_ids=args.job_ids or None, since=args.since)

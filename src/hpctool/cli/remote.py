@@ -13,10 +13,10 @@ from hpctool.cli.output import print_json, print_table, progress
 from hpctool.errors import UsageError
 
 if TYPE_CHECKING:
-    from hpctool import remote_runs
+    from hpctool.remote.session import RemoteSession
 
 # fabric and paramiko load only when a `remote` command runs: every other command starts faster.
-DEFAULT_ROOT = "~/hpctool-runs"  # = hpctool.remote_runs.DEFAULT_ROOT
+DEFAULT_ROOT = "~/hpctool-runs"  # = hpctool.remote.transfer.DEFAULT_ROOT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -113,14 +113,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exec_.set_defaults(handler=cmd_nodes_exec)
 
 
-def _session(args: argparse.Namespace) -> remote_runs.RemoteSession:
-    from hpctool import remote_runs
-    from hpctool.remote import Remote, SshSettings
+def _session(args: argparse.Namespace) -> RemoteSession:
+    from hpctool.remote.connection import Remote, SshSettings
+    from hpctool.remote.session import RemoteSession
 
     settings = SshSettings.from_env(config=args.ssh_config, known_hosts=args.known_hosts, accept_new=args.accept_new)
     connection = Remote(args.host, settings)
-    return remote_runs.RemoteSession(connection, root=args.remote_root, hpctool=args.remote_hpctool,
-                                     progress=progress)
+    return RemoteSession(connection, root=args.remote_root, hpctool=args.remote_hpctool, progress=progress)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -140,7 +139,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from hpctool.remote_runs import Submission
+    from hpctool.remote.manifest import Submission
 
     job = Submission(args.script, tuple(args.inputs), args.queue, args.cpus, args.mem, args.time,
                                  args.array, args.name)
@@ -270,7 +269,7 @@ def cmd_notebook(args: argparse.Namespace) -> int:
                 _wait_forever()
         finally:
             if not args.keep:
-                session.slurm(["scancel", notebook.job_id], check=False)
+                session.slurm.cancel([notebook.job_id], check=False)
     return 0
 
 

@@ -1,6 +1,6 @@
 """`hpctool cost jobs`: what each user, account, queue, rule, sample or run cost, from accounting.
 
-Reads ``sacct`` (through :class:`hpctool.slurm.Slurm`) and the nodes Slurm knows, prices every
+Reads ``sacct`` (through :class:`hpctool.slurm.client.Slurm`) and the nodes Slurm knows, prices every
 run with :mod:`hpctool.cost.accounting`, and for Snakemake run folders maps jobs to rules and
 samples with :mod:`hpctool.workflow`.
 """
@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpctool import workflow
 from hpctool.cluster import DEFAULT_CLUSTER_CONFIG, load_yaml, slurm_queues
 from hpctool.cost import accounting, prices
 from hpctool.errors import UsageError
-from hpctool.slurm import Slurm
+from hpctool.slurm.client import Slurm
+from hpctool.workflow import rules
 
 BY_FIELD = {"user": "user", "account": "account", "queue": "queue"}
 BY_RUN = ("rule", "sample", "run")
@@ -51,7 +51,7 @@ def run_keys(run_dirs: Sequence[Path], by: str) -> dict[str, list[str]]:
         if not (Path(run_dir) / ".snakemake" / "log").is_dir():
             raise UsageError(f"{run_dir} is not a Snakemake run folder (no .snakemake/log in it)",
                              "give the folder a workflow ran in (its --directory)")
-        for job in workflow.submitted_jobs(Path(run_dir)):
+        for job in rules.submitted_jobs(Path(run_dir)):
             if by == "rule":
                 keys[job.slurm_job_id] = list(job.rules)
             elif by == "sample":

@@ -166,9 +166,8 @@ def ensure_user(twin: Twin, name: str, password: str, groups: tuple[str, ...] = 
     daemons.run_quiet(["chpasswd"], input_text=f"{name}:{password}\n", timeout=30)
     from hpctool.twin.accounting import ACCOUNT
 
-    listed = twin.slurm.run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={name}", "format=account"])
-    if ACCOUNT not in listed.stdout.split():
-        twin.slurm.run(["sacctmgr", "-i", "add", "user", name, f"account={ACCOUNT}"])
+    if ACCOUNT not in twin.slurm.user_accounts(name):
+        twin.slurm.add_user(name, ACCOUNT)
 
 
 def _getent(database: str, key: str) -> bool:

@@ -24,7 +24,7 @@ from hpctool import resources
 from hpctool.atomic import write_atomic
 from hpctool.errors import TwinError
 from hpctool.polling import poll_until
-from hpctool.slurm_parse import node_in_service, node_out_of_service
+from hpctool.slurm.parse import node_in_service, node_out_of_service
 from hpctool.twin import daemons
 from hpctool.twin.core import Twin
 from hpctool.twin.layout import TwinLayout, TwinNode
