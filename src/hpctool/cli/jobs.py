@@ -76,7 +76,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from hpctool.job_table import controller_warning, list_jobs
+    from hpctool.jobs.table import controller_warning, list_jobs
     from hpctool.slurm.client import Slurm
 
     slurm = Slurm()
