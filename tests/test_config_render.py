@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from hpctool.cli import main
-from hpctool.cluster import DEFAULT_CLUSTER_CONFIG, load_queues
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG, load_queues
 from hpctool.configs.render import (
     SPEC_FILE,
     VALUES_DIR,

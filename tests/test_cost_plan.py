@@ -8,7 +8,7 @@ import math
 import pytest
 
 from hpctool.cli import main as cli
-from hpctool.cluster import load_queues
+from hpctool.cluster.queues import load_queues
 from hpctool.cost import plan
 from hpctool.errors import UsageError
 

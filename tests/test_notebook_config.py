@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hpctool.cli import main
-from hpctool.cluster import load_queues, slurm_queues
+from hpctool.cluster.queues import load_queues, slurm_queues
 from hpctool.errors import ConfigError
 from hpctool.notebook import config
 from hpctool.notebook.spawner import (

@@ -17,8 +17,8 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from hpctool import report
-from hpctool.cluster import load_queues
-from hpctool.cost import accounting, prices
+from hpctool.cluster.queues import load_queues
+from hpctool.cost import jobcost, prices
 from test_cost import BOOK_DATA, SLURM_NODES
 
 DATA = Path(__file__).parent / "data"
@@ -76,14 +76,14 @@ def dominant_colour(png: bytes) -> str:
 def handmade_data(repo: Path) -> report.ReportData:
     """The hand-made accounting of test_cost (a requeued spot job among them) as a run of three rules."""
     book = prices.PriceBook(copy.deepcopy(BOOK_DATA), "test book")
-    catalog = accounting.NodeCatalog(load_queues(repo / "cluster-configs" / "default.yaml"), book, "us-east-1",
+    catalog = jobcost.NodeCatalog(load_queues(repo / "cluster-configs" / "default.yaml"), book, "us-east-1",
                                      SLURM_NODES)
-    runs = [r for r in accounting.parse_cost_records((DATA / "cost" / "sacct-cost-handmade.txt").read_text())
+    runs = [r for r in jobcost.parse_cost_records((DATA / "cost" / "sacct-cost-handmade.txt").read_text())
             if r.job_id in {"10", "11", "12", "13"}]
-    items = accounting.costs(runs, catalog)
+    items = jobcost.costs(runs, catalog)
     labels = {"10": ["align"], "11": ["index"], "12": ["call"], "13": ["sort"]}
-    by_queue = accounting.summarise(items, "queue")
-    by_rule = accounting.summarise(items, "rule", labels)
+    by_queue = jobcost.summarise(items, "queue")
+    by_rule = jobcost.summarise(items, "rule", labels)
     return report.ReportData(
         title="run demo", generated="2026-11-22 00:00 UTC", price_date="2026-11-01",
         bars=report.bars_from_costs(items, labels),

@@ -23,9 +23,9 @@ from typing import Any
 
 from hpctool.atomic import write_atomic
 from hpctool.aws import S3
-from hpctool.cluster import load_yaml
+from hpctool.cluster.queues import load_yaml
 from hpctool.errors import ConfigError, UsageError
-from hpctool.resources import data_root
+from hpctool.shipped import data_root
 
 BUNDLE_DIRS = ("bootstrap", "envs")
 ENTRY_SCRIPT = "bootstrap/on-node-configured.sh"

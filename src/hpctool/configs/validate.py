@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hpctool.config_file import LoadError, load_config
+from hpctool.cluster.config_file import LoadError, load_config
 from hpctool.configs.checks import CHECK_NAMES, hpctool_findings
 from hpctool.configs.findings import ERROR, INCOMPLETE, Finding, NotChecked, Report
 from hpctool.configs.legacy import legacy_findings, looks_like_pcluster2

@@ -59,7 +59,7 @@ def parse_mem_mb(text: str) -> int:
 
 def spot_queues(config: str | Path) -> set[str]:
     """Names of the queues a ParallelCluster config declares ``CapacityType: SPOT``."""
-    from hpctool.cluster import load_queues
+    from hpctool.cluster.queues import load_queues
 
     return {q.name for q in load_queues(Path(config)) if q.is_spot}
 

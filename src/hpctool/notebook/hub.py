@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from hpctool.atomic import write_atomic
-from hpctool.cluster import load_queues
+from hpctool.cluster.queues import load_queues
 from hpctool.errors import SetupError, TwinError
 from hpctool.notebook.config import HubSettings, render_config, spawner_source, twin_settings
-from hpctool.resources import data_root
+from hpctool.shipped import data_root
 from hpctool.twin import Twin, daemons
 from hpctool.twin.core import port_base
 

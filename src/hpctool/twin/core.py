@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hpctool.atomic import write_atomic
-from hpctool.cluster import DEFAULT_CLUSTER_CONFIG, load_cluster
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG, load_cluster
 from hpctool.errors import SetupError, TwinError
 from hpctool.polling import poll_until
 from hpctool.slurm.client import Slurm

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hpctool import resources
+from hpctool import shipped
 from hpctool.atomic import write_atomic
 from hpctool.errors import TwinError
 from hpctool.polling import poll_until
@@ -29,7 +29,7 @@ from hpctool.twin import daemons
 from hpctool.twin.core import Twin
 from hpctool.twin.layout import TwinLayout, TwinNode
 
-HANDLER_SCRIPT = resources.path("bootstrap") / "spot-interruption-handler"
+HANDLER_SCRIPT = shipped.path("bootstrap") / "spot-interruption-handler"
 IMDS_PORT_OFFSET = 60  # spot nodes' emulators listen on base+60, base+61, ... (nodes use base+10...)
 HANDLER_INTERVAL_S = 0.5  # the twin polls faster than the bootstrap's 2 s: a notice is handled within a second, same code
 

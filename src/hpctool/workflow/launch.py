@@ -20,7 +20,7 @@ import yaml
 
 from hpctool.atomic import write_atomic
 from hpctool.errors import ConfigError, SetupError, UsageError
-from hpctool.resources import path as shipped
+from hpctool.shipped import path as shipped
 from hpctool.workflow import snakemake_main
 
 SNAKEMAKE_DIR = shipped("snakemake")
