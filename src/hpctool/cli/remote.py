@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from hpctool.cli.output import print_json, print_table, progress
 from hpctool.errors import UsageError
+from hpctool.polling import poll_until
 
 if TYPE_CHECKING:
     from hpctool.remote.session import RemoteSession
@@ -234,11 +236,15 @@ def cmd_run_germline(args: argparse.Namespace) -> int:
         if not args.follow:
             print_json({"run": run.id, "folder": run.folder, "pid": run.pid}) if args.json else print(run.id)
             return 0
-        data = session.germline_progress(run)
-        while data["running"]:
-            progress(f"{data['steps_done']} of {data['steps_total']} steps, {len(data['rule_jobs'])} Slurm job(s)")
-            time.sleep(5)
+
+        def ended() -> dict | None:
             data = session.germline_progress(run)
+            if not data["running"]:
+                return data
+            progress(f"{data['steps_done']} of {data['steps_total']} steps, {len(data['rule_jobs'])} Slurm job(s)")
+            return None
+
+        data = poll_until(ended, timeout=math.inf, interval=5, on_timeout=RuntimeError)
     print_json(data) if args.json else _print_progress(data)
     return 0 if data["exit_code"] == 0 else 1
 

@@ -4,6 +4,7 @@ state on the notice) and :class:`CheckpointedSum` (the reference checkpointable 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import signal
 import subprocess
@@ -14,6 +15,7 @@ from typing import Any
 import submitit
 
 from hpctool.errors import UsageError
+from hpctool.polling import poll_until
 
 SHELL_CHECKPOINT_WAIT_S = 50.0  # inside the handler's 60 s budget
 
@@ -36,10 +38,10 @@ class ShellCommand(submitit.helpers.Checkpointable):
         command = command if command is not None else self.command
         if not command:
             raise UsageError("no command to run", "give a shell command")
-        self._process = subprocess.Popen(["bash", "-c", command])
+        process = self._process = subprocess.Popen(["bash", "-c", command])
         # poll() rather than wait(): wait() holds a lock the USR2 handler (checkpoint) would need.
-        while (code := self._process.poll()) is None:
-            time.sleep(0.1)
+        poll_until(lambda: process.poll() is not None, timeout=math.inf, interval=0.1, on_timeout=RuntimeError)
+        code = process.returncode
         self._process = None
         if code != 0:
             raise subprocess.CalledProcessError(code, command)
@@ -49,10 +51,10 @@ class ShellCommand(submitit.helpers.Checkpointable):
         process = self._process
         if process is not None:
             # Give the shell time to save its state; read /proc instead of Popen (see __call__).
-            end = time.monotonic() + SHELL_CHECKPOINT_WAIT_S
-            while not _ended(process.pid) and time.monotonic() < end:
-                time.sleep(0.1)
-            if not _ended(process.pid):
+            try:
+                poll_until(lambda: _ended(process.pid), timeout=SHELL_CHECKPOINT_WAIT_S, interval=0.1,
+                           on_timeout=TimeoutError)
+            except TimeoutError:
                 os.kill(process.pid, signal.SIGTERM)
         return super().checkpoint(*args, **kwargs)
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from hpctool.errors import RemoteError, SlurmCommandError, SlurmError
 from hpctool.polling import poll_until
+from hpctool.progress import Progress, quiet
 from hpctool.remote.connection import Remote
 from hpctool.remote.manifest import Manifest, Notebook, RemoteRun, new_run_id, now, redact
 from hpctool.remote.state import jobs_state
-from hpctool.remote.transfer import Progress, RunFolders
+from hpctool.remote.transfer import RunFolders
 from hpctool.slurm.client import Slurm
 
 _NOTEBOOK_NODE = re.compile(r"hpctool-notebook ip=(?P<ip>\S+) port=(?P<port>\d+)")
@@ -37,7 +38,7 @@ def job_script(python: str) -> str:
 
 def start(remote: Remote, slurm: Slurm, folders: RunFolders, manifest: Manifest, hpctool: str, *,
           queue: str | None = None, cpus: int = 1, mem: str | None = None, time_min: int = 240,
-          python: str | None = None, timeout: float = 120, progress: Progress | None = None) -> Notebook:
+          python: str | None = None, timeout: float = 120, progress: Progress = quiet) -> Notebook:
     """JupyterLab as a Slurm job: submitted on the head node, its address and token read from
     the job's output (made private with umask 077), never printed."""
     host = remote.host
@@ -59,8 +60,7 @@ def start(remote: Remote, slurm: Slurm, folders: RunFolders, manifest: Manifest,
                          "check --queue/--cpus/--mem") from None
     run = RemoteRun(run_id, host, folder, "notebook", [job_id], now(), script="notebook.sh", address=remote.address)
     manifest.add(run)
-    if progress is not None:
-        progress(f"notebook job {job_id} submitted; waiting for JupyterLab to start")
+    progress(f"notebook job {job_id} submitted; waiting for JupyterLab to start")
     log = f"{folder}/notebook-{job_id}.out"
 
     def started() -> Notebook | None:

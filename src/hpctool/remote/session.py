@@ -24,6 +24,7 @@ from typing import Any, Self
 
 from hpctool.errors import RemoteError, SlurmCommandError, SlurmError, UsageError
 from hpctool.polling import poll_until
+from hpctool.progress import Progress, quiet
 from hpctool.remote import germline, nodes, notebooks
 from hpctool.remote.connection import Remote
 from hpctool.remote.manifest import (
@@ -40,7 +41,7 @@ from hpctool.remote.manifest import (
 )
 from hpctool.remote.runner import SshRunner
 from hpctool.remote.state import job_table, jobs_state, of_jobs
-from hpctool.remote.transfer import DEFAULT_ROOT, Progress, RunFolders, fetch
+from hpctool.remote.transfer import DEFAULT_ROOT, RunFolders, fetch
 from hpctool.slurm.client import Slurm
 
 __all__ = ["DEFAULT_ROOT", "Manifest", "RemoteRun", "RemoteSession", "Submission"]
@@ -54,13 +55,13 @@ class RemoteSession:
     """The feature logic of `hpctool remote` over one :class:`~hpctool.remote.connection.Remote`."""
 
     def __init__(self, remote: Remote, manifest: Manifest | None = None, *, root: str = DEFAULT_ROOT,
-                 hpctool: str = "hpctool", progress: Progress | None = None) -> None:
+                 hpctool: str = "hpctool", progress: Progress = quiet) -> None:
         self.remote = remote
         self.host = remote.host
         self.manifest = manifest or Manifest()
         self.root = root
         self.hpctool = hpctool
-        self.progress: Progress = progress or (lambda _: None)
+        self.progress = progress
         self.slurm = Slurm(runner=SshRunner(remote))
         self.folders = RunFolders(remote, root, self.progress)
 

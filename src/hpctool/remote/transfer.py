@@ -10,26 +10,26 @@ from __future__ import annotations
 
 import shlex
 import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 from hpctool.errors import RemoteError, UsageError
+from hpctool.progress import Progress, quiet
 from hpctool.remote.connection import Remote, quote
 from hpctool.remote.manifest import FetchResult, RemoteRun, redact
 from hpctool.slurm.runner import not_installed
 
 DEFAULT_ROOT = "~/hpctool-runs"
 PARTIAL_DIR = ".rsync-partial"
-Progress = Callable[[str], None]
 
 
 class RunFolders:
     """The run folders under ``root`` on ``remote``'s host."""
 
-    def __init__(self, remote: Remote, root: str = DEFAULT_ROOT, progress: Progress | None = None) -> None:
+    def __init__(self, remote: Remote, root: str = DEFAULT_ROOT, progress: Progress = quiet) -> None:
         self.remote, self.root = remote, root
-        self.progress = progress or (lambda _: None)
+        self.progress = progress
 
     def prepare_root(self, need_slurm: bool = True) -> str:
         """The absolute run root (made if missing); stale partial uploads older than a day go."""
@@ -78,7 +78,7 @@ class RunFolders:
 
 def fetch(remote: Remote, run: RemoteRun, dest: Path | None = None, *, bwlimit_kbps: int | None = None,
           exclude: Sequence[str] = (".snakemake/",), timeout: float = 3600,
-          progress: Progress | None = None) -> FetchResult:
+          progress: Progress = quiet) -> FetchResult:
     """The run folder back with rsync over the same SSH settings: only changed files; partial
     files wait in ``DEST/.rsync-partial`` and every file is put in place only when whole
     (``--delay-updates``), so an interrupted fetch resumes and never leaves a half file."""
@@ -94,8 +94,7 @@ def fetch(remote: Remote, run: RemoteRun, dest: Path | None = None, *, bwlimit_k
     if bwlimit_kbps:
         argv.append(f"--bwlimit={bwlimit_kbps}")
     argv += [f"{host}:{run.folder}/", f"{dest}/"]
-    if progress is not None:
-        progress(f"fetching {host}:{run.folder} -> {dest}")
+    progress(f"fetching {host}:{run.folder} -> {dest}")
     try:
         result = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError as error:

@@ -13,13 +13,14 @@ import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
 from hpctool.atomic import write_atomic
 from hpctool.errors import ConfigError, SetupError, UsageError
+from hpctool.progress import Progress, quiet
 from hpctool.shipped import path as shipped
 from hpctool.workflow import snakemake_main
 
@@ -34,11 +35,6 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # would wait up to 180 s; hpctool.workflow.snakemake_main). One sacct per check: nothing for the twin.
 TWIN_STATUS_CHECK_CEILING_S = 1
 
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 def workflow_dir(name: str) -> Path:
@@ -104,7 +100,7 @@ def profile_for_run(profile: Path, out: Path, extra: Sequence[str] = ()) -> Path
     return derived
 
 
-def make_test_data(out: Path, seed: int = 7, progress: Progress = _quiet) -> Path:
+def make_test_data(out: Path, seed: int = 7, progress: Progress = quiet) -> Path:
     """The seeded test data under ``out/test-data`` (kept when it is already there)."""
     target = out / TEST_DATA_DIR
     if (target / "samples.tsv").is_file():
@@ -155,7 +151,7 @@ def unlock_command(argv: Sequence[str]) -> list[str]:
     return [*argv, "--unlock"]
 
 
-def prepare_run(argv: Sequence[str], out: Path, progress: Progress = _quiet) -> bool:
+def prepare_run(argv: Sequence[str], out: Path, progress: Progress = quiet) -> bool:
     """Refuse a second run of the same folder; remove the lock a run killed hard left behind.
 
     A lock with our PID file but no process is ours and stale: it goes. A lock without our PID
@@ -182,7 +178,7 @@ def prepare_run(argv: Sequence[str], out: Path, progress: Progress = _quiet) -> 
 
 def run(workflow: str, out: Path, *, profile: str | None = "twin", configfile: Path | None = None,
         test: bool = False, cores: int | None = None, extra: Sequence[str] = (),
-        env: dict[str, str] | None = None, progress: Progress = _quiet) -> int:
+        env: dict[str, str] | None = None, progress: Progress = quiet) -> int:
     """Run a workflow to the end; return Snakemake's exit code. Its output goes to our stderr/stdout.
 
     SIGINT, SIGTERM and SIGHUP are passed on to Snakemake (which cancels its Slurm jobs and
