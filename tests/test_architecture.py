@@ -5,6 +5,7 @@ commands, and the CLI holds no subprocess or AWS code of its own."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hpctool"
 MODULES = sorted(p for p in PACKAGE.rglob("*.py"))
 SLURM_CLIENTS = {"sbatch", "squeue", "sacct", "sinfo", "scontrol", "scancel", "sacctmgr", "srun", "salloc"}
+
+
+DOC = PACKAGE.parents[1] / "docs" / "architecture.md"
 
 
 def _module_name(path: Path) -> str:
@@ -42,6 +46,16 @@ def test_only_hpctool_aws_imports_boto3():
 def test_only_hpctool_remote_connection_imports_fabric_and_paramiko():
     assert _importers("fabric") == {"hpctool.remote.connection"}
     assert _importers("paramiko") <= {"hpctool.remote.connection"}
+
+
+def test_tests_import_no_test_module_nor_conftest():
+    """Shared test helpers live in tests/support/; a test module or conftest is never imported."""
+    root = PACKAGE.parents[1]
+    offenders = [f"{path.relative_to(root)}: {name}"
+                 for path in [*(root / "tests").rglob("*.py"), *(root / "benchmarks").glob("*.py")]
+                 for name in _imports(path)
+                 if name.split(".")[0] == "conftest" or name.split(".")[0].startswith("test_")]
+    assert offenders == []
 
 
 def test_errors_depend_on_nothing_of_ours():
@@ -107,6 +121,12 @@ def test_slurm_client_commands_are_run_only_through_hpctool_slurm():
 LAYERS = {
     "hpctool.atomic": set(),
     "hpctool.polling": set(),
+    "hpctool.progress": set(),
+    "hpctool.home": set(),
+    "hpctool.remote.connection": {"hpctool.errors"},
+    "hpctool.remote.runner": {"hpctool.remote.connection", "hpctool.slurm.runner"},
+    "hpctool.jobs.table": {"hpctool.errors", "hpctool.slurm.client", "hpctool.slurm.parse"},
+    "hpctool.configs.checks.registry": {"hpctool.configs.findings", "hpctool.configs.instances"},
     "hpctool.shipped": {"hpctool.errors"},
     "hpctool.cluster.config_file": {"hpctool.errors"},
     "hpctool.cluster.queues": {"hpctool.errors", "hpctool.shipped", "hpctool.cluster.config_file"},
@@ -152,3 +172,24 @@ def test_the_twin_core_knows_no_service_and_features_know_no_twin():
         paths = [PACKAGE / f"{feature}.py"] if (PACKAGE / f"{feature}.py").exists() else (PACKAGE / feature).rglob("*.py")
         twin_imports = {n for p in paths for n in _imports(p) if n.startswith("hpctool.twin")}
         assert not twin_imports, f"{feature} imports the twin: {twin_imports}"
+
+
+def _short(module: str) -> str:
+    return module.removeprefix("hpctool.")
+
+
+def _has_code(path: Path) -> bool:
+    """A module, or a package whose __init__ holds more than its docstring."""
+    body = ast.parse(path.read_text()).body
+    docstring_only = len(body) == 1 and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+    return path.name != "__init__.py" or not docstring_only
+
+
+def test_every_module_has_a_row_in_docs_architecture():
+    """docs/architecture.md describes the code as it is: a row per module, none for a module gone."""
+    rows = re.findall(r"^\| `([\w.]+)` \|", DOC.read_text(), re.MULTILINE)
+    assert len(rows) == len(set(rows)), "a module has two rows"
+    needed = {_short(_module_name(p)) for p in MODULES if _has_code(p)}
+    existing = {_short(_module_name(p)) for p in MODULES}
+    assert sorted(needed - set(rows)) == [], "modules without a row in docs/architecture.md"
+    assert sorted(set(rows) - existing) == [], "rows in docs/architecture.md for modules that do not exist"

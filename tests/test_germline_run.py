@@ -15,18 +15,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import wait_for
 from hpctool.errors import UsageError
 from hpctool.workflow import launch
+from support.twin import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("germline-run") / "test-data"
-    subprocess.run([sys.executable, str(launch.TEST_DATA_SCRIPT), str(folder), "--seed", "7"], check=True)
-    return folder
+def data(germline_data: Path) -> Path:
+    return germline_data  # the session's seeded test data (conftest)
 
 
 def _folder(tmp_path: Path, data: Path, name: str) -> Path:

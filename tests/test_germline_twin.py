@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import reset_twin, wait_for
 from hpctool.slurm.client import Slurm
 from hpctool.twin import Twin, spot
 from hpctool.vcf import concordance, reading, recall
 from hpctool.workflow import launch, rules
+from support.twin import reset_twin, wait_for
 
 # Snakemake's line for a job it saw finish (and recorded as done).
 _FINISHED = re.compile(r"^Finished jobid: (?P<job>\S+) \(Rule: (?P<rule>\w+)\)", re.MULTILINE)

@@ -34,10 +34,8 @@ test_data_module = _load("make_test_data", MAKE_TEST_DATA)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("germline-local") / "test-data"
-    subprocess.run([sys.executable, str(MAKE_TEST_DATA), str(folder), "--seed", "7"], check=True)
-    return folder
+def data(germline_data: Path) -> Path:
+    return germline_data  # the session's seeded test data (conftest)
 
 
 def dry_run(run_dir: Path, data: Path, *config: str) -> subprocess.CompletedProcess[str]:

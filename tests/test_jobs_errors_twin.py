@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_all_idle, wait_for
 from hpctool import jobs
 from hpctool.cli import main as cli
 from hpctool.twin import daemons
+from support.twin import wait_all_idle, wait_for
 
 pytestmark = pytest.mark.twin
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from submitit.core.utils import DelayedSubmission
 
-from conftest import wait_all_idle, wait_for, wait_job
 from hpctool import jobs
 from hpctool.twin import spot
+from support.twin import wait_all_idle, wait_for, wait_job
 
 pytestmark = pytest.mark.twin
 

@@ -19,7 +19,7 @@ from hpctool.errors import RemoteError, SlurmError, UsageError
 from hpctool.remote.connection import Remote, SshSettings
 from hpctool.remote.manifest import Manifest, RemoteRun, Submission
 from hpctool.remote.session import RemoteSession
-from sshd_lab import SshLab, free_port, keygen
+from support.sshd_lab import SshLab, free_port, keygen
 
 PASSPHRASE = "correct-horse-battery-staple-42"
 

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_golden
 from hpctool.cluster.queues import ComputeResource, Queue, load_cluster
 from hpctool.errors import SetupError
 from hpctool.twin.conf import (
@@ -19,6 +18,7 @@ from hpctool.twin.conf import (
 )
 from hpctool.twin.layout import plan_layout
 from hpctool.twin.spot import SpotServices
+from support.golden import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "twin"
 PATHS = TwinPaths(Path("/root/.local/share/hpctool"))
