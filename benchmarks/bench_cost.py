@@ -5,7 +5,7 @@ The twin cannot hold a busy week of accounting, so the 100,000 records are a syn
 requeued once and so two records, 3 % on two nodes), parsed by the same code as real output.
 Measured in the same run: (1) the real `sacct` on the twin over every record it holds (3,000
 pending jobs are submitted first so that there is something to fetch), per record; (2) the floor of
-any parser, ``slurm_parse.parse_delimited`` (split into dicts), over the synthetic text; (3)
+any parser, ``hpctool.slurm.parse.parse_delimited`` (split into dicts), over the synthetic text; (3)
 hpctool's parse, price and group steps over it, and their peak Python memory (tracemalloc).
 """
 

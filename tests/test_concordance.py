@@ -1,4 +1,4 @@
-"""hpctool.concordance: VCF parsing, record comparison, recall; `hpctool concordance` exit codes."""
+"""hpctool.vcf: VCF reading, record comparison, recall; `hpctool concordance` exit codes."""
 
 from __future__ import annotations
 

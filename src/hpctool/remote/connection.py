@@ -177,22 +177,13 @@ class Remote:
                                   "fix or move the file") from error
         client.set_missing_host_key_policy(self.policy)
 
-    def _describe(self, hop: fabric.Connection) -> str:
-        return f"{hop.original_host} ({hop.user}@{hop.host}:{hop.port})"
-
-    def _keys(self, hop: fabric.Connection) -> str:
-        files = hop.connect_kwargs.get("key_filename") or []
-        agent = "the ssh-agent" if os.environ.get("SSH_AUTH_SOCK") else "no ssh-agent (SSH_AUTH_SOCK unset)"
-        listed = ", ".join(str(f) for f in files) or "no IdentityFile"
-        return f"tried {listed} and {agent}"
-
     def _open(self) -> None:
         # Open from the outermost gateway inwards so a failure names the hop that failed.
         for hop in reversed(self._hops):
             self._open_hop(hop)
 
     def _open_hop(self, hop: fabric.Connection) -> None:
-        where = self._describe(hop)
+        where = _describe(hop)
         try:
             hop.open()
         except _UnknownHostKey as error:
@@ -208,10 +199,10 @@ class Remote:
                 f"`ssh-keygen -R '{_known_hosts_name(hop)}' -f {self.known_hosts}`") from None
         except PasswordRequiredException:
             raise RemoteError(f"a key for {where} is encrypted and no passphrase is available",
-                              f"add it to your agent (`ssh-add KEYFILE`); {self._keys(hop)}") from None
+                              f"add it to your agent (`ssh-add KEYFILE`); {_keys(hop)}") from None
         except AuthenticationException:
             raise RemoteError(f"authentication to {where} failed: no key was accepted",
-                              f"{self._keys(hop)}; check IdentityFile in {self.settings.config_path()} "
+                              f"{_keys(hop)}; check IdentityFile in {self.settings.config_path()} "
                               "and that the public key is in the host's authorized_keys") from None
         except NoValidConnectionsError:
             raise RemoteError(f"connection to {where} refused",
@@ -374,6 +365,18 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _describe(hop: fabric.Connection) -> str:
+    return f"{hop.original_host} ({hop.user}@{hop.host}:{hop.port})"
+
+
+def _keys(hop: fabric.Connection) -> str:
+    """Which keys were offered, for an authentication error (never the keys themselves)."""
+    files = hop.connect_kwargs.get("key_filename") or []
+    agent = "the ssh-agent" if os.environ.get("SSH_AUTH_SOCK") else "no ssh-agent (SSH_AUTH_SOCK unset)"
+    listed = ", ".join(str(f) for f in files) or "no IdentityFile"
+    return f"tried {listed} and {agent}"
 
 
 def _sftp_mkdir(sftp: paramiko.SFTPClient, path: str) -> None:
