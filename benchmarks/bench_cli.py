@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from benchmarks import twin_up
-from hpctool.cluster import DEFAULT_CLUSTER_CONFIG
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG
 from hpctool.twin import Twin
 
 RUNS = 9

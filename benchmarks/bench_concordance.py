@@ -35,7 +35,7 @@ HEADER = """##fileformat=VCFv4.2
 """
 
 
-LIBRARY_CALL = ("import sys; from hpctool.concordance import compare_files; "
+LIBRARY_CALL = ("import sys; from hpctool.vcf.concordance import compare_files; "
                 "print(compare_files(sys.argv[1], sys.argv[2]).discordant)")
 
 

@@ -5,7 +5,7 @@ The twin cannot hold a busy week of accounting, so the 100,000 records are a syn
 requeued once and so two records, 3 % on two nodes), parsed by the same code as real output.
 Measured in the same run: (1) the real `sacct` on the twin over every record it holds (3,000
 pending jobs are submitted first so that there is something to fetch), per record; (2) the floor of
-any parser, ``slurm_parse.parse_delimited`` (split into dicts), over the synthetic text; (3)
+any parser, ``hpctool.slurm.parse.parse_delimited`` (split into dicts), over the synthetic text; (3)
 hpctool's parse, price and group steps over it, and their peak Python memory (tracemalloc).
 """
 
@@ -21,9 +21,9 @@ import tracemalloc
 from datetime import UTC, datetime, timedelta
 
 from benchmarks import twin_up
-from hpctool.cluster import load_queues
-from hpctool.cost import accounting, prices
-from hpctool.slurm_parse import parse_delimited
+from hpctool.cluster.queues import load_queues
+from hpctool.cost import jobcost, prices
+from hpctool.slurm.parse import parse_delimited
 from hpctool.twin import Twin
 
 RECORDS = 100_000
@@ -100,9 +100,9 @@ def main() -> None:
             subprocess.run(["bash", "-c", loop], env=twin.env(), check=True)
             _progress(f"{PENDING_JOBS} pending jobs submitted in {time.perf_counter() - begin:.0f} s")
             time.sleep(5)  # slurmdbd takes the records in batches
-            text_real = slurm.sacct_text(accounting.COST_FIELDS, since="2020-01-01")
+            text_real = slurm.sacct_text(jobcost.COST_FIELDS, since="2020-01-01")
             real_records = len(text_real.splitlines())
-            sacct_s = _median_s(lambda: slurm.sacct_text(accounting.COST_FIELDS, since="2020-01-01"), 5)
+            sacct_s = _median_s(lambda: slurm.sacct_text(jobcost.COST_FIELDS, since="2020-01-01"), 5)
             sacct_rss_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
             nodes = slurm.nodes()
         finally:
@@ -115,19 +115,19 @@ def main() -> None:
     book = prices.load()
     queues = load_queues()
     # Every synthetic node name is one the config's queues define (up to MaxCount).
-    fields = accounting.COST_FIELDS
+    fields = jobcost.COST_FIELDS
 
     def floor() -> None:
         parse_delimited(text, fields)
 
-    def parse() -> list[accounting.JobRun]:
-        return accounting.parse_cost_records(text)
+    def parse() -> list[jobcost.JobRun]:
+        return jobcost.parse_cost_records(text)
 
-    def whole() -> accounting.Summary:
-        catalog = accounting.NodeCatalog(queues, book, "us-east-1", nodes)
-        return accounting.summarise(accounting.costs(accounting.parse_cost_records(text), catalog), "user")
+    def whole() -> jobcost.Summary:
+        catalog = jobcost.NodeCatalog(queues, book, "us-east-1", nodes)
+        return jobcost.summarise(jobcost.costs(jobcost.parse_cost_records(text), catalog), "user")
 
-    accounting.expand_nodes.cache_clear()
+    jobcost.expand_nodes.cache_clear()
     floor_s = _median_s(floor, 3)
     parse_s = _median_s(parse, 3)
     whole_s = _median_s(whole, 3)

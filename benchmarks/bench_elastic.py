@@ -17,7 +17,7 @@ import time
 
 from benchmarks import twin_up
 from hpctool.polling import poll_until
-from hpctool.slurm_parse import node_powered_down
+from hpctool.slurm.parse import node_powered_down
 from hpctool.twin import Twin, capacity
 
 ROUNDS = 4

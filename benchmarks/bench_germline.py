@@ -28,8 +28,9 @@ from datetime import datetime
 from pathlib import Path
 
 from benchmarks import twin_up
-from hpctool import jobs, snakemake_main, workflow
+from hpctool import jobs
 from hpctool.twin import Twin
+from hpctool.workflow import launch, rules, snakemake_main
 
 TOOLS = ["bwa", "samtools", "bcftools"]
 SUBMIT_JOBS = 4
@@ -113,7 +114,7 @@ def _breakdown(twin: Twin, run_dir: Path, lines: list[tuple[float, str]], tool_l
             (tools if parts[1] == "start" else ends).setdefault(parts[2], []).append(float(parts[0]))
     acct = {job_id: _acct_times(twin, job_id) for job_id in submitted}
     rows = []
-    for record in workflow.submitted_jobs(run_dir):
+    for record in rules.submitted_jobs(run_dir):
         job_id = record.slurm_job_id
         if job_id not in submitted or job_id not in acct or job_id not in tools:
             continue
@@ -170,12 +171,12 @@ def _table(rows: list[dict]) -> list[str]:
 def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-germline-"))
     data = work / "data"
-    subprocess.run([sys.executable, str(workflow.TEST_DATA_SCRIPT), str(data), "--seed", "7"], check=True)
+    subprocess.run([sys.executable, str(launch.TEST_DATA_SCRIPT), str(data), "--seed", "7"], check=True)
 
     def folder(name: str) -> Path:
         path = work / name
         path.mkdir()
-        (path / workflow.TEST_DATA_DIR).symlink_to(data)
+        (path / launch.TEST_DATA_DIR).symlink_to(data)
         return path
 
     tool_log = work / "tools.log"
@@ -183,22 +184,22 @@ def main() -> None:
     env = dict(os.environ)
     env["PATH"] = f"{_tool_shim(work, tool_log)}:{env.get('PATH', '')}"
     _progress("local run (--cores 2)")
-    local_s, _ = _run(workflow.snakemake_argv("germline", folder("local"), profile=None, test=True, cores=2),
+    local_s, _ = _run(launch.snakemake_argv("germline", folder("local"), profile=None, test=True, cores=2),
                       env, work / "local.log")
     twin = Twin(progress=_progress)
     with twin.exclusive_use():
         twin_up(twin)
         env["SLURM_CONF"] = str(twin.slurm_conf)
         _progress("twin run, twin profile, the plugin's own status-check back-off")
-        twin_argv = workflow.snakemake_argv("germline", folder("backoff"), profile="twin", test=True)
+        twin_argv = launch.snakemake_argv("germline", folder("backoff"), profile="twin", test=True)
         backoff_s, _ = _run(_without(twin_argv, snakemake_main.CEILING_OPTION, takes_value=True), env,
                             work / "backoff.log")
         _progress("twin run, twin profile, the plugin's job step (two Snakemake starts per job)")
-        jobstep_argv = workflow.snakemake_argv("germline", folder("jobstep"), profile="twin", test=True)
+        jobstep_argv = launch.snakemake_argv("germline", folder("jobstep"), profile="twin", test=True)
         jobstep_s, _ = _run(_without(jobstep_argv, snakemake_main.BATCH_STEP_OPTION), env, work / "jobstep.log")
         _progress("twin run, twin profile (one Slurm job per rule and sample)")
         twin_dir = folder("twin")
-        twin_s, lines = _run(workflow.snakemake_argv("germline", twin_dir, profile="twin", test=True), env,
+        twin_s, lines = _run(launch.snakemake_argv("germline", twin_dir, profile="twin", test=True), env,
                              work / "twin.log")
         rows = _breakdown(twin, twin_dir, lines, tool_log)
         _progress("\n".join(_table(rows)))

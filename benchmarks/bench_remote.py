@@ -21,12 +21,13 @@ import time
 from pathlib import Path
 
 from benchmarks import twin_up
-from hpctool.remote import Remote, SshSettings
-from hpctool.remote_runs import Manifest, RemoteRun, RemoteSession, Submission
+from hpctool.remote.connection import Remote, SshSettings
+from hpctool.remote.manifest import Manifest, RemoteRun, Submission
+from hpctool.remote.session import RemoteSession
 from hpctool.twin import Twin
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from sshd_lab import SshLab
+from support.sshd_lab import SshLab
 
 FILES = 300
 SMALL = 256 * 1024  # 300 x 256 KiB = 75 MiB of small files ...

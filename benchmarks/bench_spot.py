@@ -2,7 +2,7 @@
 how much work an interruption costs with and without a checkpoint.
 
 Latency comes from the handler's own JSON-lines log (``done`` records) and the emulator's notice
-time. Work lost counts the steps of :class:`hpctool.jobs.CheckpointedSum` that ran more than once.
+time. Work lost counts the steps of :class:`hpctool.jobs.work.CheckpointedSum` that ran more than once.
 """
 
 from __future__ import annotations

@@ -89,7 +89,7 @@ def main() -> None:
                     "hpctool": _median_s([str(HPCTOOL), "submit", "--queue", queue, "--name", "bench-one",
                                           "--folder", tmp, "--", "echo hi"], env),
                     "python": _median_s([sys.executable, "-c", "pass"], env),
-                    "imports": _median_s([sys.executable, "-c", "import hpctool.cli.jobs, hpctool.jobs"], env),
+                    "imports": _median_s([sys.executable, "-c", "import hpctool.cli.jobs, hpctool.jobs.submission"], env),
                     "sinfo": _median_s(["sinfo", "-h", "-N", "-o", "%R|%P|%N|%c|%m|%l|%T|%f"], env),
                 }
                 _cancel(twin, "bench-one")
@@ -120,7 +120,7 @@ Median of {SINGLE_RUNS} runs, each a new process, same command (`echo hi`) and q
 | `sbatch --wrap 'echo hi'` (baseline) | {1000 * single["sbatch"]:.0f} ms |
 | `hpctool submit -- 'echo hi'` | {1000 * single["hpctool"]:.0f} ms (**{single["hpctool"] / single["sbatch"]:.1f}x** sbatch) |
 | of which: `python -c pass` | {1000 * single["python"]:.0f} ms |
-| of which: Python start + `import hpctool.cli.jobs, hpctool.jobs` (submitit) | {1000 * single["imports"]:.0f} ms |
+| of which: Python start + `import hpctool.cli.jobs, hpctool.jobs.submission` (submitit) | {1000 * single["imports"]:.0f} ms |
 | of which: the one `sinfo` (queues, nodes, spot) | {1000 * single["sinfo"]:.0f} ms |
 | of which: the rest (pickle, sbatch script, sbatch, job folder) | \
 {1000 * (single["hpctool"] - single["imports"] - single["sinfo"]):.0f} ms |

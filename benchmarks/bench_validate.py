@@ -17,7 +17,7 @@ from pathlib import Path
 
 import yaml
 
-from hpctool.cluster import DEFAULT_CLUSTER_CONFIG
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG
 
 CORPUS = Path(__file__).resolve().parents[1] / "tests" / "data" / "configs" / "real"
 BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(

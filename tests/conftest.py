@@ -5,19 +5,17 @@ while one of them drains or kills nodes."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hpctool.errors import TwinError
-from hpctool.polling import poll_until
-from hpctool.slurm import Slurm
-from hpctool.slurm_parse import job_active
+from hpctool.slurm.client import Slurm
 from hpctool.twin import Twin
-
-REPO = Path(__file__).resolve().parents[1]
+from support import REPO
+from support.data import make_test_data
+from support.twin import reset_twin
 
 
 @pytest.fixture(scope="session")
@@ -87,75 +85,18 @@ def twin() -> Iterator[Twin]:
         yield instance
 
 
-def reset_twin(twin: Twin) -> None:
-    """Nodes a test (or a previous run) took out come back; injected faults are cleared."""
-    from hpctool.twin import capacity
-
-    layout = twin.layout()
-    for queue in layout.queues:
-        capacity.set_faults(twin.paths, layout, queue["name"], restore=True)
-    twin.resume_nodes()
-    for node in layout.static_nodes():  # a node a previous run reclaimed comes back
-        twin.start_node(node.name)
-    # An idle powered-up dynamic node would power down by itself after SuspendTime (12 s here);
-    # clustermgtd's reset does it at once.
-    states = twin.slurm.node_states()
-    for node in layout.dynamic_nodes():
-        if states.get(node.name) == "idle":
-            twin.slurm.update_node(node.name, "power_down_force")
-    wait_all_idle(twin)
-
-
 @pytest.fixture
 def slurm(twin: Twin) -> Slurm:
     return twin.slurm
 
 
-def wait_all_idle(twin: Twin, timeout: float = 90) -> None:
-    """Wait until no job is left, every static node is idle and every dynamic node powered down
-    and idle (after a test that drained, killed or booted nodes)."""
-    layout = twin.layout()
-    dynamic = {n.name for n in layout.dynamic_nodes()}
-    deadline = time.monotonic() + timeout
-    states: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        active = [j for j in twin.slurm.jobs() if job_active(j.get("JobState", ""))]
-        states = twin.slurm.node_states()
-        if not active and all(s == "idle" or (n in dynamic and s == "idle~") for n, s in states.items()):
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"twin did not become idle: {states}")
+@pytest.fixture
+def shipped_prices(tmp_path, monkeypatch) -> None:
+    """A price snapshot refreshed on this machine ($HPCTOOL_HOME/prices.json) must not change the figures."""
+    monkeypatch.setenv("HPCTOOL_HOME", str(tmp_path / "hpctool-home"))
 
 
-def wait_job(slurm: Slurm, job_id: str, timeout: float = 90) -> str:
-    """Wait until a job has finished in accounting; return its final state."""
-    deadline = time.monotonic() + timeout
-    state = "UNKNOWN"
-    while time.monotonic() < deadline:
-        records = slurm.sacct([job_id])
-        if records and records[-1].finished:
-            return records[-1].state
-        state = records[-1].state if records else "UNKNOWN"
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} still {state} after {timeout} s")
-
-
-def wait_for(predicate, timeout: float = 60, interval: float = 0.5, what: str = "condition"):
-    """Poll until ``predicate()`` is truthy; return its value."""
-    return poll_until(predicate, timeout=timeout, interval=interval,
-                      on_timeout=lambda: AssertionError(f"timed out after {timeout} s waiting for {what}"))
-
-
-def assert_golden(actual: str, expected_path: Path) -> None:
-    """Compare rendered text with a golden file; HPCTOOL_UPDATE_GOLDEN=1 rewrites it. The unified
-    diff is the failure message."""
-    import difflib
-
-    if os.environ.get("HPCTOOL_UPDATE_GOLDEN") == "1":
-        expected_path.parent.mkdir(parents=True, exist_ok=True)
-        expected_path.write_text(actual)
-    expected = expected_path.read_text()
-    if actual != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
-                                            str(expected_path), "rendered"))
-        pytest.fail(f"rendered text differs from {expected_path} (HPCTOOL_UPDATE_GOLDEN=1 to accept):\n{diff}")
+@pytest.fixture(scope="session")
+def germline_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The germline workflow's seeded test data, made once per session."""
+    return make_test_data(tmp_path_factory.mktemp("germline") / "test-data")

@@ -1,4 +1,4 @@
-"""hpctool.concordance: VCF parsing, record comparison, recall; `hpctool concordance` exit codes."""
+"""hpctool.vcf: VCF reading, record comparison, recall; `hpctool concordance` exit codes."""
 
 from __future__ import annotations
 
@@ -11,21 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from hpctool import concordance
 from hpctool.cli import main
-from hpctool.concordance import (
-    BGZF_EOF,
-    VcfError,
-    cohort_recall,
+from hpctool.errors import VcfError
+from hpctool.vcf import reading
+from hpctool.vcf.concordance import (
     compare,
     compare_files,
-    load_vcf,
     normalize_gt,
     parse_fields,
-    parse_vcf,
-    recall,
     stable_header,
 )
+from hpctool.vcf.reading import BGZF_EOF, load_vcf, parse_vcf
+from hpctool.vcf.recall import cohort_recall, recall
 
 # Shaped like the workflow's cohort VCF (bcftools 1.16 call + norm), cut down to three records.
 COHORT = """##fileformat=VCFv4.2
@@ -326,7 +323,7 @@ def test_streamed_comparison_agrees_with_the_in_memory_one(tmp_path: Path, monke
     """Random sorted VCFs with shared, missing, repeated and changed sites: the file merge (read in
     blocks of a few lines, so runs of identical lines cross block ends) and the in-memory
     comparison give the same counts and the same first differences."""
-    monkeypatch.setattr(concordance, "BLOCK_BYTES", 300)
+    monkeypatch.setattr(reading, "BLOCK_BYTES", 300)
     rng = random.Random(11)
     for round_ in range(30):
         pool = sorted({(rng.choice(["chr1", "chr2"]), rng.randint(1, 40), rng.choice("ACGT"), rng.choice(["C", "T", "GA"]))

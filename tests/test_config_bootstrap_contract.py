@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hpctool.cluster import load_yaml
+from hpctool.cluster.queues import load_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted((REPO / "tests" / "golden" / "configs").glob("*.yaml")) + [REPO / "cluster-configs" / "default.yaml"]

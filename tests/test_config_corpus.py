@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hpctool.cluster import DEFAULT_CLUSTER_CONFIG
-from hpctool.config_file import load_config
+from hpctool.cluster.config_file import load_config
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG
 from hpctool.configs.findings import EXIT_INCOMPLETE, INCOMPLETE
 from hpctool.configs.validate import validate_configs, validate_file
 

@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpctool.cluster import DEFAULT_CLUSTER_CONFIG
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG
 from hpctool.configs.findings import LEVELS
 from hpctool.configs.render import VALUES_DIR, render_values
 from hpctool.configs.validate import validate_config, validate_file

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
-import os
 from pathlib import Path
 
 import pytest
 import yaml
 
 from hpctool.cli import main
-from hpctool.cluster import DEFAULT_CLUSTER_CONFIG, load_queues
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG, load_queues
 from hpctool.configs.render import (
     SPEC_FILE,
     VALUES_DIR,
@@ -20,21 +18,10 @@ from hpctool.configs.render import (
     render_values,
 )
 from hpctool.errors import ConfigError
+from support.golden import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "configs"
 VALUES_FILES = sorted(VALUES_DIR.glob("*.yaml"))
-
-
-def assert_same_text(actual: str, expected_path: Path) -> None:
-    """Compare with a golden file; HPCTOOL_UPDATE_GOLDEN=1 rewrites it. The diff is the failure message."""
-    if os.environ.get("HPCTOOL_UPDATE_GOLDEN") == "1":
-        expected_path.write_text(actual)
-    expected = expected_path.read_text()
-    if actual != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
-                                            str(expected_path), "rendered"))
-        pytest.fail(f"rendered config differs from {expected_path} "
-                    f"(HPCTOOL_UPDATE_GOLDEN=1 to accept):\n{diff}")
 
 
 def test_values_files_exist() -> None:
@@ -43,11 +30,11 @@ def test_values_files_exist() -> None:
 
 @pytest.mark.parametrize("values_file", VALUES_FILES, ids=lambda p: p.stem)
 def test_render_matches_golden(values_file: Path) -> None:
-    assert_same_text(render(values_file), GOLDEN / f"{values_file.stem}.yaml")
+    assert_golden(render(values_file), GOLDEN / f"{values_file.stem}.yaml")
 
 
 def test_default_config_is_the_dev_rendering() -> None:
-    assert_same_text(render(VALUES_DIR / "dev.yaml"), DEFAULT_CLUSTER_CONFIG)
+    assert_golden(render(VALUES_DIR / "dev.yaml"), DEFAULT_CLUSTER_CONFIG)
 
 
 def test_default_config_keeps_the_twin_queues() -> None:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from hpctool.cli import main
-from hpctool.cluster import DEFAULT_CLUSTER_CONFIG
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG
 from hpctool.configs.render import VALUES_DIR, render
 from hpctool.configs.validate import validate_config, validate_file
 

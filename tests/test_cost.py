@@ -14,45 +14,16 @@ from botocore.stub import Stubber
 from moto import mock_aws
 
 from hpctool.cli import main as cli
-from hpctool.cluster import load_queues
-from hpctool.cost import accounting, estimate, prices
+from hpctool.cluster.queues import load_queues
+from hpctool.cost import estimate, jobcost, prices
 from hpctool.errors import ConfigError
+from support.prices import BOOK_DATA, SLURM_NODES
 
 DATA = Path(__file__).parent / "data"
 
 # A small price book with round numbers, so every expected figure below can be worked by hand.
-BOOK_DATA = {
-    "date": "2026-11-01",
-    "interruption_bands": {"<5%": 0.025, "5-10%": 0.075},
-    "regions": {"us-east-1": {
-        "date": "2026-11-01",
-        "ec2": {
-            "c7i.xlarge": {"vcpus": 4, "memory_gib": 8, "on_demand": 0.2},
-            "c7i.4xlarge": {"vcpus": 16, "memory_gib": 32, "on_demand": 0.8,
-                            "spot": [["2026-10-01T00:00:00Z", 0.3], ["2026-10-15T00:00:00Z", 0.4]],
-                            "interruption_band": "5-10%"},
-            "c6i.4xlarge": {"vcpus": 16, "memory_gib": 32, "on_demand": 0.6,
-                            "spot": [["2026-10-01T00:00:00Z", 0.2]], "interruption_band": "<5%"},
-            "c6a.4xlarge": {"vcpus": 16, "memory_gib": 32, "on_demand": 0.5,
-                            "spot": [["2026-10-01T00:00:00Z", 0.25]], "interruption_band": "<5%"},
-            "m7i.4xlarge": {"vcpus": 16, "memory_gib": 64, "on_demand": 0.9,
-                            "spot": [["2026-10-01T00:00:00Z", 0.35]], "interruption_band": "<5%"},
-            "m6i.4xlarge": {"vcpus": 16, "memory_gib": 64, "on_demand": 0.85,
-                            "spot": [["2026-10-01T00:00:00Z", 0.3]], "interruption_band": "<5%"},
-            "m6a.4xlarge": {"vcpus": 16, "memory_gib": 64, "on_demand": 0.7,
-                            "spot": [["2026-10-01T00:00:00Z", 0.45]], "interruption_band": "5-10%"},
-            "f2.6xlarge": {"vcpus": 24, "memory_gib": 256, "on_demand": 2.0},
-            "i4i.4xlarge": {"vcpus": 16, "memory_gib": 128, "on_demand": 1.2},
-        },
-        "storage": {"ebs": {"gp3": 0.1}, "efs": {"standard": 0.3},
-                    "fsx_lustre": {"PERSISTENT_2/125": 0.15}},
-    }},
-}
 
-@pytest.fixture(autouse=True)
-def _shipped_prices(tmp_path, monkeypatch):
-    """A price snapshot refreshed on this machine ($HPCTOOL_HOME/prices.json) must not change the figures."""
-    monkeypatch.setenv("HPCTOOL_HOME", str(tmp_path / "hpctool-home"))
+pytestmark = pytest.mark.usefixtures("shipped_prices")  # the figures of the shipped snapshot (conftest)
 
 
 
@@ -214,24 +185,17 @@ def test_prices_cli_lists_the_region(capsys):
 
 
 # -- per-job cost ---------------------------------------------------------------------------------
-SLURM_NODES = [
-    {"NodeName": "compute-st-c7i4xl-1", "CPUTot": "4", "RealMemory": "1000", "AvailableFeatures": "static,c7i.4xlarge"},
-    {"NodeName": "compute-st-c7i4xl-2", "CPUTot": "4", "RealMemory": "1000", "AvailableFeatures": "static,c7i.4xlarge"},
-    # a spot node that came up as the resource's second instance type
-    {"NodeName": "spot-st-mixed16-1", "CPUTot": "4", "RealMemory": "1000",
-     "AvailableFeatures": "static,c6i.4xlarge,mixed16,spot"},
-]
 
 
-def _catalog(book: prices.PriceBook, repo: Path, nodes=SLURM_NODES) -> accounting.NodeCatalog:
-    return accounting.NodeCatalog(load_queues(repo / "cluster-configs" / "default.yaml"), book, "us-east-1", nodes)
+def _catalog(book: prices.PriceBook, repo: Path, nodes=SLURM_NODES) -> jobcost.NodeCatalog:
+    return jobcost.NodeCatalog(load_queues(repo / "cluster-configs" / "default.yaml"), book, "us-east-1", nodes)
 
 
 def test_job_cost_by_hand(book, repo):
     text = (DATA / "cost" / "sacct-cost-handmade.txt").read_text()
-    runs = accounting.parse_cost_records(text)
+    runs = jobcost.parse_cost_records(text)
     assert [r.job_id for r in runs if not r.final] == ["13"]
-    items = {(c.job_id, c.lost): c for c in accounting.costs(runs, _catalog(book, repo))}
+    items = {(c.job_id, c.lost): c for c in jobcost.costs(runs, _catalog(book, repo))}
     # 10: 1 of 4 CPUs, 500 of 1000 MB for 1 h on-demand c7i.4xlarge: memory share 0.5 x 0.8
     assert items["10", False].share == 0.5 and items["10", False].cost == pytest.approx(0.4)
     # 11: --exclusive gets all 4 CPUs: the whole node for 30 min
@@ -249,15 +213,15 @@ def test_job_cost_by_hand(book, repo):
     # 16 ran on spot before the price rose on 2026-10-15: 0.3/h, the whole node (exclusive), 10 h.
     assert items["16", False].cost == pytest.approx(10 * 0.3)
 
-    by_user = accounting.summarise(items.values(), "user")
+    by_user = jobcost.summarise(items.values(), "user")
     groups = {g.key: (g.jobs, round(g.cost, 6)) for g in by_user.groups}
     assert groups == {"alice": (3, 0.4 + 0.4 + 0.1), "bob": (1, 1.6), "carol": (2, 0.6 + 3.0)}
     assert (by_user.lost_runs, by_user.lost_cost) == (1, pytest.approx(1 / 30))
     assert by_user.total == pytest.approx(0.9 + 1.6 + 3.6 + 1 / 30)
-    by_queue = {g.key: g.cost for g in accounting.summarise(items.values(), "queue").groups}
+    by_queue = {g.key: g.cost for g in jobcost.summarise(items.values(), "queue").groups}
     assert by_queue == {"compute": pytest.approx(0.4 + 0.4 + 1.6 + 0.6), "spot": pytest.approx(0.1 + 3.0)}
     # a job that ran two rules splits its cost between them
-    by_rule = accounting.summarise(items.values(), "rule", {"10": ["align"], "12": ["call", "qc"]})
+    by_rule = jobcost.summarise(items.values(), "rule", {"10": ["align"], "12": ["call", "qc"]})
     rules = {g.key: g.cost for g in by_rule.groups}
     assert rules["align"] == pytest.approx(0.4) and rules["call"] == rules["qc"] == pytest.approx(0.8)
     assert rules["(not in a run)"] == pytest.approx(0.4 + 0.1 + 0.6 + 3.0)
@@ -269,26 +233,26 @@ def test_a_node_of_no_queue_and_a_broken_row_are_clear_errors(book, repo):
     with pytest.raises(ConfigError, match="belongs to no queue"):
         catalog.spec("gpu-st-g5-1", "gpu")
     with pytest.raises(ConfigError, match="fields where 14 were asked"):
-        accounting.parse_cost_records("1|root|root|compute\n")
+        jobcost.parse_cost_records("1|root|root|compute\n")
 
 
 def test_tres_memory_units():
-    assert accounting.tres_mem_mb("billing=1,cpu=1,mem=500M,node=1") == 500
-    assert accounting.tres_mem_mb("cpu=4,mem=2G,node=1") == 2048
-    assert accounting.tres_mem_mb("cpu=4,mem=1.5T") == 1.5 * 1024 * 1024
-    assert accounting.tres_mem_mb("cpu=4,node=1") == 0
+    assert jobcost.tres_mem_mb("billing=1,cpu=1,mem=500M,node=1") == 500
+    assert jobcost.tres_mem_mb("cpu=4,mem=2G,node=1") == 2048
+    assert jobcost.tres_mem_mb("cpu=4,mem=1.5T") == 1.5 * 1024 * 1024
+    assert jobcost.tres_mem_mb("cpu=4,node=1") == 0
 
 
 def test_real_twin_accounting_with_a_requeued_job(book, repo):
     """sacct and scontrol output pasted from the twin: job 1 (spot, 2 of 4 CPUs) was requeued after
     3 s and then ran 8 s; job 2 was --exclusive (all 4 CPUs); job 3 ran on two nodes."""
-    from hpctool.slurm_parse import parse_scontrol_records
+    from hpctool.slurm.parse import parse_scontrol_records
 
     nodes = parse_scontrol_records((DATA / "cost" / "scontrol-nodes-twin.txt").read_text())
-    runs = accounting.parse_cost_records((DATA / "cost" / "sacct-cost-twin.txt").read_text())
+    runs = jobcost.parse_cost_records((DATA / "cost" / "sacct-cost-twin.txt").read_text())
     assert [(r.job_id, r.state, r.final) for r in runs] == [
         ("1", "REQUEUED", False), ("2", "COMPLETED", True), ("3", "COMPLETED", True), ("1", "COMPLETED", True)]
-    items = accounting.costs(runs, _catalog(book, repo, nodes))
+    items = jobcost.costs(runs, _catalog(book, repo, nodes))
     cost = {(i.job_id, i.lost): i for i in items}
     # the spot node's features say c7i.4xlarge; spot 0.4/h since 2026-10-15; 2 of 4 CPUs (500 of 1807 MB)
     assert cost["1", True].cost == pytest.approx(3 / 3600 * 0.5 * 0.4)

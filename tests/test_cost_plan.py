@@ -8,15 +8,11 @@ import math
 import pytest
 
 from hpctool.cli import main as cli
-from hpctool.cluster import load_queues
+from hpctool.cluster.queues import load_queues
 from hpctool.cost import plan
 from hpctool.errors import UsageError
 
-
-@pytest.fixture(autouse=True)
-def _shipped_prices(tmp_path, monkeypatch):
-    """A price snapshot refreshed on this machine ($HPCTOOL_HOME/prices.json) must not change the figures."""
-    monkeypatch.setenv("HPCTOOL_HOME", str(tmp_path / "hpctool-home"))
+pytestmark = pytest.mark.usefixtures("shipped_prices")  # the figures of the shipped snapshot (conftest)
 
 
 

@@ -8,11 +8,11 @@ import time
 
 import pytest
 
-from conftest import wait_for, wait_job
 from hpctool.cli import main as cli
 from hpctool.cost import jobs as cost_jobs
 from hpctool.cost import prices
 from hpctool.cost.prices import parse_time
+from support.twin import wait_for, wait_job
 
 pytestmark = pytest.mark.twin
 

@@ -15,24 +15,22 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import wait_for
-from hpctool import workflow
 from hpctool.errors import UsageError
+from hpctool.workflow import launch
+from support.twin import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("germline-run") / "test-data"
-    subprocess.run([sys.executable, str(workflow.TEST_DATA_SCRIPT), str(folder), "--seed", "7"], check=True)
-    return folder
+def data(germline_data: Path) -> Path:
+    return germline_data  # the session's seeded test data (conftest)
 
 
 def _folder(tmp_path: Path, data: Path, name: str) -> Path:
     out = tmp_path / name
     out.mkdir()
-    (out / workflow.TEST_DATA_DIR).symlink_to(data)
+    (out / launch.TEST_DATA_DIR).symlink_to(data)
     return out
 
 
@@ -49,7 +47,7 @@ def _snakemake_pid(out: Path, previous: int | None = None) -> int:
     def started() -> int | None:
         locks = out / ".snakemake" / "locks"
         try:
-            pid = int((out / workflow.RUN_STATE_DIR / "snakemake.pid").read_text())
+            pid = int((out / launch.RUN_STATE_DIR / "snakemake.pid").read_text())
         except (OSError, ValueError):
             return None
         return pid if pid != previous and locks.is_dir() and any(locks.iterdir()) else None
@@ -77,9 +75,9 @@ def test_sigterm_reaches_snakemake_and_the_run_stops(tmp_path: Path, data: Path)
     wait_for(lambda: _gone(child), timeout=30, what="Snakemake to exit")
     # Snakemake stopped on the signal, cleanly: it released its lock (SIGTERM's default action,
     # without Snakemake's handler, would have left the lock behind).
-    assert not workflow.stale_lock(out)
+    assert not launch.stale_lock(out)
     assert not (out / "qc" / "summary.tsv").exists()
-    assert not (out / workflow.RUN_STATE_DIR / "snakemake.pid").exists()
+    assert not (out / launch.RUN_STATE_DIR / "snakemake.pid").exists()
 
 
 def test_a_killed_run_leaves_no_snakemake_and_resumes_without_unlock(tmp_path: Path, data: Path) -> None:
@@ -99,7 +97,7 @@ def test_a_killed_run_leaves_no_snakemake_and_resumes_without_unlock(tmp_path: P
     run.kill()
     run.wait(timeout=10)
     assert any((out / ".snakemake" / "locks").iterdir()), log.read_text()[-3000:]
-    assert workflow.stale_lock(out)
+    assert launch.stale_lock(out)
 
     started = time.monotonic()
     result = subprocess.run([sys.executable, "-m", "hpctool.cli", "run", "germline", str(out), "--test",
@@ -107,7 +105,7 @@ def test_a_killed_run_leaves_no_snakemake_and_resumes_without_unlock(tmp_path: P
     assert result.returncode == 0, result.stderr[-3000:]
     assert "left its lock; unlocking" in result.stderr
     assert (out / "qc" / "summary.tsv").is_file()
-    assert not workflow.stale_lock(out)
+    assert not launch.stale_lock(out)
     assert time.monotonic() - started < 300
 
 
@@ -117,7 +115,7 @@ def test_a_lock_of_a_run_started_by_hand_gets_the_one_command_to_run(tmp_path: P
     (out / ".snakemake" / "locks" / "0.input.lock").write_text("x\n")
     argv = ["snakemake", "-s", "Snakefile", "--directory", str(out)]
     with pytest.raises(UsageError) as error:
-        workflow.prepare_run(argv, out)
+        launch.prepare_run(argv, out)
     assert "locked by another Snakemake run" in error.value.message
     assert error.value.hint.endswith(f"snakemake -s Snakefile --directory {out} --unlock")
 
@@ -129,9 +127,9 @@ def test_slurm_no_requeue_works_with_a_profile_that_requeues(tmp_path: Path, dat
     a copy of the profile without it (a dry run goes through the plugin's own checks)."""
     out = _folder(tmp_path, data, profile)
     extra = ["-n", "--slurm-no-requeue", *(["--sdm", "env-modules"] if profile == "slurm" else [])]
-    argv = workflow.snakemake_argv("germline", out, profile=profile, test=True, extra=extra)
+    argv = launch.snakemake_argv("germline", out, profile=profile, test=True, extra=extra)
     used = Path(argv[argv.index("--profile") + 1])
-    original = yaml.safe_load((workflow.profile_dir(profile) / "config.yaml").read_text())
+    original = yaml.safe_load((launch.profile_dir(profile) / "config.yaml").read_text())
     assert original["slurm-requeue"] is True
     assert yaml.safe_load((used / "config.yaml").read_text()) == {k: v for k, v in original.items()
                                                                    if k != "slurm-requeue"}
@@ -139,8 +137,8 @@ def test_slurm_no_requeue_works_with_a_profile_that_requeues(tmp_path: Path, dat
         return  # the plugin's checks are the same for both: one dry run pair is enough
     result = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
-    as_written = [a if a != str(used) else str(workflow.profile_dir(profile)) for a in argv]
+    as_written = [a if a != str(used) else str(launch.profile_dir(profile)) for a in argv]
     refused = subprocess.run(as_written, capture_output=True, text=True, timeout=180, check=False)
     assert refused.returncode != 0 and "mutually exclusive" in refused.stderr
-    assert workflow.snakemake_argv("germline", out, profile=profile, test=True)[argv.index("--profile") + 1] \
-        == str(workflow.profile_dir(profile))
+    assert launch.snakemake_argv("germline", out, profile=profile, test=True)[argv.index("--profile") + 1] \
+        == str(launch.profile_dir(profile))

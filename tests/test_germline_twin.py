@@ -21,16 +21,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import reset_twin, wait_for
-from hpctool import concordance, workflow
-from hpctool.slurm import Slurm
+from hpctool.slurm.client import Slurm
 from hpctool.twin import Twin, spot
+from hpctool.vcf import concordance, reading, recall
+from hpctool.workflow import launch, rules
+from support.twin import reset_twin, wait_for
 
 # Snakemake's line for a job it saw finish (and recorded as done).
 _FINISHED = re.compile(r"^Finished jobid: (?P<job>\S+) \(Rule: (?P<rule>\w+)\)", re.MULTILINE)
 
 
-def _partitions_by_rule(records: list[workflow.RuleJobRecord]) -> dict[str, set[str]]:
+def _partitions_by_rule(records: list[rules.RuleJobRecord]) -> dict[str, set[str]]:
     result: dict[str, set[str]] = {}
     for record in records:
         for rule in record.rules:
@@ -64,7 +65,7 @@ class Run:
 
     def log_text(self) -> str:
         """Snakemake's own logs of this run folder (every invocation)."""
-        return "".join(p.read_text(errors="replace") for p in workflow.run_logs(self.folder))
+        return "".join(p.read_text(errors="replace") for p in rules.run_logs(self.folder))
 
     def vcfs(self) -> list[Path]:
         return [self.folder / "vcf" / f"{s}.vcf.gz" for s in SAMPLES] + [self.folder / "cohort" / "cohort.vcf.gz"]
@@ -73,9 +74,9 @@ class Run:
 def start_run(folder: Path, data: Path) -> Run:
     """`snakemake --profile snakemake/profiles/twin --configfile config/test.yaml --directory FOLDER`."""
     folder.mkdir(parents=True, exist_ok=True)
-    if not (folder / workflow.TEST_DATA_DIR).exists():
-        (folder / workflow.TEST_DATA_DIR).symlink_to(data)
-    argv = workflow.snakemake_argv("germline", folder, profile="twin", test=True)
+    if not (folder / launch.TEST_DATA_DIR).exists():
+        (folder / launch.TEST_DATA_DIR).symlink_to(data)
+    argv = launch.snakemake_argv("germline", folder, profile="twin", test=True)
     output = folder.parent / f"{folder.name}.out"
     with open(output, "ab") as sink:
         process = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT, env=dict(os.environ))
@@ -98,7 +99,7 @@ def assert_concordant(run: Run, baseline: Run) -> None:
 @pytest.fixture(scope="module")
 def test_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("germline") / "data"
-    script = Path(workflow.TEST_DATA_SCRIPT)
+    script = Path(launch.TEST_DATA_SCRIPT)
     subprocess.run([sys.executable, str(script), str(folder), "--seed", "7"], check=True)
     return folder
 
@@ -112,7 +113,7 @@ def clean_run(twin: Twin, test_data: Path) -> Run:
 
 def test_four_samples_complete_through_the_slurm_executor(clean_run: Run) -> None:
     for vcf in clean_run.vcfs():
-        assert vcf.is_file() and concordance.load_vcf(vcf).records, vcf
+        assert vcf.is_file() and reading.load_vcf(vcf).records, vcf
     table = (clean_run.folder / "qc" / "summary.tsv").read_text().splitlines()
     assert table[0].split("\t")[:3] == ["sample", "reads", "mapped_pct"]
     rows = {line.split("\t")[0]: line.split("\t") for line in table[1:]}
@@ -122,7 +123,7 @@ def test_four_samples_complete_through_the_slurm_executor(clean_run: Run) -> Non
 
 
 def test_every_rule_ran_in_its_intended_partition(clean_run: Run, slurm: Slurm) -> None:
-    records = workflow.rule_jobs(slurm, clean_run.folder)
+    records = rules.rule_jobs(slurm, clean_run.folder)
     # 1 reference index, 4 x (align, sort_markdup, call_sample+qc_sample as one group job), 1 joint call
     assert len(records) == 14, [(r.rules, r.wildcards) for r in records]
     assert all(r.acct.state == "COMPLETED" for r in records), [(r.rules, r.acct.state) for r in records]
@@ -131,11 +132,11 @@ def test_every_rule_ran_in_its_intended_partition(clean_run: Run, slurm: Slurm) 
 
 
 def test_recall_of_planted_variants(clean_run: Run, test_data: Path) -> None:
-    truth = concordance.load_vcf(test_data / "truth.vcf")
-    cohort = concordance.load_vcf(clean_run.folder / "cohort" / "cohort.vcf.gz")
-    per_sample = [concordance.recall(truth, concordance.load_vcf(clean_run.folder / "vcf" / f"{s}.vcf.gz"), s)
+    truth = reading.load_vcf(test_data / "truth.vcf")
+    cohort = reading.load_vcf(clean_run.folder / "cohort" / "cohort.vcf.gz")
+    per_sample = [recall.recall(truth, reading.load_vcf(clean_run.folder / "vcf" / f"{s}.vcf.gz"), s)
                   for s in SAMPLES]
-    joint = [concordance.recall(truth, cohort, s) for s in SAMPLES]
+    joint = [recall.recall(truth, cohort, s) for s in SAMPLES]
     for results in (per_sample, joint):
         planted = sum(r.planted for r in results)
         found = sum(r.found for r in results)
@@ -171,7 +172,7 @@ def killed_then_interrupted(twin: Twin, clean_run: Run, test_data: Path) -> Kill
     first_exit = first.wait(timeout=60)
     wait_for(lambda: not jobs_of(slurm, first.folder) and not jobs_of(slurm, first.folder, "PENDING"),
              timeout=60, what="the killed run's Slurm jobs to be cancelled")
-    first_logs = workflow.run_logs(first.folder)
+    first_logs = rules.run_logs(first.folder)
     reference_mtime = (first.folder / "reference" / "genome.fa.bwt").stat().st_mtime_ns
 
     resumed = start_run(first.folder, test_data)
@@ -204,13 +205,13 @@ def test_killed_snakemake_resumes_without_redoing_finished_outputs(
         killed_then_interrupted: KilledThenInterrupted) -> None:
     run = killed_then_interrupted
     assert run.first_exit != 0
-    done_before = {job for log in run.first_logs for job in workflow.finished_rule_jobs(log.read_text(errors="replace"))}
+    done_before = {job for log in run.first_logs for job in rules.finished_rule_jobs(log.read_text(errors="replace"))}
     assert ("index_reference", "") in done_before, done_before
     assert {("align", s) for s in SAMPLES} <= done_before, done_before
     assert run.resumed_exit == 0, f"the resumed run failed; see {run.resumed.output}"
-    new_logs = [log for log in workflow.run_logs(run.resumed.folder) if log not in run.first_logs]
+    new_logs = [log for log in rules.run_logs(run.resumed.folder) if log not in run.first_logs]
     assert len(new_logs) == 1
-    redone = set(workflow.planned_rule_jobs(new_logs[0].read_text(errors="replace")).values())
+    redone = set(rules.planned_rule_jobs(new_logs[0].read_text(errors="replace")).values())
     # It went on with Slurm work (sorting or calling, depending on how far the first run got).
     assert redone - {("all", ""), ("summary", "")}, "the resumed run submitted nothing"
     assert not redone & done_before, f"redone after resume: {redone & done_before}"
@@ -300,7 +301,7 @@ def faulted_run(twin: Twin, clean_run: Run, test_data: Path) -> Faulted:
         capacity.reenable(twin, layout, ["spot/mixed16", "spot/mixed16m"])
         reset_twin(twin)  # whatever the faults left drained or down, for the tests after this one
     power_log = (twin.log_dir / "power.log").read_text()
-    records = workflow.rule_jobs(slurm, run.folder)
+    records = rules.rule_jobs(slurm, run.folder)
     used = {r.acct.node_list for r in records if r.acct.partition == "spot"}
     return Faulted(run, exit_code, healed, "Failure when resuming" in power_log or
                    "InsufficientInstanceCapacity" in power_log, used)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from hpctool import workflow
 from hpctool.cli import main
+from hpctool.workflow import launch, rules
 
 REPO = Path(__file__).resolve().parents[1]
 GERMLINE = REPO / "snakemake" / "workflows" / "germline"
@@ -34,17 +34,15 @@ test_data_module = _load("make_test_data", MAKE_TEST_DATA)
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("germline-local") / "test-data"
-    subprocess.run([sys.executable, str(MAKE_TEST_DATA), str(folder), "--seed", "7"], check=True)
-    return folder
+def data(germline_data: Path) -> Path:
+    return germline_data  # the session's seeded test data (conftest)
 
 
 def dry_run(run_dir: Path, data: Path, *config: str) -> subprocess.CompletedProcess[str]:
     run_dir.mkdir(parents=True, exist_ok=True)
     if not (run_dir / "test-data").exists():
         (run_dir / "test-data").symlink_to(data)
-    argv = workflow.snakemake_argv("germline", run_dir, profile=None, test=True,
+    argv = launch.snakemake_argv("germline", run_dir, profile=None, test=True,
                                    extra=["-n", "-F", "-p", *(["--config", *config] if config else [])])
     # Snakemake prints its plan and its errors to stdout and stderr by turns: read both as one.
     return subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
@@ -235,7 +233,7 @@ def test_snakemake_accepts_the_cluster_profile(tmp_path: Path, data: Path) -> No
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "test-data").symlink_to(data)
-    argv = workflow.snakemake_argv("germline", run_dir, profile="slurm", test=True,
+    argv = launch.snakemake_argv("germline", run_dir, profile="slurm", test=True,
                                    extra=["-n", "--sdm", "env-modules"])
     result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120,
                           check=False)
@@ -244,14 +242,14 @@ def test_snakemake_accepts_the_cluster_profile(tmp_path: Path, data: Path) -> No
 
 
 def test_a_failing_test_data_script_is_a_clear_error(tmp_path, monkeypatch):
-    from hpctool import workflow
     from hpctool.errors import SetupError
+    from hpctool.workflow import launch
 
     broken = tmp_path / "make_test_data.py"
     broken.write_text("import sys\nsys.exit('wgsim: command not found')\n")
-    monkeypatch.setattr(workflow, "TEST_DATA_SCRIPT", broken)
+    monkeypatch.setattr(launch, "TEST_DATA_SCRIPT", broken)
     with pytest.raises(SetupError) as error:
-        workflow.make_test_data(tmp_path / "out")
+        launch.make_test_data(tmp_path / "out")
     assert "wgsim: command not found" in error.value.message and "make setup" in error.value.hint
 
 
@@ -259,11 +257,11 @@ def test_group_job_members_are_read_back_from_snakemakes_log() -> None:
     """A pasted Snakemake log of a twin run (reference index, then the four aligns as one group
     job, the first finishing): each member is known by its own job id and wildcards."""
     text = (REPO / "tests" / "data" / "snakemake" / "group-run.log").read_text()
-    planned = workflow.planned_rule_jobs(text)
+    planned = rules.planned_rule_jobs(text)
     assert sorted(planned.values())[:5] == [("align", "S1"), ("align", "S2"), ("align", "S3"), ("align", "S4"),
                                             ("index_reference", "")]
-    assert workflow.finished_rule_jobs(text) == {("index_reference", ""), ("align", "S1"), ("align", "S2"),
+    assert rules.finished_rule_jobs(text) == {("index_reference", ""), ("align", "S1"), ("align", "S2"),
                                                  ("align", "S3"), ("align", "S4")}
-    jobs = workflow.parse_submissions(text)
+    jobs = rules.parse_submissions(text)
     assert [(j.rules, j.snakemake_job) for j in jobs][:1] == [(("index_reference",), "4")]
     assert jobs[1].rules == ("group_aligns_align",)  # without its Slurm log, the folder name

@@ -6,8 +6,6 @@ from bootstrap/ as a module (it has no .py suffix because it is installed as a c
 
 from __future__ import annotations
 
-import importlib.machinery
-import importlib.util
 import json
 import threading
 import time
@@ -19,17 +17,9 @@ from pathlib import Path
 import pytest
 
 from hpctool.twin.imds import make_server
+from support.handler import load_handler
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def load_handler():
-    path = REPO / "bootstrap" / "spot-interruption-handler"
-    loader = importlib.machinery.SourceFileLoader("spot_interruption_handler", str(path))
-    spec = importlib.util.spec_from_loader(loader.name, loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
 
 
 handler = load_handler()

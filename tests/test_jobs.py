@@ -11,9 +11,10 @@ import pytest
 from hpctool import jobs
 from hpctool.cli import main as cli
 from hpctool.errors import SlurmError, UsageError
-from hpctool.job_runner import is_timeout
-from hpctool.slurm import Slurm
-from hpctool.slurm_parse import parse_sinfo_nodes
+from hpctool.jobs import submission
+from hpctool.jobs.runner import is_timeout
+from hpctool.slurm.client import Slurm
+from hpctool.slurm.parse import parse_sinfo_nodes
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data" / "slurm"
@@ -116,7 +117,7 @@ def test_sbatch_refusals_become_its_message_with_a_hint(stderr, hint, tmp_path) 
     batch = tmp_path / "batch"
     batch.mkdir()
     (batch / "abc.pkl").write_text("a pickle submitit wrote before sbatch answered")
-    with pytest.raises(SlurmError) as error, jobs._sbatch_errors(batch, pasted_cluster(), "compute"):
+    with pytest.raises(SlurmError) as error, submission._sbatch_errors(batch, pasted_cluster(), "compute"):
         raise FailedJobError(stderr)
     assert error.value.message.startswith("sbatch refused the job: ")
     assert "sbatch: error" not in error.value.message and hint in error.value.hint
@@ -129,20 +130,20 @@ def test_job_files_never_go_to_the_current_directory(monkeypatch, tmp_path) -> N
     assert jobs.default_folder() == tmp_path / "state" / "hpctool" / "jobs"
     monkeypatch.setenv("HPCTOOL_JOBS_DIR", str(tmp_path / "mine"))
     assert jobs.default_folder() == tmp_path / "mine"
-    batch = jobs._batch_folder(None, "align a|b")
+    batch = submission._batch_folder(None, "align a|b")
     assert batch.parent == tmp_path / "mine" and "align_a_b" in batch.name
 
 
-def test_jobs_run_through_hpctool_job_runner(tmp_path) -> None:
+def test_jobs_run_through_hpctool_jobs_runner(tmp_path) -> None:
     script = jobs.executor(jobs.Resources(), tmp_path, spot=set())._make_submission_file_text(
         jobs.executor(jobs.Resources(), tmp_path, spot=set())._submitit_command_str, "uid")
-    assert "-u -m hpctool.job_runner" in script and "submitit.core._submit" not in script
+    assert "-u -m hpctool.jobs.runner" in script and "submitit.core._submit" not in script
 
 
 def test_the_runner_installs_its_handler_on_the_environment_process_job_uses(monkeypatch) -> None:
     from submitit.core.job_environment import JobEnvironment
 
-    from hpctool import job_runner
+    from hpctool.jobs import runner as job_runner
 
     monkeypatch.setenv("SUBMITIT_EXECUTOR", "slurm")
     env = job_runner.install()
@@ -249,7 +250,7 @@ def test_sbatch_output_without_a_job_id_is_a_slurm_error_too(tmp_path) -> None:
     batch = tmp_path / "batch"
     batch.mkdir()
     with pytest.raises(SlurmError, match="sbatch refused the job: Could not make sense"), \
-            jobs._sbatch_errors(batch, pasted_cluster(), None):
+            submission._sbatch_errors(batch, pasted_cluster(), None):
         raise FailedSubmissionError('Could not make sense of sbatch output "queued"')
     assert not batch.exists()
 
@@ -264,7 +265,7 @@ def test_sbatch_output_without_a_job_id_is_a_slurm_error_too(tmp_path) -> None:
     ],
 )
 def test_a_failed_slurm_command_names_the_daemon_it_could_not_reach(program, detail, names):
-    from hpctool.slurm import failure_hint
+    from hpctool.slurm.runner import failure_hint
 
     hint = failure_hint(program, detail)
     assert hint.startswith(f"{names} ") and "hpctool local up" in hint

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_all_idle, wait_for
 from hpctool import jobs
 from hpctool.cli import main as cli
 from hpctool.errors import SlurmError
 from hpctool.twin import daemons
+from support.twin import wait_all_idle, wait_for
 
 pytestmark = pytest.mark.twin
 

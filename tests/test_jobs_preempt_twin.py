@@ -4,7 +4,7 @@ as what it finally did, whatever its time limit, and the preemption uses up none
 Eight jobs, one per case: time limit 5 or 60 minutes x Python callable or shell command x
 checkpointable or not. They fill both spot nodes (4 CPUs each), both nodes get a notice through
 their IMDS emulators, the real handlers drain them and signal the jobs, and once the nodes are
-restored every job must end COMPLETED with its right result. Before hpctool.job_runner, the
+restored every job must end COMPLETED with its right result. Before hpctool.jobs.runner, the
 5-minute jobs without a checkpoint came back as failed (submitit's guaranteed-walltime rule took
 every USR2 for a timeout) and the others each lost one of their allowed timeouts.
 """
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 from submitit.core.utils import DelayedSubmission
 
-from conftest import wait_all_idle, wait_for, wait_job
 from hpctool import jobs
 from hpctool.twin import spot
+from support.twin import wait_all_idle, wait_for, wait_job
 
 pytestmark = pytest.mark.twin
 

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from conftest import wait_for
 from hpctool import jobs
 from hpctool.cli import main as cli
+from support.twin import wait_for
 
 pytestmark = pytest.mark.twin
 

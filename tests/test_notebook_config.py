@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from hpctool.cli import main
-from hpctool.cluster import load_queues, slurm_queues
+from hpctool.cluster.queues import load_queues, slurm_queues
 from hpctool.errors import ConfigError
 from hpctool.notebook import config
 from hpctool.notebook.spawner import (
@@ -23,7 +23,7 @@ from hpctool.notebook.spawner import (
     options_form_html,
     parse_job_state,
 )
-from test_config_render import assert_same_text
+from support.golden import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "notebook"
 REPO = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_cluster_config_matches_golden() -> None:
     text = config.render_config(load_queues(), config.cluster_settings())
-    assert_same_text(text, GOLDEN / "jupyterhub_config.cluster.py")
+    assert_golden(text, GOLDEN / "jupyterhub_config.cluster.py")
     compile(text, "jupyterhub_config.py", "exec")  # it is Python
 
 
@@ -39,12 +39,12 @@ def test_twin_config_matches_golden() -> None:
     settings = config.twin_settings(Path("/repo"), Path("/twin/hub"), job_python="/repo/.venv/bin/python",
                                     slurm_conf="/twin/etc/slurm.conf", port_base=16817)
     text = config.render_config(load_queues(), settings, node_limits=(4, 1))
-    assert_same_text(text, GOLDEN / "jupyterhub_config.twin.py")
+    assert_golden(text, GOLDEN / "jupyterhub_config.twin.py")
 
 
 def test_sudoers_matches_golden_and_visudo_accepts_it(tmp_path: Path) -> None:
     text = config.render_sudoers(config.cluster_settings())
-    assert_same_text(text, GOLDEN / "sudoers")
+    assert_golden(text, GOLDEN / "sudoers")
     rule = tmp_path / "hpctool-jupyterhub"
     rule.write_text(text)
     rule.chmod(0o440)

@@ -21,9 +21,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import wait_for
 from hpctool.notebook.hub import TwinHub, ensure_user
 from hpctool.twin import Twin, spot
+from support.browser import headless_chromium
+from support.twin import wait_for
 
 pytestmark = pytest.mark.twin
 
@@ -113,21 +114,8 @@ def hub(twin: Twin, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 @pytest.fixture
 def browser():
     """A new headless Chromium per test (about a second): no cookies, no JupyterLab tab left over."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                 "--window-size=1280,860"):
-        options.add_argument(flag)
-    options.binary_location = "/usr/bin/chromium"
-    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
-    driver.set_page_load_timeout(60)
-    try:
+    with headless_chromium(["--window-size=1280,860"], page_load_timeout=60) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from hpctool.errors import RemoteError, SlurmError, UsageError
-from hpctool.remote import Remote, SshSettings
-from hpctool.remote_runs import Manifest, RemoteRun, RemoteSession, Submission
-from sshd_lab import SshLab, free_port, keygen
+from hpctool.remote.connection import Remote, SshSettings
+from hpctool.remote.manifest import Manifest, RemoteRun, Submission
+from hpctool.remote.session import RemoteSession
+from support.sshd_lab import SshLab, free_port, keygen
 
 PASSPHRASE = "correct-horse-battery-staple-42"
 
@@ -250,7 +251,7 @@ def test_fetch_of_a_missing_remote_folder(lab, tmp_path):
 
 
 def test_tokens_are_blanked_in_remote_text():
-    from hpctool.remote_runs import redact
+    from hpctool.remote.manifest import redact
 
     line = "    http://10.0.0.5:8888/lab?token=0a1b2c3d4e5f&x=1 or http://x:1/?token=ffff"
     assert redact(line) == "    http://10.0.0.5:8888/lab?token=<hidden>&x=1 or http://x:1/?token=<hidden>"

@@ -19,12 +19,14 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, wait_for, wait_job
 from hpctool.errors import RemoteError
-from hpctool.remote import Remote, SshSettings
-from hpctool.remote_runs import Manifest, RemoteSession, Submission
-from hpctool.slurm_parse import node_powered_down
-from sshd_lab import SshLab
+from hpctool.remote.connection import Remote, SshSettings
+from hpctool.remote.manifest import Manifest, Submission
+from hpctool.remote.session import RemoteSession
+from hpctool.slurm.parse import node_powered_down
+from support import REPO
+from support.sshd_lab import SshLab
+from support.twin import wait_for, wait_job
 
 pytestmark = pytest.mark.twin
 REMOTE_HPCTOOL = str(REPO / ".venv" / "bin" / "hpctool")

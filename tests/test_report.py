@@ -4,32 +4,25 @@ Chromium (selenium), checking what it shows; the screenshot is kept in the test'
 from __future__ import annotations
 
 import copy
-import difflib
-import os
 import struct
 import zlib
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 
 from hpctool import report
-from hpctool.cluster import load_queues
-from hpctool.cost import accounting, prices
-from test_cost import BOOK_DATA, SLURM_NODES
+from hpctool.cluster.queues import load_queues
+from hpctool.cost import jobcost, prices
+from support.browser import headless_chromium
+from support.golden import assert_golden
+from support.prices import BOOK_DATA, SLURM_NODES
 
 DATA = Path(__file__).parent / "data"
 GOLDEN = Path(__file__).parent / "golden" / "report" / "handmade.html"
-CHROMIUM_FLAGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
-@pytest.fixture(autouse=True)
-def _shipped_prices(tmp_path, monkeypatch):
-    """A price snapshot refreshed on this machine ($HPCTOOL_HOME/prices.json) must not change the figures."""
-    monkeypatch.setenv("HPCTOOL_HOME", str(tmp_path / "hpctool-home"))
+pytestmark = pytest.mark.usefixtures("shipped_prices")  # the figures of the shipped snapshot (conftest)
 
 
 
@@ -76,14 +69,14 @@ def dominant_colour(png: bytes) -> str:
 def handmade_data(repo: Path) -> report.ReportData:
     """The hand-made accounting of test_cost (a requeued spot job among them) as a run of three rules."""
     book = prices.PriceBook(copy.deepcopy(BOOK_DATA), "test book")
-    catalog = accounting.NodeCatalog(load_queues(repo / "cluster-configs" / "default.yaml"), book, "us-east-1",
+    catalog = jobcost.NodeCatalog(load_queues(repo / "cluster-configs" / "default.yaml"), book, "us-east-1",
                                      SLURM_NODES)
-    runs = [r for r in accounting.parse_cost_records((DATA / "cost" / "sacct-cost-handmade.txt").read_text())
+    runs = [r for r in jobcost.parse_cost_records((DATA / "cost" / "sacct-cost-handmade.txt").read_text())
             if r.job_id in {"10", "11", "12", "13"}]
-    items = accounting.costs(runs, catalog)
+    items = jobcost.costs(runs, catalog)
     labels = {"10": ["align"], "11": ["index"], "12": ["call"], "13": ["sort"]}
-    by_queue = accounting.summarise(items, "queue")
-    by_rule = accounting.summarise(items, "rule", labels)
+    by_queue = jobcost.summarise(items, "queue")
+    by_rule = jobcost.summarise(items, "rule", labels)
     return report.ReportData(
         title="run demo", generated="2026-11-22 00:00 UTC", price_date="2026-11-01",
         bars=report.bars_from_costs(items, labels),
@@ -94,14 +87,7 @@ def handmade_data(repo: Path) -> report.ReportData:
 
 
 def test_render_matches_golden(repo):
-    actual = report.render(handmade_data(repo))
-    if os.environ.get("HPCTOOL_UPDATE_GOLDEN") == "1":
-        GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-        GOLDEN.write_text(actual)
-    expected = GOLDEN.read_text()
-    if actual != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True), str(GOLDEN), "rendered"))
-        pytest.fail(f"report page differs from {GOLDEN} (HPCTOOL_UPDATE_GOLDEN=1 to accept):\n{diff}")
+    assert_golden(report.render(handmade_data(repo)), GOLDEN)
 
 
 def test_bars_and_figures(repo):
@@ -119,16 +105,8 @@ def test_bars_and_figures(repo):
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument("--window-size=1040,1000")
-    driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
-    try:
+    with headless_chromium(["--window-size=1040,1000"]) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def test_the_page_in_headless_chromium(repo, tmp_path, browser):

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hpctool.errors import SlurmError
-from hpctool.slurm_parse import (
+from hpctool.slurm.parse import (
     job_active,
     job_finished,
     job_state_base,

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from hpctool import snakemake_main
+from hpctool.workflow import snakemake_main
 
 
 class _Resources(dict):
@@ -59,7 +59,7 @@ def test_the_real_executor_class_is_adjusted_in_a_fresh_interpreter() -> None:
     that its post-init wraps the node set and the status interval is capped."""
     code = (
         "import snakemake_executor_plugin_slurm as p\n"
-        "from hpctool import snakemake_main as m\n"
+        "from hpctool.workflow import snakemake_main as m\n"
         "m.adjust_slurm_executor(p.Executor, 2.0)\n"
         "m.adjust_slurm_executor(p.Executor, 2.0)\n"  # idempotent
         "e = object.__new__(p.Executor)\n"
@@ -109,7 +109,7 @@ def test_a_bad_ceiling_is_a_clear_message(argv) -> None:
 
 
 def test_the_launcher_runs_snakemake() -> None:
-    result = subprocess.run([sys.executable, "-m", "hpctool.snakemake_main", "--status-check-ceiling", "2",
+    result = subprocess.run([sys.executable, "-m", "hpctool.workflow.snakemake_main", "--status-check-ceiling", "2",
                              "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and result.stdout.strip()[0].isdigit(), result
 
@@ -137,7 +137,7 @@ def test_the_plugin_is_imported_without_scontrol_and_asks_it_afterwards(tmp_path
     _child(plain, str(spy.parent))
     assert "show config" in calls.read_text()  # what the adjustment is for
     calls.unlink()
-    ours = ("from hpctool import snakemake_main as m\n"
+    ours = ("from hpctool.workflow import snakemake_main as m\n"
             "p = m.import_plugin_without_scontrol()\n"
             "assert m.import_plugin_without_scontrol() is p\n"
             "from snakemake_executor_plugin_slurm import validation\n"

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-from hpctool import slurm_parse
-from test_imds import load_handler
+from hpctool.slurm import parse as slurm_parse
+from support.handler import load_handler
 
 handler = load_handler()
 
@@ -82,7 +85,7 @@ def test_what_happens_to_a_signalled_job_after_its_budget() -> None:
 
 def test_handler_parsers_agree_with_slurm_parse_on_pasted_output() -> None:
     """The handler keeps its own stdlib parsers (it runs without hpctool installed): on every
-    pasted Slurm output they must read what hpctool.slurm_parse reads."""
+    pasted Slurm output they must read what hpctool.slurm.parse reads."""
     for path in sorted(DATA.glob("scontrol-*.txt")):
         for line in path.read_text().splitlines():
             if line.strip():
@@ -176,3 +179,15 @@ def test_slurmctld_down_at_the_end_of_the_budget_defers_the_requeue_never_skips_
     assert fake.requeues == [["7"]]
     events = [json.loads(line)["event"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert "finished" not in events and events.count("requeued") == 1 and events[-1] == "done", events
+
+
+def test_the_handler_is_python_3_7_and_passes_ruff(repo):
+    """It runs on the nodes' own python3 (Amazon Linux 2 has 3.7): its syntax must parse as 3.7,
+    and ruff lints it like the package (pyproject.toml includes it, as Python 3.7)."""
+    from support.handler import HANDLER
+
+    ast.parse(HANDLER.read_text(), filename=str(HANDLER), feature_version=(3, 7))
+    ruff = Path(sys.executable).with_name("ruff")
+    result = subprocess.run([str(ruff), "check", "--no-cache", str(HANDLER)], cwd=repo,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

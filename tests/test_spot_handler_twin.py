@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for
 from hpctool.twin import Twin, spot
+from support.twin import wait_for
 
 pytestmark = pytest.mark.twin
 

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_all_idle, wait_for, wait_job
 from hpctool import jobs
 from hpctool.cli import main as cli
 from hpctool.errors import TwinError
-from hpctool.slurm_parse import job_active
+from hpctool.slurm.parse import job_active
 from hpctool.twin import Twin, daemons, spot
+from support.twin import wait_all_idle, wait_for, wait_job
 
 pytestmark = pytest.mark.twin
 

@@ -16,10 +16,7 @@ from hpctool.errors import UsageError
 BUCKET = "hpctool-dev-results"
 KIB, MIB = 1024, 1024 * 1024
 
-@pytest.fixture(autouse=True)
-def _shipped_prices(tmp_path, monkeypatch):
-    """A price snapshot refreshed on this machine ($HPCTOOL_HOME/prices.json) must not change the figures."""
-    monkeypatch.setenv("HPCTOOL_HOME", str(tmp_path / "hpctool-home"))
+pytestmark = pytest.mark.usefixtures("shipped_prices")  # the figures of the shipped snapshot (conftest)
 
 
 

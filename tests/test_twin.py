@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_all_idle, wait_for, wait_job
-from hpctool.cluster import load_queues
+from hpctool.cluster.queues import load_queues
 from hpctool.errors import ConfigError, SetupError, TwinError
 from hpctool.twin import Twin, daemons
 from hpctool.twin import core as twin_module
 from hpctool.twin.layout import plan_layout
+from support.twin import wait_all_idle, wait_for, wait_job
 
 HPCTOOL = [sys.executable, "-m", "hpctool.cli"]
 

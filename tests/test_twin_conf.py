@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_golden
-from hpctool.cluster import ComputeResource, Queue, load_cluster
+from hpctool.cluster.queues import ComputeResource, Queue, load_cluster
 from hpctool.errors import SetupError
 from hpctool.twin.conf import (
     HeadNode,
@@ -21,6 +20,7 @@ from hpctool.twin.conf import (
 from hpctool.twin.hosts import Network
 from hpctool.twin.layout import plan_layout
 from hpctool.twin.spot import SpotServices
+from support.golden import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "twin"
 PATHS = TwinPaths(Path("/root/.local/share/hpctool"))
@@ -120,7 +120,7 @@ def test_a_queue_without_any_node_is_refused():
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hpctool.cluster import slurm_queues
+from hpctool.cluster.queues import slurm_queues
 from hpctool.errors import ConfigError
 
 _scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 100), st.floats(allow_nan=False),

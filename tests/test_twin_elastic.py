@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import reset_twin, wait_for
 from hpctool.cli import main as cli
-from hpctool.slurm_parse import node_powered_down
+from hpctool.slurm.parse import node_powered_down
 from hpctool.twin import Twin, spot
 from hpctool.twin.capacity import DISABLED_REASON, RESUME_FAILURE_REASON
+from support.twin import reset_twin, wait_for
 
 pytestmark = pytest.mark.twin
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import wait_for, wait_job
 from hpctool.errors import SetupError
 from hpctool.twin import Twin, image, machine
 from hpctool.twin.hosts import Hosts, HostSpec, Network, plan_network
+from support.twin import wait_for, wait_job
 
 IMDS_PROBE = ("python3 -c \"import urllib.request as u; r=u.Request('http://169.254.169.254/latest/api/token', "
               "method='PUT', headers={'X-aws-ec2-metadata-token-ttl-seconds': '60'}); "

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from hpctool import resources
+from hpctool import shipped
 from hpctool.bootstrap_upload import bundle_digest, collect_bundle
 from hpctool.errors import SetupError
 from hpctool.twin import Twin
@@ -31,18 +31,18 @@ BUCKET = "hpctool-wheel-test"
 
 
 def test_in_a_checkout_the_shipped_folders_are_the_repositorys_own() -> None:
-    assert resources.data_root() == REPO
-    assert resources.path("snakemake") == REPO / "snakemake"
-    assert resources.path("scripts/make_test_data.py") == REPO / "scripts" / "make_test_data.py"
+    assert shipped.data_root() == REPO
+    assert shipped.path("snakemake") == REPO / "snakemake"
+    assert shipped.path("scripts/make_test_data.py") == REPO / "scripts" / "make_test_data.py"
     with pytest.raises(SetupError, match="not one of the folders hpctool ships"):
-        resources.path("scripts/demo.sh")  # in the checkout, but not in the wheel
+        shipped.path("scripts/demo.sh")  # in the checkout, but not in the wheel
 
 
 def test_the_wheel_config_ships_what_resources_knows() -> None:
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     mapping = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
-    assert mapping == {name: f"hpctool/_data/{name}" for name in resources.SHIPPED}
-    for name in resources.SHIPPED:
+    assert mapping == {name: f"hpctool/_data/{name}" for name in shipped.SHIPPED}
+    for name in shipped.SHIPPED:
         assert (REPO / name).exists(), name
 
 
@@ -93,7 +93,7 @@ def _env(venv: Path, **extra: str) -> dict[str, str]:
 
 
 def test_the_wheel_carries_the_data_and_finds_it_there(wheel_venv: Path, user_dir: Path) -> None:
-    code = "import hpctool.resources as r; print(r.data_root())"
+    code = "import hpctool.shipped as r; print(r.data_root())"
     root = Path(_run([str(wheel_venv / "bin" / "python"), "-c", code], cwd=user_dir, env=_env(wheel_venv)).strip())
     assert root.name == "_data" and root.is_relative_to(wheel_venv), root
     for name in ("bootstrap/on-node-configured.sh", "envs/bwa.yaml", "snakemake/workflows/germline/Snakefile",

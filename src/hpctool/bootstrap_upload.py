@@ -16,24 +16,22 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hpctool.atomic import write_atomic
 from hpctool.aws import S3
-from hpctool.cluster import load_yaml
+from hpctool.cluster.queues import load_yaml
 from hpctool.errors import ConfigError, UsageError
-from hpctool.resources import data_root
+from hpctool.progress import Progress, quiet
+from hpctool.shipped import data_root
 
 BUNDLE_DIRS = ("bootstrap", "envs")
 ENTRY_SCRIPT = "bootstrap/on-node-configured.sh"
 MANIFEST = "manifest.json"
 _SKIPPED_PARTS = {"__pycache__", ".pytest_cache"}
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -210,7 +208,7 @@ def _parse(text: str, path: Path) -> Any:
 
 def upload_bundle(bucket: str, prefix: str, *, s3: S3 | None = None, root: Path | None = None,
                   config: str | Path | None = None, write: bool = False, dry_run: bool = False,
-                  region: str | None = None, progress: Progress = lambda _: None) -> UploadReport:
+                  region: str | None = None, progress: Progress = quiet) -> UploadReport:
     """Upload the bundle (unless ``dry_run``) and check, or with ``write`` fix, the config's Scripts."""
     if not _BUCKET_NAME.match(bucket):
         raise UsageError(f"--bucket {bucket!r} is not an S3 bucket name", "give the bucket's name, without s3://")

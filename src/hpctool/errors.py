@@ -39,6 +39,15 @@ class SlurmError(HpctoolError):
     """A Slurm command failed or Slurm is unreachable."""
 
 
+class SlurmCommandError(SlurmError):
+    """A Slurm command ran and exited non-zero: its program, exit code and what it printed, for a
+    caller that words the refusal itself (``sbatch on HOST refused the job: ...``)."""
+
+    def __init__(self, message: str, hint: str = "", *, program: str = "", code: int = 1, detail: str = "") -> None:
+        super().__init__(message, hint)
+        self.program, self.code, self.detail = program, code, detail
+
+
 class TwinError(HpctoolError):
     """The local Slurm twin could not be started, queried or stopped."""
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from hpctool.cost import accounting, prices
+from hpctool.cost import jobcost, prices
 from hpctool.cost import jobs as cost_jobs
 from hpctool.errors import SetupError, UsageError
-from hpctool.slurm import Slurm
+from hpctool.slurm.client import Slurm
 
 # Colour-blind-safe palette (Okabe-Ito), one colour per queue in name order.
 PALETTE = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
@@ -65,7 +65,7 @@ def _epoch(text: str) -> float | None:
     return when.timestamp() if when else None
 
 
-def bars_from_costs(items: Sequence[accounting.RunCost], labels: dict[str, list[str]]) -> list[Bar]:
+def bars_from_costs(items: Sequence[jobcost.RunCost], labels: dict[str, list[str]]) -> list[Bar]:
     bars = []
     for item in items:
         start = _epoch(item.start)
@@ -73,7 +73,7 @@ def bars_from_costs(items: Sequence[accounting.RunCost], labels: dict[str, list[
             continue
         end = start + item.elapsed_s  # a running job's End is Unknown: its elapsed time so far
         label = "+".join(labels.get(item.job_id, [])) or item.name
-        for node in accounting.expand_nodes(item.node_list):
+        for node in jobcost.expand_nodes(item.node_list):
             bars.append(Bar(node, item.queue, item.job_id, label, start, end, item.lost, item.spot,
                             item.cost / max(item.nodes, 1)))
     return bars
@@ -100,8 +100,8 @@ def build(run_dir: Path | None = None, *, since: str | None = None, until: str |
         raise UsageError(f"{run_dir}: the run lists no Slurm jobs", "was it run with a Slurm profile?")
     items = cost_jobs.job_costs(slurm, config=config, since=since, until=until,
                                 job_ids=sorted(labels, key=cost_jobs.job_order) if labels else None, book=book)
-    by_queue = accounting.summarise(items, "queue")
-    by_rule = accounting.summarise(items, "rule", labels) if labels else None
+    by_queue = jobcost.summarise(items, "queue")
+    by_rule = jobcost.summarise(items, "rule", labels) if labels else None
     qc_header, qc_rows = read_qc(run_dir) if run_dir is not None else ([], [])
     title = f"run {run_dir.name}" if run_dir is not None else f"jobs since {since}"
     return ReportData(

@@ -76,8 +76,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from hpctool.job_table import controller_warning, list_jobs
-    from hpctool.slurm import Slurm
+    from hpctool.jobs.table import controller_warning, list_jobs
+    from hpctool.slurm.client import Slurm
 
     slurm = Slurm()
     rows = list_jobs(slurm, job_ids=args.job_ids or None, since=args.since)

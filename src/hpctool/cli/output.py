@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import sys
 from typing import Any
 
+from hpctool.progress import to_stderr
 
-def progress(message: str) -> None:
-    """Progress of a long operation: to stderr, so stdout stays clean for --json."""
-    print(f"  {message}", file=sys.stderr, flush=True)
+progress = to_stderr  # the one progress printer (hpctool.progress)
 
 
 def print_json(data: Any) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 import time
@@ -11,12 +12,13 @@ from typing import TYPE_CHECKING
 
 from hpctool.cli.output import print_json, print_table, progress
 from hpctool.errors import UsageError
+from hpctool.polling import poll_until
 
 if TYPE_CHECKING:
-    from hpctool import remote_runs
+    from hpctool.remote.session import RemoteSession
 
 # fabric and paramiko load only when a `remote` command runs: every other command starts faster.
-DEFAULT_ROOT = "~/hpctool-runs"  # = hpctool.remote_runs.DEFAULT_ROOT
+DEFAULT_ROOT = "~/hpctool-runs"  # = hpctool.remote.transfer.DEFAULT_ROOT
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -113,14 +115,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     exec_.set_defaults(handler=cmd_nodes_exec)
 
 
-def _session(args: argparse.Namespace) -> remote_runs.RemoteSession:
-    from hpctool import remote_runs
-    from hpctool.remote import Remote, SshSettings
+def _session(args: argparse.Namespace) -> RemoteSession:
+    from hpctool.remote.connection import Remote, SshSettings
+    from hpctool.remote.session import RemoteSession
 
     settings = SshSettings.from_env(config=args.ssh_config, known_hosts=args.known_hosts, accept_new=args.accept_new)
     connection = Remote(args.host, settings)
-    return remote_runs.RemoteSession(connection, root=args.remote_root, hpctool=args.remote_hpctool,
-                                     progress=progress)
+    return RemoteSession(connection, root=args.remote_root, hpctool=args.remote_hpctool, progress=progress)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -140,7 +141,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from hpctool.remote_runs import Submission
+    from hpctool.remote.manifest import Submission
 
     job = Submission(args.script, tuple(args.inputs), args.queue, args.cpus, args.mem, args.time,
                                  args.array, args.name)
@@ -235,11 +236,15 @@ def cmd_run_germline(args: argparse.Namespace) -> int:
         if not args.follow:
             print_json({"run": run.id, "folder": run.folder, "pid": run.pid}) if args.json else print(run.id)
             return 0
-        data = session.germline_progress(run)
-        while data["running"]:
-            progress(f"{data['steps_done']} of {data['steps_total']} steps, {len(data['rule_jobs'])} Slurm job(s)")
-            time.sleep(5)
+
+        def ended() -> dict | None:
             data = session.germline_progress(run)
+            if not data["running"]:
+                return data
+            progress(f"{data['steps_done']} of {data['steps_total']} steps, {len(data['rule_jobs'])} Slurm job(s)")
+            return None
+
+        data = poll_until(ended, timeout=math.inf, interval=5, on_timeout=RuntimeError)
     print_json(data) if args.json else _print_progress(data)
     return 0 if data["exit_code"] == 0 else 1
 
@@ -270,7 +275,7 @@ def cmd_notebook(args: argparse.Namespace) -> int:
                 _wait_forever()
         finally:
             if not args.keep:
-                session.slurm(["scancel", notebook.job_id], check=False)
+                session.slurm.cancel([notebook.job_id], check=False)
     return 0
 
 

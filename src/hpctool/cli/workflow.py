@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hpctool import concordance, workflow
 from hpctool.cli.output import print_json, print_table, progress
-from hpctool.slurm import Slurm
+from hpctool.slurm.client import Slurm
+from hpctool.vcf import concordance, reading, recall
+from hpctool.workflow import launch, rules
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def cmd_run_germline(args: argparse.Namespace) -> int:
     profile = None if args.cores is not None else args.profile
-    code = workflow.run("germline", args.out, profile=profile, configfile=args.configfile, test=args.test,
+    code = launch.run("germline", args.out, profile=profile, configfile=args.configfile, test=args.test,
                         cores=args.cores, extra=args.snakemake, progress=progress)
     if profile is not None:
         _print_rule_jobs(args.out)
@@ -59,7 +60,7 @@ def cmd_run_germline(args: argparse.Namespace) -> int:
 
 def _print_rule_jobs(out: Path) -> None:
     """Where each rule's Slurm job ran, from accounting: the routing, checked after the fact."""
-    records = workflow.rule_jobs(Slurm(), out)
+    records = rules.rule_jobs(Slurm(), out)
     if not records:
         return
     rows = [["+".join(r.rules), r.wildcards or "-", r.acct.job_id, r.acct.partition, r.acct.node_list,
@@ -92,8 +93,8 @@ def cmd_concordance(args: argparse.Namespace) -> int:
 
 
 def cmd_recall(args: argparse.Namespace) -> int:
-    truth = concordance.load_vcf(args.truth)
-    results = concordance.cohort_recall(truth, [concordance.load_vcf(path) for path in args.calls])
+    truth = reading.load_vcf(args.truth)
+    results = recall.cohort_recall(truth, [reading.load_vcf(path) for path in args.calls])
     planted = sum(r.planted for r in results)
     found = sum(r.found for r in results)
     if args.json:

@@ -9,7 +9,6 @@ validators can run; the verdicts that only an account can give are reported as "
 
 from __future__ import annotations
 
-import contextvars
 import json
 import os
 import re
@@ -21,6 +20,7 @@ from urllib.parse import urlparse
 
 from hpctool.configs.findings import INCOMPLETE, Finding, Level, NotChecked, PathNamer
 from hpctool.configs.offline import no_network
+from hpctool.configs.pcluster_hooks import traced_validators, validator_name
 
 # Validators that need an account (dry-run launches, the key pair): suppressed, as `pcluster` lets one do.
 SUPPRESSED = ("HeadNodeLaunchTemplateValidator", "ComputeResourceLaunchTemplateValidator", "KeyPairValidator")
@@ -105,12 +105,6 @@ def run_deep_many(configs: list[dict], suppress: list[str] | None = None, cluste
                                  f"{tail}", INCOMPLETE)], []) for _ in configs]
     return [([Finding(**{**f, "level": Level(f["level"])}) for f in r["findings"]],
              [NotChecked(**n) for n in r["not_checked"]], r["ran"]) for r in results]
-
-
-def run_deep(config: dict, cluster_name: str = "hpctool", timeout: float = 600) -> tuple[list[Finding],
-                                                                                       list[NotChecked], list[str]]:
-    """One config: see :func:`run_deep_many`."""
-    return run_deep_many([config], cluster_name=cluster_name, timeout=timeout)[0]
 
 
 # --- the child process ---------------------------------------------------------------------------
@@ -218,41 +212,10 @@ def _resource_paths(root: Any, config: dict) -> dict[int, str]:
     return paths
 
 
-_CURRENT: contextvars.ContextVar[str] = contextvars.ContextVar("hpctool_validator", default="")
-
-
-def _validator_name(kind: str) -> str:
-    return kind.removeprefix("AsyncTimed")  # pcluster's timed async wrappers rename the class
-
-
-class _Trace:
-    """Per validator: the AWS lookups that failed, network it tried, and whether it crashed."""
-
-    def __init__(self, attempts: Any) -> None:
-        self.attempts = attempts
-        self.lookups: dict[str, list[str]] = {}
-        self.crashed: dict[str, str] = {}
-
-    def lookup_failed(self, function: str, message: str) -> None:
-        name = _CURRENT.get()
-        if name:
-            self.lookups.setdefault(name, []).append(f"{function}: {message}")
-
-    def crash(self, name: str, error: Exception) -> None:
-        if isinstance(error, NotImplementedError):  # moto lacks the API: a lookup only the account answers
-            self.lookups.setdefault(name, []).append(str(error))
-        else:
-            self.crashed[name] = f"{type(error).__name__}: {error}"
-
-    def network(self, name: str, before: int) -> None:
-        for host in self.attempts.hosts[before:]:
-            self.lookups.setdefault(name, []).append(f"a connection to {host} (blocked: validation is offline)")
-
-
 def _run_validators(config: dict, cluster_name: str, suppress: list[str]) -> dict[str, Any]:
     import moto
     from pcluster.aws.aws_api import AWSApi
-    from pcluster.aws.common import AWSClientError, Cache
+    from pcluster.aws.common import Cache
 
     region = config["Region"]
     AWSApi.reset()
@@ -264,93 +227,28 @@ def _run_validators(config: dict, cluster_name: str, suppress: list[str]) -> dic
             text = text.replace(json.dumps(original), json.dumps(created))
         stubbed_config = json.loads(text)
 
-        from pcluster.config.common import Resource, TypeMatchValidatorsSuppressor, ValidatorContext
+        from pcluster.config.common import TypeMatchValidatorsSuppressor, ValidatorContext
         from pcluster.schemas.cluster_schema import ClusterSchema
 
-        trace = _Trace(attempts)
-        original_client_error_init = AWSClientError.__init__
-
-        def client_error_init(self: Any, function_name: str, message: str, *args: Any, **kwargs: Any) -> None:
-            original_client_error_init(self, function_name, message, *args, **kwargs)
-            trace.lookup_failed(function_name, message)
-
-        AWSClientError.__init__ = client_error_init
-        try:
-            model = ClusterSchema(cluster_name=cluster_name).load(stubbed_config)
-        except Exception as error:  # noqa: BLE001 - pcluster builds its model with AWS lookups moto may lack
-            AWSClientError.__init__ = original_client_error_init
-            reason = str(error) or type(error).__name__
-            return {"findings": [], "ran": [], "not_checked": [NotChecked(
-                "pcluster:validators", "ParallelCluster could not build its model of this config under moto "
-                f"(it needs a lookup moto cannot answer: {_back(reason, renamed)[:300]}); none of its validators "
-                "ran", INCOMPLETE).to_dict()]}
-        paths = _resource_paths(model, config)
-        ran: dict[str, list[tuple[Any, str]]] = {}
-        current: list[str] = [""]
-        original_validate_self = Resource._validate_self
-        original_execute = Resource._validator_execute
-
-        # Why patch private methods: pcluster's results carry no path; these two hooks are where a
-        # validator meets the resource it checks, so each result can name its YAML path; and the
-        # current validator's name lets a failed AWS lookup be charged to the validator that made it.
-        def validate_self(resource: Any, context: Any, suppressors: Any) -> None:
-            current.append(paths.get(id(resource), ""))
+        with traced_validators(attempts) as trace:
             try:
-                original_validate_self(resource, context, suppressors)
-            finally:
-                current.pop()
-
-        def execute(validator_class: Any, args: Any, suppressors: Any, executor: Any) -> Any:
-            path = current[-1]
-            name = _validator_name(validator_class.__name__)
-            ran.setdefault(name, [])
-            token = _CURRENT.set(name)
-            before = len(attempts.hosts)
-            try:
-                result = original_execute(validator_class, args, suppressors, executor)
-            except Exception as error:  # noqa: BLE001 - a crashing validator is "could not run", not a pass
-                trace.crash(name, error)
-                return []
-            finally:
-                _CURRENT.reset(token)
-                trace.network(name, before)
-            if result is None or isinstance(result, list):
-                for failure in result or []:
-                    failure.hpctool_path = path
-                return result
-
-            async def tagged() -> Any:
-                _CURRENT.set(name)
-                start = len(attempts.hosts)
-                try:
-                    failures = await result
-                except Exception as error:  # noqa: BLE001
-                    trace.crash(name, error)
-                    return []
-                finally:
-                    trace.network(name, start)
-                for failure in failures or []:
-                    failure.hpctool_path = path
-                return failures
-
-            return tagged()
-
-        Resource._validate_self = validate_self
-        Resource._validator_execute = staticmethod(execute)
-        try:
+                model = ClusterSchema(cluster_name=cluster_name).load(stubbed_config)
+            except Exception as error:  # noqa: BLE001 - pcluster builds its model with AWS lookups moto may lack
+                reason = str(error) or type(error).__name__
+                return {"findings": [], "ran": [], "not_checked": [NotChecked(
+                    "pcluster:validators", "ParallelCluster could not build its model of this config under moto "
+                    f"(it needs a lookup moto cannot answer: {_back(reason, renamed)[:300]}); none of its "
+                    "validators ran", INCOMPLETE).to_dict()]}
+            trace.paths.update(_resource_paths(model, config))
             failures = model.validate({TypeMatchValidatorsSuppressor(set(SUPPRESSED) | set(suppress))},
                                       ValidatorContext())
-        finally:
-            Resource._validate_self = original_validate_self
-            Resource._validator_execute = staticmethod(original_execute)
-            AWSClientError.__init__ = original_client_error_init
 
     findings, not_checked = [], []
     account_only: dict[str, str] = {kind: _back(lookups[0], renamed) for kind, lookups in trace.lookups.items()
                                     if kind not in STUBBED and kind not in SUPPRESSED}
     for failure in failures:
         message = _back(str(failure.message), renamed)
-        kind = _validator_name(failure.validator_type)
+        kind = validator_name(failure.validator_type)
         if kind in STUBBED or kind in SUPPRESSED or kind in suppress:
             continue  # listed below as not checked; a stub's verdict says nothing about the account
         if kind in trace.lookups:
@@ -378,11 +276,11 @@ def _run_validators(config: dict, cluster_name: str, suppress: list[str]) -> dic
     for kind in SUPPRESSED:
         not_checked.append(NotChecked(f"{DEEP_CHECK}:{kind}", "needs your AWS account (suppressed offline, as "
                                       "`pcluster create-cluster --suppress-validators` allows)"))
-    for kind in sorted(set(ran) & set(STUBBED)):
+    for kind in sorted(set(trace.ran) & set(STUBBED)):
         not_checked.append(NotChecked(f"{DEEP_CHECK}:{kind}", f"{STUBBED[kind]}: checked only against stubs "
                                       "in moto, needs your AWS account"))
     return {"findings": [f.to_dict() for f in findings], "not_checked": [n.to_dict() for n in not_checked],
-            "ran": sorted(set(ran) - set(trace.crashed) - set(account_only))}
+            "ran": sorted(set(trace.ran) - set(trace.crashed) - set(account_only))}
 
 
 def _back(text: str, renamed: dict[str, str]) -> str:

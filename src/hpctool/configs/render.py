@@ -15,9 +15,9 @@ from urllib.parse import urlparse
 import jinja2
 import yaml
 
-from hpctool.cluster import load_yaml
+from hpctool.cluster.queues import load_yaml
 from hpctool.errors import ConfigError
-from hpctool.resources import path as shipped
+from hpctool.shipped import path as shipped
 
 CONFIGS_DIR = shipped("cluster-configs")
 TEMPLATE = CONFIGS_DIR / "templates" / "cluster.yaml.j2"

@@ -10,8 +10,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hpctool.config_file import LoadError, load_config
-from hpctool.configs.checks import CHECK_NAMES, hpctool_findings
+from hpctool.cluster.config_file import LoadError, load_config
+from hpctool.configs.checks.run import CHECK_NAMES, hpctool_findings
 from hpctool.configs.findings import ERROR, INCOMPLETE, Finding, NotChecked, Report
 from hpctool.configs.legacy import legacy_findings, looks_like_pcluster2
 from hpctool.configs.schema import config_region, region_findings, schema_findings

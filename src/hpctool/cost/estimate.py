@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from hpctool.cluster import load_yaml, slurm_queues
+from hpctool.cluster.queues import load_yaml, slurm_queues
 from hpctool.cost.prices import HOURS_PER_MONTH, PriceBook
 from hpctool.errors import ConfigError
 

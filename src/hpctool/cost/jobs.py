@@ -1,7 +1,7 @@
 """`hpctool cost jobs`: what each user, account, queue, rule, sample or run cost, from accounting.
 
-Reads ``sacct`` (through :class:`hpctool.slurm.Slurm`) and the nodes Slurm knows, prices every
-run with :mod:`hpctool.cost.accounting`, and for Snakemake run folders maps jobs to rules and
+Reads ``sacct`` (through :class:`hpctool.slurm.client.Slurm`) and the nodes Slurm knows, prices every
+run with :mod:`hpctool.cost.jobcost`, and for Snakemake run folders maps jobs to rules and
 samples with :mod:`hpctool.workflow`.
 """
 
@@ -12,11 +12,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpctool import workflow
-from hpctool.cluster import DEFAULT_CLUSTER_CONFIG, load_yaml, slurm_queues
-from hpctool.cost import accounting, prices
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG, load_yaml, slurm_queues
+from hpctool.cost import jobcost, prices
 from hpctool.errors import UsageError
-from hpctool.slurm import Slurm
+from hpctool.slurm.client import Slurm
+from hpctool.workflow import rules
 
 BY_FIELD = {"user": "user", "account": "account", "queue": "queue"}
 BY_RUN = ("rule", "sample", "run")
@@ -51,7 +51,7 @@ def run_keys(run_dirs: Sequence[Path], by: str) -> dict[str, list[str]]:
         if not (Path(run_dir) / ".snakemake" / "log").is_dir():
             raise UsageError(f"{run_dir} is not a Snakemake run folder (no .snakemake/log in it)",
                              "give the folder a workflow ran in (its --directory)")
-        for job in workflow.submitted_jobs(Path(run_dir)):
+        for job in rules.submitted_jobs(Path(run_dir)):
             if by == "rule":
                 keys[job.slurm_job_id] = list(job.rules)
             elif by == "sample":
@@ -63,20 +63,20 @@ def run_keys(run_dirs: Sequence[Path], by: str) -> dict[str, list[str]]:
 
 def job_costs(slurm: Slurm | None = None, *, config: str | Path | None = None, since: str | None = "now-7days",
               until: str | None = None, job_ids: Sequence[str] | None = None,
-              book: prices.PriceBook | None = None) -> list[accounting.RunCost]:
+              book: prices.PriceBook | None = None) -> list[jobcost.RunCost]:
     """Every run (requeued ones too) in the window, priced."""
     slurm = slurm or Slurm(os.environ.get("SLURM_CONF"))
     model = cluster_model(config)
     book = book or prices.load()
-    text = slurm.sacct_text(accounting.COST_FIELDS, job_ids=job_ids, since=None if job_ids else since,
+    text = slurm.sacct_text(jobcost.COST_FIELDS, job_ids=job_ids, since=None if job_ids else since,
                             until=None if job_ids else until)
-    catalog = accounting.NodeCatalog(model.queues, book, model.region, slurm.nodes())
-    return accounting.costs(accounting.parse_cost_records(text), catalog)
+    catalog = jobcost.NodeCatalog(model.queues, book, model.region, slurm.nodes())
+    return jobcost.costs(jobcost.parse_cost_records(text), catalog)
 
 
 def summary(by: str, slurm: Slurm | None = None, *, config: str | Path | None = None,
             since: str | None = "now-7days", until: str | None = None, run_dirs: Sequence[Path] = (),
-            book: prices.PriceBook | None = None) -> tuple[accounting.Summary, list[accounting.RunCost]]:
+            book: prices.PriceBook | None = None) -> tuple[jobcost.Summary, list[jobcost.RunCost]]:
     """Costs grouped ``by`` user, account, queue, rule, sample or run (the last three need run folders,
     and then only the runs' jobs count)."""
     if by not in BY_FIELD and by not in BY_RUN:
@@ -88,4 +88,4 @@ def summary(by: str, slurm: Slurm | None = None, *, config: str | Path | None = 
         raise UsageError("the run folders list no Slurm jobs", "was the workflow run with a Slurm profile?")
     items = job_costs(slurm, config=config, since=since, until=until,
                       job_ids=sorted(keys, key=job_order) if keys else None, book=book)
-    return accounting.summarise(items, BY_FIELD.get(by, by), keys if by in BY_RUN else None), items
+    return jobcost.summarise(items, BY_FIELD.get(by, by), keys if by in BY_RUN else None), items

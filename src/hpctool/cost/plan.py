@@ -25,7 +25,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
-from hpctool.cluster import Queue
+from hpctool.cluster.queues import Queue
 from hpctool.cost.prices import PriceBook
 from hpctool.errors import UsageError
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import bisect
 import json
 import math
-import os
 import statistics
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hpctool.errors import ConfigError
+from hpctool.home import home
 
 HOURS_PER_MONTH = 730.0  # AWS bills a month as 730 hours
 SNAPSHOT_NAME = "prices.json"
@@ -31,9 +31,7 @@ PRICING_REGION = "us-east-1"
 
 def user_snapshot_path() -> Path:
     """Where a refreshed snapshot is kept: ``$HPCTOOL_HOME/prices.json``."""
-    home = os.environ.get("HPCTOOL_HOME")
-    base = Path(home) if home else Path.home() / ".local" / "share" / "hpctool"
-    return base / SNAPSHOT_NAME
+    return home() / SNAPSHOT_NAME
 
 
 def parse_time(text: str) -> datetime | None:

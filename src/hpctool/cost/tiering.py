@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hpctool.cluster import load_yaml
+from hpctool.cluster.queues import load_yaml
 from hpctool.cost.prices import PriceBook
 from hpctool.errors import ConfigError, UsageError
 

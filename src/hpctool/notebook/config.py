@@ -16,7 +16,7 @@ from pathlib import Path
 
 import jinja2
 
-from hpctool.cluster import Queue
+from hpctool.cluster.queues import Queue
 from hpctool.errors import ConfigError
 
 # vCPUs and memory (GiB) of the instance types hpctool's configs use. Written here because the
@@ -284,7 +284,7 @@ def write_head_node_files(out_dir: Path, config: str | None = None, allowed_grou
                           cull_timeout: int = 3600, workdir: str = "{homedir}") -> list[Path]:
     """Render the head node's files for the cluster config's queues into ``out_dir``."""
     from hpctool.atomic import write_atomic
-    from hpctool.cluster import load_queues
+    from hpctool.cluster.queues import load_queues
 
     overrides: dict = {"cull_timeout": cull_timeout, "cull_every": max(1, min(300, cull_timeout // 4)),
                        "workdir": workdir}

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from hpctool.atomic import write_atomic
-from hpctool.cluster import load_queues
+from hpctool.cluster.queues import load_queues
 from hpctool.errors import SetupError, TwinError
 from hpctool.notebook.config import HubSettings, render_config, spawner_source, twin_settings
-from hpctool.resources import data_root
+from hpctool.progress import Progress, quiet
+from hpctool.shipped import data_root
 from hpctool.twin import Twin, daemons
 from hpctool.twin.core import port_base
 
@@ -32,7 +33,7 @@ def _unsearchable_parents(path: Path) -> list[Path]:
     return [p for p in reversed(path.resolve().parents) if not os.stat(p).st_mode & stat.S_IXOTH]
 
 
-def open_paths_for_jobs(paths: list[Path], progress=lambda _m: None) -> list[Path]:
+def open_paths_for_jobs(paths: list[Path], progress: Progress = quiet) -> list[Path]:
     """Let notebook users reach what their jobs run: slurmd's spool (the job script) in the twin's
     folder and the venv's Python. Adds only the search bit (o+x) to folders that lack it (on this
     machine: /root, where HPCTOOL_HOME and pyenv live): entering by exact name, no listing; files
@@ -81,7 +82,7 @@ class TwinHub:
         return render_config(load_queues(layout.config), self.settings(**overrides),
                              node_limits=(layout.cpus_per_node, max(1, layout.memory_mb_per_node // 1024)))
 
-    def up(self, progress=lambda _m: None, **overrides: Any) -> dict[str, Any]:
+    def up(self, progress: Progress = quiet, **overrides: Any) -> dict[str, Any]:
         """Start the hub (or keep the running one); return :meth:`status`."""
         if self._pid():
             progress(f"jupyterhub: already running ({self.url})")
@@ -169,9 +170,8 @@ def ensure_user(twin: Twin, name: str, password: str, groups: tuple[str, ...] = 
     twin.sync_users()  # the nodes know the new user (its uid, groups and home) at once
     from hpctool.twin.accounting import ACCOUNT
 
-    listed = twin.slurm.run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={name}", "format=account"])
-    if ACCOUNT not in listed.stdout.split():
-        twin.slurm.run(["sacctmgr", "-i", "add", "user", name, f"account={ACCOUNT}"])
+    if ACCOUNT not in twin.slurm.user_accounts(name):
+        twin.slurm.add_user(name, ACCOUNT)
 
 
 def _getent(database: str, key: str) -> bool:

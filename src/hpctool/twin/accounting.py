@@ -12,7 +12,7 @@ from pathlib import Path
 
 from hpctool.atomic import write_atomic
 from hpctool.errors import TwinError
-from hpctool.slurm import Slurm
+from hpctool.slurm.client import Slurm
 from hpctool.twin import daemons
 from hpctool.twin.conf import CLUSTER_NAME, TwinPaths
 from hpctool.twin.layout import TwinLayout

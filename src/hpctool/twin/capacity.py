@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hpctool.atomic import write_atomic
 from hpctool.errors import TwinError
-from hpctool.slurm_parse import node_state_flags
+from hpctool.slurm.parse import node_state_flags
 from hpctool.twin.conf import TwinPaths
 from hpctool.twin.layout import DEFAULT_BOOT_DELAY_S, TwinLayout
 

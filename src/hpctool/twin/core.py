@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hpctool.atomic import write_atomic
-from hpctool.cluster import DEFAULT_CLUSTER_CONFIG, load_cluster
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG, load_cluster
 from hpctool.errors import SetupError, TwinError
 from hpctool.polling import poll_until
-from hpctool.slurm import Slurm
-from hpctool.slurm_parse import (
+from hpctool.slurm.client import Slurm
+from hpctool.slurm.parse import (
     ACTIVE_JOB_STATES,
     node_in_service,
     node_out_of_service,

@@ -6,17 +6,51 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from hpctool.atomic import write_atomic
 from hpctool.errors import SetupError, TwinError
+from hpctool.slurm.client import Slurm
 from hpctool.twin import access, daemons
-from hpctool.twin.conf import render_cgroup_conf, render_slurm_conf, render_slurmdbd_conf
+from hpctool.twin.accounting import Accounting
+from hpctool.twin.conf import (
+    HeadNode,
+    TwinPaths,
+    render_cgroup_conf,
+    render_slurm_conf,
+    render_slurmdbd_conf,
+)
+from hpctool.twin.hosts import Hosts, Network
+from hpctool.twin.image import NodeImage
 from hpctool.twin.layout import TwinLayout
 
-if TYPE_CHECKING:
-    from hpctool.twin.core import Twin
+
+class Twin(Protocol):
+    """What the head node's daemons need of the twin (:class:`hpctool.twin.core.Twin`)."""
+
+    paths: TwinPaths
+    etc: Path
+    run_dir: Path
+    log_dir: Path
+    slurm_conf: Path
+    shared_run: Path
+    image: NodeImage
+    network: Network
+    hosts: Hosts
+    accounting: Accounting
+    progress: Callable[[str], None]
+
+    @property
+    def slurm(self) -> Slurm: ...
+
+    @property
+    def head(self) -> HeadNode: ...
+
+    def addresses(self, layout: TwinLayout) -> dict[str, str]: ...
+
+    def env(self) -> dict[str, str]: ...
 
 HEAD = "head"  # the head node's hostname
 

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from hpctool.cluster import Queue
+from hpctool.cluster.queues import Queue
 from hpctool.errors import SetupError
 
 CPUS_PER_NODE = 4  # virtual CPUs a node claims (SlurmdParameters=config_overrides)

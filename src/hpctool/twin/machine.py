@@ -18,7 +18,7 @@ import platform
 import sys
 from pathlib import Path
 
-from hpctool import resources
+from hpctool import shipped
 from hpctool.atomic import write_atomic
 from hpctool.errors import SetupError
 from hpctool.twin import daemons
@@ -70,7 +70,7 @@ def shared_folders(home: Path, extra: str | None = None) -> tuple[Path, ...]:
     checkout or install hpctool runs from (its jobs run it on the nodes), and
     ``HPCTOOL_TWIN_SHARE`` (colon-separated)."""
     candidates = [Path.home(), Path("/home"), home, Path(sys.prefix), Path(sys.base_prefix),
-                  resources.data_root()]
+                  shipped.data_root()]
     extra = os.environ.get("HPCTOOL_TWIN_SHARE", "") if extra is None else extra
     candidates += [Path(p) for p in extra.split(":") if p]
     resolved: list[Path] = []

@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hpctool.errors import HpctoolError
-from hpctool.slurm_parse import node_state_flags
+from hpctool.slurm.parse import node_state_flags
 from hpctool.twin import capacity, daemons
 from hpctool.twin.conf import power_timings
 from hpctool.twin.core import Twin

@@ -21,17 +21,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from hpctool import resources
+from hpctool import shipped
 from hpctool.atomic import write_atomic
 from hpctool.errors import TwinError
 from hpctool.polling import poll_until
-from hpctool.slurm_parse import node_in_service, node_out_of_service
+from hpctool.slurm.parse import node_in_service, node_out_of_service
 from hpctool.twin import daemons
 from hpctool.twin.core import Twin
 from hpctool.twin.hosts import IMDS_ADDRESS
 from hpctool.twin.layout import TwinLayout, TwinNode
 
-HANDLER_SCRIPT = resources.path("bootstrap") / "spot-interruption-handler"
+HANDLER_SCRIPT = shipped.path("bootstrap") / "spot-interruption-handler"
 CONTROL_PORT = 8081  # the emulator's control endpoints, on the node's address (never on EC2)
 HANDLER_INTERVAL_S = 0.5  # the twin polls faster than the bootstrap's 2 s: a notice is handled within a second, same code
 

@@ -1,4 +1,4 @@
-"""Snakemake as hpctool runs it: ``python -m hpctool.snakemake_main [LAUNCHER OPTIONS] ARGS``.
+"""Snakemake as hpctool runs it: ``python -m hpctool.workflow.snakemake_main [LAUNCHER OPTIONS] ARGS``.
 
 Snakemake itself, with adjustments to the Slurm executor plugin made before it starts (written
 here because the plugin has no setting for them; each says why):

@@ -1,31 +1,28 @@
-"""Run the repository's Snakemake workflows, and read back where their jobs ran.
+"""Run the repository's Snakemake workflows.
 
 ``hpctool run germline OUT`` is one Snakemake command line (the profile decides the executor);
-this module builds it, makes the seeded test data when asked, and maps each Slurm job of a run
-back to its rule, from Snakemake's own log and Slurm's accounting.
+this module builds it, makes the seeded test data when asked, and runs it (through
+:mod:`hpctool.workflow.snakemake_main`). Where its jobs ran: :mod:`hpctool.workflow.rules`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import os
-import re
 import shlex
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
 
-from hpctool import snakemake_main
 from hpctool.atomic import write_atomic
 from hpctool.errors import ConfigError, SetupError, UsageError
-from hpctool.resources import path as shipped
-from hpctool.slurm import Slurm
-from hpctool.slurm_parse import AcctJob
+from hpctool.progress import Progress, quiet
+from hpctool.shipped import path as shipped
+from hpctool.workflow import snakemake_main
 
 SNAKEMAKE_DIR = shipped("snakemake")
 WORKFLOWS = {"germline": SNAKEMAKE_DIR / "workflows" / "germline"}
@@ -35,31 +32,9 @@ TEST_DATA_DIR = "test-data"  # inside the run folder: where config/test.yaml loo
 RUN_STATE_DIR = ".hpctool"  # inside the run folder: the running Snakemake's PID, derived profiles
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # The twin profile's runs see a finished job within this many seconds (the plugin's own back-off
-# would wait up to 180 s; hpctool.snakemake_main). One sacct per check: nothing for the twin.
+# would wait up to 180 s; hpctool.workflow.snakemake_main). One sacct per check: nothing for the twin.
 TWIN_STATUS_CHECK_CEILING_S = 1
 
-# "Job 7 has been submitted with SLURM jobid 85 (log: .../slurm_logs/rule_align/S1/85.log)."
-# A group job's folder is group_<group>_<rules>; its Slurm log names the rules it ran.
-_SUBMITTED = re.compile(r"Job (?P<job>\S+) has been submitted with SLURM jobid (?P<slurm>\d+) "
-                        r"\(log: (?P<log>\S+?)\)\.?$")
-_RULE_HEADER = re.compile(r"^(?:local)?rule (?P<rule>\w+):$", re.MULTILINE)
-_WILDCARDS = re.compile(r"^\s*wildcards: (?P<wildcards>.+)$", re.MULTILINE)
-
-Progress = Callable[[str], None]
-
-
-def _quiet(_: str) -> None:
-    pass
-
-
-@dataclass(frozen=True)
-class SlurmRuleJob:
-    """One Slurm job of a Snakemake run: its id and the rule(s) it ran."""
-
-    slurm_job_id: str
-    rules: tuple[str, ...]
-    wildcards: str
-    snakemake_job: str = ""  # Snakemake's job id (a number; a uuid for group jobs)
 
 
 def workflow_dir(name: str) -> Path:
@@ -90,8 +65,8 @@ def snakemake_argv(workflow: str, out: Path, *, profile: str | None = "twin", co
         raise ConfigError(f"config file {configfile} does not exist", "check the path")
     # hpctool's launcher: Snakemake with the Slurm plugin's node exclusions fixed, one Snakemake
     # start per Slurm job and, on the twin, a ceiling on the status-check back-off
-    # (hpctool.snakemake_main says why).
-    argv = [sys.executable, "-m", "hpctool.snakemake_main"]
+    # (hpctool.workflow.snakemake_main says why).
+    argv = [sys.executable, "-m", "hpctool.workflow.snakemake_main"]
     if profile is not None:
         argv.append(snakemake_main.BATCH_STEP_OPTION)
     if profile is not None and profile_dir(profile) == PROFILES["twin"].resolve():
@@ -125,7 +100,7 @@ def profile_for_run(profile: Path, out: Path, extra: Sequence[str] = ()) -> Path
     return derived
 
 
-def make_test_data(out: Path, seed: int = 7, progress: Progress = _quiet) -> Path:
+def make_test_data(out: Path, seed: int = 7, progress: Progress = quiet) -> Path:
     """The seeded test data under ``out/test-data`` (kept when it is already there)."""
     target = out / TEST_DATA_DIR
     if (target / "samples.tsv").is_file():
@@ -161,7 +136,7 @@ def _running_pid(out: Path) -> int | None:
     except (OSError, ValueError, IndexError):
         return None
     # A reused PID runs something else: only our launcher with this run folder counts.
-    ours = b"hpctool.snakemake_main" in cmdline and str(out.resolve()).encode() in cmdline
+    ours = b"hpctool.workflow.snakemake_main" in cmdline and str(out.resolve()).encode() in cmdline
     return pid if ours else None
 
 
@@ -176,7 +151,7 @@ def unlock_command(argv: Sequence[str]) -> list[str]:
     return [*argv, "--unlock"]
 
 
-def prepare_run(argv: Sequence[str], out: Path, progress: Progress = _quiet) -> bool:
+def prepare_run(argv: Sequence[str], out: Path, progress: Progress = quiet) -> bool:
     """Refuse a second run of the same folder; remove the lock a run killed hard left behind.
 
     A lock with our PID file but no process is ours and stale: it goes. A lock without our PID
@@ -203,7 +178,7 @@ def prepare_run(argv: Sequence[str], out: Path, progress: Progress = _quiet) -> 
 
 def run(workflow: str, out: Path, *, profile: str | None = "twin", configfile: Path | None = None,
         test: bool = False, cores: int | None = None, extra: Sequence[str] = (),
-        env: dict[str, str] | None = None, progress: Progress = _quiet) -> int:
+        env: dict[str, str] | None = None, progress: Progress = quiet) -> int:
     """Run a workflow to the end; return Snakemake's exit code. Its output goes to our stderr/stdout.
 
     SIGINT, SIGTERM and SIGHUP are passed on to Snakemake (which cancels its Slurm jobs and
@@ -238,100 +213,3 @@ def run(workflow: str, out: Path, *, profile: str | None = "twin", configfile: P
             process.wait()
     _pid_file(out).unlink(missing_ok=True)
     return code
-
-
-# -- what ran where --------------------------------------------------------------------------
-def rules_in_job_log(text: str) -> tuple[tuple[str, ...], str]:
-    """The rules (sorted) and first wildcards a Slurm job's log shows Snakemake running."""
-    rules = tuple(sorted(set(_RULE_HEADER.findall(text))))
-    found = _WILDCARDS.search(text)
-    # "sample=S1, lane=2" -> "S1/2": the form the plugin uses for a single rule's log folder
-    values = [item.partition("=")[2].strip() for item in found.group("wildcards").split(",")] if found else []
-    return rules, "/".join(values)
-
-
-def parse_submissions(log_text: str, read_job_log: Callable[[Path], str | None] | None = None) -> list[SlurmRuleJob]:
-    """Slurm jobs from a Snakemake log. A single rule's job names it in its log folder
-    (``rule_<rule>/<wildcards>``); a group job's rules come from its own Slurm log, read with
-    ``read_job_log`` (the folder name when that log is gone)."""
-    jobs: list[SlurmRuleJob] = []
-    for line in log_text.splitlines():
-        submitted = _SUBMITTED.search(line.strip())
-        if not submitted:
-            continue
-        log = Path(submitted.group("log"))
-        parts = log.parts
-        where = parts.index("slurm_logs") if "slurm_logs" in parts else max(len(parts) - 3, 0)
-        folder = parts[where + 1] if where + 1 < len(parts) - 1 else ""
-        wildcards = "/".join(parts[where + 2 : -1])
-        rules: tuple[str, ...] = (folder[len("rule_"):],) if folder.startswith("rule_") else (folder,)
-        if not folder.startswith("rule_") and read_job_log is not None:
-            text = read_job_log(log)
-            if text:
-                found, wildcards = rules_in_job_log(text)
-                rules = found or rules
-        jobs.append(SlurmRuleJob(submitted.group("slurm"), rules, wildcards, submitted.group("job")))
-    return jobs
-
-
-_FINISHED = re.compile(r"^Finished jobid: (?P<job>\S+) \(Rule: (?P<rule>\w+)\)", re.MULTILINE)
-
-
-_RULE_BLOCK = re.compile(r"^\s*(?:local)?rule (?P<rule>\w+):\n(?P<body>(?:\s+\w[\w ]*: .*\n)+)", re.MULTILINE)
-_JOBID = re.compile(r"^\s*jobid: (?P<job>\S+)$", re.MULTILINE)
-
-
-def planned_rule_jobs(log_text: str) -> dict[str, tuple[str, str]]:
-    """Snakemake job id -> (rule, wildcards as ``S1/2``) of every rule job a Snakemake log shows,
-    alone or inside a group job (whose members each have their own block and job id)."""
-    planned: dict[str, tuple[str, str]] = {}
-    for block in _RULE_BLOCK.finditer(log_text):
-        job = _JOBID.search(block.group("body"))
-        if job is None:
-            continue
-        _, wildcards = rules_in_job_log(f"rule {block.group('rule')}:\n{block.group('body')}")
-        planned[job.group("job")] = (block.group("rule"), wildcards)
-    return planned
-
-
-def finished_rule_jobs(log_text: str) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every rule job Snakemake saw finish in one log, grouped or not."""
-    planned = planned_rule_jobs(log_text)
-    return {planned[job] for job, _ in _FINISHED.findall(log_text) if job in planned}
-
-
-def _read_if_there(path: Path) -> str | None:
-    try:
-        return path.read_text(errors="replace")
-    except OSError:
-        return None
-
-
-def run_logs(run_dir: Path) -> list[Path]:
-    """Snakemake's logs of every invocation in a run folder, oldest first."""
-    return sorted((run_dir / ".snakemake" / "log").glob("*.snakemake.log"))
-
-
-def submitted_jobs(run_dir: Path) -> list[SlurmRuleJob]:
-    jobs: list[SlurmRuleJob] = []
-    for log in run_logs(run_dir):
-        jobs += parse_submissions(log.read_text(errors="replace"), read_job_log=_read_if_there)
-    return jobs
-
-
-@dataclass(frozen=True)
-class RuleJobRecord:
-    """A rule's Slurm job with what accounting says about it."""
-
-    rules: tuple[str, ...]
-    wildcards: str
-    acct: AcctJob
-
-
-def rule_jobs(slurm: Slurm, run_dir: Path) -> list[RuleJobRecord]:
-    """Every Slurm job of the run, joined with its sacct record (partition, node, restarts)."""
-    jobs = submitted_jobs(run_dir)
-    if not jobs:
-        return []
-    acct = {record.job_id: record for record in slurm.sacct([j.slurm_job_id for j in jobs])}
-    return [RuleJobRecord(j.rules, j.wildcards, acct[j.slurm_job_id]) for j in jobs if j.slurm_job_id in acct]

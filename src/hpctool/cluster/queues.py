@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hpctool import resources
-from hpctool.config_file import load_config
+from hpctool import shipped
+from hpctool.cluster.config_file import load_config
 from hpctool.errors import ConfigError
 
-DEFAULT_CLUSTER_CONFIG = resources.path("cluster-configs") / "default.yaml"
+DEFAULT_CLUSTER_CONFIG = shipped.path("cluster-configs") / "default.yaml"
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Queue:
 
 
 def load_yaml(path: str | Path) -> Any:
-    """Parse a config file as ``config validate`` does (:mod:`hpctool.config_file`): UTF-8,
+    """Parse a config file as ``config validate`` does (:mod:`hpctool.cluster.config_file`): UTF-8,
     duplicate keys refused, alias expansion and size bounded; errors name the file and line."""
     return load_config(path)
 

@@ -1,4 +1,4 @@
-"""The SSH connection layer: the one module that imports fabric (paramiko under it).
+"""The SSH connection: the one module that imports fabric (paramiko under it).
 
 A :class:`Remote` is one SSH connection to a host alias of an OpenSSH client config
 (``~/.ssh/config`` unless told otherwise): ``HostName``, ``Port``, ``User``, ``IdentityFile``,
@@ -23,9 +23,9 @@ import socket
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Self
 
@@ -177,22 +177,13 @@ class Remote:
                                   "fix or move the file") from error
         client.set_missing_host_key_policy(self.policy)
 
-    def _describe(self, hop: fabric.Connection) -> str:
-        return f"{hop.original_host} ({hop.user}@{hop.host}:{hop.port})"
-
-    def _keys(self, hop: fabric.Connection) -> str:
-        files = hop.connect_kwargs.get("key_filename") or []
-        agent = "the ssh-agent" if os.environ.get("SSH_AUTH_SOCK") else "no ssh-agent (SSH_AUTH_SOCK unset)"
-        listed = ", ".join(str(f) for f in files) or "no IdentityFile"
-        return f"tried {listed} and {agent}"
-
     def _open(self) -> None:
         # Open from the outermost gateway inwards so a failure names the hop that failed.
         for hop in reversed(self._hops):
             self._open_hop(hop)
 
     def _open_hop(self, hop: fabric.Connection) -> None:
-        where = self._describe(hop)
+        where = _describe(hop)
         try:
             hop.open()
         except _UnknownHostKey as error:
@@ -208,10 +199,10 @@ class Remote:
                 f"`ssh-keygen -R '{_known_hosts_name(hop)}' -f {self.known_hosts}`") from None
         except PasswordRequiredException:
             raise RemoteError(f"a key for {where} is encrypted and no passphrase is available",
-                              f"add it to your agent (`ssh-add KEYFILE`); {self._keys(hop)}") from None
+                              f"add it to your agent (`ssh-add KEYFILE`); {_keys(hop)}") from None
         except AuthenticationException:
             raise RemoteError(f"authentication to {where} failed: no key was accepted",
-                              f"{self._keys(hop)}; check IdentityFile in {self.settings.config_path()} "
+                              f"{_keys(hop)}; check IdentityFile in {self.settings.config_path()} "
                               "and that the public key is in the host's authorized_keys") from None
         except NoValidConnectionsError:
             raise RemoteError(f"connection to {where} refused",
@@ -260,11 +251,8 @@ class Remote:
 
     # -- commands -------------------------------------------------------------------------------
     def run(self, command: str | Sequence[str], *, stdin: bytes | None = None,
-            timeout: float = DEFAULT_COMMAND_TIMEOUT, check: bool = False,
-            on_stdout: Callable[[str], None] | None = None) -> Result:
-        """Run ``command`` (a shell string, or an argv quoted for the remote shell) and wait.
-
-        ``on_stdout`` gets output as it arrives (then ``Result.stdout`` stays empty)."""
+            timeout: float = DEFAULT_COMMAND_TIMEOUT, check: bool = False) -> Result:
+        """Run ``command`` (a shell string, or an argv quoted for the remote shell) and wait."""
         text = command if isinstance(command, str) else shlex.join(command)
         label = text.split()[0] if text.split() else "a command"
         try:
@@ -275,16 +263,11 @@ class Remote:
             channel.shutdown_write()
             out, err = bytearray(), bytearray()
             deadline = time.monotonic() + timeout
-            decoder = _Utf8Stream()
             while True:
                 got = False
                 while channel.recv_ready():
-                    chunk = channel.recv(65536)
+                    out += channel.recv(65536)
                     got = True
-                    if on_stdout is not None:
-                        on_stdout(decoder.feed(chunk))
-                    else:
-                        out += chunk
                 while channel.recv_stderr_ready():
                     err += channel.recv_stderr(65536)
                     got = True
@@ -320,7 +303,7 @@ class Remote:
             raise RemoteError(f"SFTP to {self.host} failed: {_plain(error)}",
                               "the host's sshd needs an sftp Subsystem") from None
 
-    def put_tree(self, sources: Sequence[tuple[Path, str]], *, mode_exec: Sequence[str] = ()) -> int:
+    def put_tree(self, sources: Sequence[tuple[Path, str]]) -> int:
         """Upload local files/folders to remote paths (absolute); return the bytes sent.
 
         For uploads of a few files (a script, a config) SFTP over the open connection is quicker
@@ -342,8 +325,6 @@ class Remote:
                     sftp.put(str(local), remote)
                     sftp.chmod(remote, local.stat().st_mode & 0o777)
                     sent += local.stat().st_size
-            for path in mode_exec:
-                sftp.chmod(path, 0o755)
         except (SSHException, OSError, EOFError) as error:
             raise RemoteError(f"upload to {self.host} failed: {_plain(error)}",
                               "nothing was submitted; run the command again") from None
@@ -386,27 +367,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def connect(host: str, settings: SshSettings | None = None) -> Remote:
-    return Remote(host, settings)
+def _describe(hop: fabric.Connection) -> str:
+    return f"{hop.original_host} ({hop.user}@{hop.host}:{hop.port})"
 
 
-@dataclass
-class _Utf8Stream:
-    """Decodes a byte stream chunk by chunk without splitting a UTF-8 character."""
-
-    pending: bytearray = field(default_factory=bytearray)
-
-    def feed(self, chunk: bytes) -> str:
-        data = bytes(self.pending) + chunk
-        for cut in range(len(data), max(len(data) - 4, -1), -1):
-            try:
-                text = data[:cut].decode("utf-8")
-            except UnicodeDecodeError:
-                continue
-            self.pending = bytearray(data[cut:])
-            return text
-        self.pending = bytearray()
-        return data.decode("utf-8", "replace")
+def _keys(hop: fabric.Connection) -> str:
+    """Which keys were offered, for an authentication error (never the keys themselves)."""
+    files = hop.connect_kwargs.get("key_filename") or []
+    agent = "the ssh-agent" if os.environ.get("SSH_AUTH_SOCK") else "no ssh-agent (SSH_AUTH_SOCK unset)"
+    listed = ", ".join(str(f) for f in files) or "no IdentityFile"
+    return f"tried {listed} and {agent}"
 
 
 def _sftp_mkdir(sftp: paramiko.SFTPClient, path: str) -> None:

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 import hostlist
 
-from hpctool.cluster import Queue
+from hpctool.cluster.queues import Queue
 from hpctool.cost.prices import PriceBook, parse_time
 from hpctool.errors import ConfigError
 
@@ -79,7 +79,7 @@ def parse_cost_records(text: str) -> list[JobRun]:
         values = line.split("|", width - 1)
         if len(values) != width:
             raise ConfigError(f"sacct printed {len(values)} fields where {width} were asked: {line[:120]!r}",
-                              "give sacct the fields of hpctool.cost.accounting.COST_FIELDS, in that order")
+                              "give sacct the fields of hpctool.cost.jobcost.COST_FIELDS, in that order")
         rows.append(values)
     last_index: dict[str, int] = {}
     for index, values in enumerate(rows):

@@ -7,8 +7,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from hpctool.errors import HpctoolError
-from hpctool.slurm import Slurm
-from hpctool.slurm_parse import AcctJob
+from hpctool.slurm.client import Slurm
+from hpctool.slurm.parse import AcctJob
 
 
 @dataclass(frozen=True)

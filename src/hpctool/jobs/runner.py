@@ -1,4 +1,4 @@
-"""What runs inside every hpctool job on a node: ``python -u -m hpctool.job_runner FOLDER``.
+"""What runs inside every hpctool job on a node: ``python -u -m hpctool.jobs.runner FOLDER``.
 
 It is submitit's own runner (``submitit.core._submit``: load the pickled call, run it, pickle
 the result) with one change, in the hook submitit leaves for it (``JobEnvironment._handle_signals``,
@@ -26,9 +26,9 @@ from submitit.core import submission
 from submitit.core.job_environment import JobEnvironment, SignalHandler
 
 from hpctool.errors import HpctoolError
-from hpctool.jobs import SIGNAL_DELAY_S
-from hpctool.slurm import Slurm
-from hpctool.slurm_parse import node_under_spot_notice
+from hpctool.jobs.requests import SIGNAL_DELAY_S
+from hpctool.slurm.client import Slurm
+from hpctool.slurm.parse import node_under_spot_notice
 
 # Slurm sends --signal up to 60 s earlier than asked ("due to the resolution of event handling").
 SIGNAL_SLACK_S = 60
@@ -92,7 +92,7 @@ def install() -> JobEnvironment:
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        sys.exit("usage: python -m hpctool.job_runner FOLDER (run by the job's sbatch script)")
+        sys.exit("usage: python -m hpctool.jobs.runner FOLDER (run by the job's sbatch script)")
     install()
     submission.process_job(args[0])
 
