@@ -12,7 +12,8 @@ import pytest
 
 from hpctool.errors import TwinError
 from hpctool.slurm.client import Slurm
-from hpctool.twin import Twin
+from hpctool.twin import Twin, machine
+from hpctool.twin.image import default_image
 from support import REPO
 from support.data import make_test_data
 from support.twin import reset_twin
@@ -83,6 +84,16 @@ def twin() -> Iterator[Twin]:
         os.environ["SLURM_CONF"] = str(instance.slurm_conf)
         os.environ["PATH"] = instance.env()["PATH"]  # the twin's Slurm clients (the image's 24.11)
         yield instance
+
+
+@pytest.fixture(scope="session")
+def slurm_clients(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with the node image's real Slurm clients (no cluster behind them): for tests of
+    what needs the commands on the PATH (submitit looks for srun) but never a controller."""
+    folder = tmp_path_factory.mktemp("slurm-clients")
+    image = default_image()
+    machine.write_clients(folder, image.require(), folder / "slurm.conf")
+    return folder
 
 
 @pytest.fixture

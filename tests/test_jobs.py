@@ -3,6 +3,8 @@ and the checkpoint behaviour of the two spot-safe callables."""
 
 from __future__ import annotations
 
+import os
+
 import pickle
 from pathlib import Path
 
@@ -134,7 +136,8 @@ def test_job_files_never_go_to_the_current_directory(monkeypatch, tmp_path) -> N
     assert batch.parent == tmp_path / "mine" and "align_a_b" in batch.name
 
 
-def test_jobs_run_through_hpctool_jobs_runner(tmp_path) -> None:
+def test_jobs_run_through_hpctool_jobs_runner(tmp_path, slurm_clients, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", f"{slurm_clients}:{os.environ['PATH']}")  # submitit looks for srun
     script = jobs.executor(jobs.Resources(), tmp_path, spot=set())._make_submission_file_text(
         jobs.executor(jobs.Resources(), tmp_path, spot=set())._submitit_command_str, "uid")
     assert "-u -m hpctool.jobs.runner" in script and "submitit.core._submit" not in script
@@ -152,7 +155,9 @@ def test_the_runner_installs_its_handler_on_the_environment_process_job_uses(mon
     del env._handle_signals  # back to submitit's own for the rest of the session
 
 
-def test_the_sbatch_script_asks_for_requeue_resources_and_the_signal(tmp_path: Path) -> None:
+def test_the_sbatch_script_asks_for_requeue_resources_and_the_signal(tmp_path: Path, slurm_clients,
+                                                                    monkeypatch) -> None:
+    monkeypatch.setenv("PATH", f"{slurm_clients}:{os.environ['PATH']}")
     resources = jobs.Resources(queue="spot", cpus=2, mem="3G", time_min=90, name="align")
     executor = jobs.executor(resources, tmp_path, spot={"spot"})
     script = executor._make_submission_file_text("python -m x", "uid")

@@ -37,7 +37,8 @@ def test_cluster_config_matches_golden() -> None:
 
 def test_twin_config_matches_golden() -> None:
     settings = config.twin_settings(Path("/repo"), Path("/twin/hub"), job_python="/repo/.venv/bin/python",
-                                    slurm_conf="/twin/etc/slurm.conf", port_base=16817)
+                                    slurm_conf="/twin/etc/slurm.conf", port_base=16817,
+                                    slurm_bin="/twin/bin/slurm", hub_ip="10.200.1.1", hosts_file="/twin/etc/hosts")
     text = config.render_config(load_queues(), settings, node_limits=(4, 1))
     assert_golden(text, GOLDEN / "jupyterhub_config.twin.py")
 

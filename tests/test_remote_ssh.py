@@ -25,9 +25,10 @@ PASSPHRASE = "correct-horse-battery-staple-42"
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory) -> SshLab:
+def lab(tmp_path_factory, slurm_clients) -> SshLab:
     lab = SshLab(tmp_path_factory.mktemp("sshlab"))
-    head = lab.start("head")
+    # A head node has Slurm's clients (the node image's); no controller answers them here.
+    head = lab.start("head", set_env={"PATH": f"{slurm_clients}:/usr/local/bin:/usr/bin:/bin"})
     bastion = lab.start("bastion")
     # A host whose PATH has the basics but no Slurm: a machine that is not a head node.
     bare = lab.root / "bare-bin"

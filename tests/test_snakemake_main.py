@@ -123,15 +123,13 @@ def _child(code: str, env_path: str | None = None) -> subprocess.CompletedProces
     return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
 
 
-def test_the_plugin_is_imported_without_scontrol_and_asks_it_afterwards(tmp_path) -> None:
+def test_the_plugin_is_imported_without_scontrol_and_asks_it_afterwards(tmp_path, slurm_clients) -> None:
     """The plugin runs ``scontrol show config`` at import for a help text (10 s without a reachable
-    controller). A spy in front of the real scontrol counts the calls."""
-    import shutil
-
+    controller). A spy in front of the real scontrol (the node image's) counts the calls."""
     calls = tmp_path / "calls"
     spy = tmp_path / "bin" / "scontrol"
     spy.parent.mkdir()
-    spy.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {shutil.which("scontrol")} "$@"\n')
+    spy.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {slurm_clients / "scontrol"} "$@"\n')
     spy.chmod(0o755)
     plain = "import snakemake_executor_plugin_slurm\n"
     _child(plain, str(spy.parent))

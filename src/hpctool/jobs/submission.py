@@ -36,6 +36,7 @@ import submitit
 from submitit.core.utils import FailedJobError, FailedSubmissionError
 
 from hpctool.errors import SlurmError, UsageError
+from hpctool.slurm.runner import not_installed
 from hpctool.jobs.requests import (
     MAX_NUM_TIMEOUT,
     SIGNAL_DELAY_S,
@@ -82,6 +83,8 @@ def executor(resources: Resources, folder: str | Path, spot: set[str] | frozense
         params["partition"] = resources.queue
     if resources.mem:
         params["mem"] = f"{parse_mem_mb(resources.mem)}M"
+    if shutil.which("srun") is None:  # submitit's own check raises a bare RuntimeError
+        raise not_installed("srun")
     submit_executor = _Executor(folder=str(Path(folder) / "%j"), max_num_timeout=MAX_NUM_TIMEOUT)
     submit_executor.update_parameters(**params)
     return submit_executor

@@ -37,9 +37,12 @@ class Slurm:
     """Slurm's commands against one cluster: given by its slurm.conf (or the default one) on this
     machine, or by a ``runner`` (e.g. :class:`hpctool.remote.slurm.SshRunner` on a head node)."""
 
-    def __init__(self, slurm_conf: str | os.PathLike[str] | None = None, *, runner: Runner | None = None) -> None:
+    def __init__(self, slurm_conf: str | os.PathLike[str] | None = None, *, runner: Runner | None = None,
+                 path: str | None = None) -> None:
         self.slurm_conf = str(slurm_conf) if slurm_conf is not None else None
         self.env = slurm_env(self.slurm_conf)
+        if path is not None:  # where this cluster's clients are (the twin's image clients)
+            self.env["PATH"] = path
         self.runner: Runner = runner if runner is not None else LocalRunner(self.env)
 
     def run(self, argv: Sequence[str], **kwargs) -> subprocess.CompletedProcess[str]:

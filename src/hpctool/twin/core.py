@@ -115,9 +115,7 @@ class Twin:
     # -- public operations ------------------------------------------------------------------
     @property
     def slurm(self) -> Slurm:
-        slurm = Slurm(self.slurm_conf)
-        slurm.env["PATH"] = self.env()["PATH"]
-        return slurm
+        return Slurm(self.slurm_conf, path=self.env()["PATH"])
 
     @property
     def head(self) -> HeadNode:

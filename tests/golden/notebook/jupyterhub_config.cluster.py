@@ -73,6 +73,7 @@ c.HpctoolSlurmSpawner.cmd = ['jupyterhub-singleuser']
 c.HpctoolSlurmSpawner.default_url = "/lab"
 c.HpctoolSlurmSpawner.bind_ip = '0.0.0.0'
 c.HpctoolSlurmSpawner.exechost_address = ''
+c.HpctoolSlurmSpawner.exechost_hosts_file = ''
 c.HpctoolSlurmSpawner.environment = {}
 # Timeouts for nodes that boot in minutes (dynamic ParallelCluster nodes);
 # a job that fails or cannot start is reported within seconds by the spawner, not after start_timeout.

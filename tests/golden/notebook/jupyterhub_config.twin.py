@@ -13,7 +13,7 @@ c.JupyterHub.bind_url = "http://127.0.0.1:16907"
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:16908"
 c.ConfigurableHTTPProxy.command = ['/repo/.npm/bin/configurable-http-proxy']
 c.ConfigurableHTTPProxy.pid_file = '/twin/hub/jupyterhub-proxy.pid'
-c.JupyterHub.hub_bind_url = "http://127.0.0.1:16909"
+c.JupyterHub.hub_bind_url = "http://10.200.1.1:16909"
 c.JupyterHub.db_url = 'sqlite:////twin/hub/jupyterhub.sqlite'
 c.JupyterHub.cookie_secret_file = '/twin/hub/jupyterhub_cookie_secret'
 c.JupyterHub.pid_file = '/twin/hub/jupyterhub.pid'
@@ -41,10 +41,10 @@ c.HpctoolSlurmSpawner.queues = [
 c.HpctoolSlurmSpawner.max_hours = 24
 c.HpctoolSlurmSpawner.default_hours = 4
 c.HpctoolSlurmSpawner.exec_prefix = '/usr/sbin/runuser -u {username} --'
-c.HpctoolSlurmSpawner.batch_submit_cmd = '/usr/bin/sbatch --parsable'
-c.HpctoolSlurmSpawner.batch_query_cmd = "/usr/bin/squeue -h -j {job_id} --states=all -o '%T|%B|%r'"
-c.HpctoolSlurmSpawner.batch_cancel_cmd = '/usr/bin/scancel {job_id}'
-c.HpctoolSlurmSpawner.sinfo_cmd = '/usr/bin/sinfo'
+c.HpctoolSlurmSpawner.batch_submit_cmd = '/twin/bin/slurm/sbatch --parsable'
+c.HpctoolSlurmSpawner.batch_query_cmd = "/twin/bin/slurm/squeue -h -j {job_id} --states=all -o '%T|%B|%r'"
+c.HpctoolSlurmSpawner.batch_cancel_cmd = '/twin/bin/slurm/scancel {job_id}'
+c.HpctoolSlurmSpawner.sinfo_cmd = '/twin/bin/slurm/sinfo'
 c.HpctoolSlurmSpawner.batch_script = """#!/bin/bash
 #SBATCH --job-name=jupyterlab
 #SBATCH --output={{workdir}}/.jupyterhub-slurm-%j.log
@@ -68,8 +68,9 @@ c.HpctoolSlurmSpawner.req_workdir = '{homedir}'
 c.HpctoolSlurmSpawner.batchspawner_singleuser_cmd = '/repo/.venv/bin/python -m batchspawner.singleuser'
 c.HpctoolSlurmSpawner.cmd = ['/repo/.venv/bin/jupyterhub-singleuser']
 c.HpctoolSlurmSpawner.default_url = "/lab"
-c.HpctoolSlurmSpawner.bind_ip = '127.0.0.1'
-c.HpctoolSlurmSpawner.exechost_address = '127.0.0.1'
+c.HpctoolSlurmSpawner.bind_ip = '0.0.0.0'
+c.HpctoolSlurmSpawner.exechost_address = ''
+c.HpctoolSlurmSpawner.exechost_hosts_file = '/twin/etc/hosts'
 c.HpctoolSlurmSpawner.environment = {'SLURM_CONF': '/twin/etc/slurm.conf'}
 # Timeouts for nodes that boot in seconds (twin);
 # a job that fails or cannot start is reported within seconds by the spawner, not after start_timeout.
