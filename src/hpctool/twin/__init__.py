@@ -21,9 +21,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hpctool.twin import core
-from hpctool.twin.core import check_prerequisites, default_home
+from hpctool.twin.core import default_home
 from hpctool.twin.image import NodeImage
 from hpctool.twin.layout import TwinLayout, TwinNode
+from hpctool.twin.machine import check_prerequisites
 
 __all__ = ["Twin", "TwinLayout", "TwinNode", "check_prerequisites", "default_home"]
 

@@ -27,16 +27,11 @@ from typing import Any, Protocol
 from hpctool.atomic import write_atomic
 from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG, load_cluster
 from hpctool.errors import SetupError, TwinError
+from hpctool.home import home as default_home
 from hpctool.polling import poll_until
 from hpctool.slurm.client import Slurm
-from hpctool.slurm.parse import (
-    ACTIVE_JOB_STATES,
-    node_in_service,
-    node_out_of_service,
-    node_powered_down,
-    node_state_flags,
-)
-from hpctool.twin import daemons, head, machine
+from hpctool.slurm.parse import ACTIVE_JOB_STATES
+from hpctool.twin import daemons, head, machine, nodes
 from hpctool.twin.accounting import Accounting
 from hpctool.twin.conf import (
     HeadNode,
@@ -44,7 +39,7 @@ from hpctool.twin.conf import (
     render_power_script,
 )
 from hpctool.twin.head import HEAD
-from hpctool.twin.hosts import Hosts, HostSpec, plan_network
+from hpctool.twin.hosts import Hosts, plan_network
 from hpctool.twin.image import NodeImage, default_image
 from hpctool.twin.layout import (
     DEFAULT_MAX_DYNAMIC,
@@ -56,8 +51,6 @@ from hpctool.twin.layout import (
 
 MACHINE_USE_LOCK = Path("/run/lock/hpctool-twin.use.lock")
 DEFAULT_PORT_BASE = 16817  # the twin's services on the machine (the notebook hub)
-# What the machine itself needs: the rest comes from the node image.
-REQUIRED_PROGRAMS = ["unshare", "nsenter", "chroot", "ip", "mount"]
 CORE_DAEMONS = ("mariadbd", "slurmdbd", "slurmctld")
 
 Progress = Callable[[str], None]
@@ -77,11 +70,6 @@ class TwinService(Protocol):
     def start(self, twin: Twin, layout: TwinLayout) -> list[str]: ...
 
     def stop(self, twin: Twin) -> list[str]: ...
-
-
-def default_home() -> Path:
-    env = os.environ.get("HPCTOOL_HOME")
-    return Path(env) if env else Path.home() / ".local" / "share" / "hpctool"
 
 
 def port_base() -> int:
@@ -177,7 +165,7 @@ class Twin:
         return plan_layout(cluster.queues, str(config_path), static_per_queue=static_per_queue,
                            max_dynamic=max_dynamic, base=port_base(), time_scale=time_scale,
                            scaledown_idletime_min=cluster.scaledown_idletime_min,
-                           service_ports=self._service_ports, instance_store=_has_instance_store,
+                           service_ports=self._service_ports, instance_store=nodes.has_instance_store,
                            shared_storage=[list(s) for s in cluster.shared_storage])
 
     def up(self, config: str | Path | None = None, *, static_per_queue: int | None = None,
@@ -187,7 +175,7 @@ class Twin:
 
         What is not given is taken from the twin's last layout (an ``up`` after ``down`` brings
         back the same twin), else from the defaults (the shipped config, mirrored)."""
-        check_prerequisites()
+        machine.check_prerequisites()
         self.image.require()
         last = self.layout()
         if last is not None:
@@ -232,7 +220,7 @@ class Twin:
         self.sync_users()
         if not self.hosts.alive(HEAD):
             self.progress("booting the head node")
-            self.hosts.boot(self._host_spec(HEAD, 0, layout))
+            self.hosts.boot(nodes.host_spec(self, HEAD, 0, layout))
             started.append("host head")
         if not head.munge_works(self):
             head.start_munge(self)
@@ -262,15 +250,15 @@ class Twin:
                 self.start_node(node.name)
             started += [f"slurmd {n.name}" for n in dead_nodes]
         if fresh:
-            self._wait_static_in_service(layout)
+            nodes.wait_static_in_service(self, layout, self.resume_nodes)
         elif cold:
             # A restart of the whole twin keeps what was drained or down (as a cluster's restart
             # does): wait for every static slurmd to answer, not for every node to take jobs.
-            self._wait_responding([n.name for n in layout.static_nodes()])
+            nodes.wait_responding(self, [n.name for n in layout.static_nodes()])
         elif dead_nodes:
-            self._wait_responding([n.name for n in dead_nodes])
+            nodes.wait_responding(self, [n.name for n in dead_nodes])
         if fresh or cold:  # a new cluster (or one restarted whole): dynamic nodes start powered down
-            self._power_down_dynamic(layout)
+            nodes.power_down_dynamic(self, layout)
         for service in self.services:
             started += service.start(self, layout)
         if not started:
@@ -328,7 +316,7 @@ class Twin:
                 self.progress(f"stopped {name}")
         for pid_file in sorted(self.run_dir.glob("host-*.pid")) if self.run_dir.exists() else []:
             name = pid_file.name[len("host-"):-len(".pid")]
-            if self.hosts.end(name, discard=self._node_local(name)):
+            if self.hosts.end(name, discard=nodes.node_local(self, name)):
                 stopped.append(f"host {name}")
         if self.hosts.remove_bridge():
             stopped.append(f"bridge {self.network.bridge}")
@@ -341,68 +329,20 @@ class Twin:
     def resume_nodes(self) -> list[str]:
         """Return drained or down nodes to service (a fresh start for tests and the demo):
         static nodes resume, dynamic ones are reset to powered down, as clustermgtd does."""
-        layout = self._require_layout()
-        resumed = []
-        for node, state in self.slurm.node_states().items():
-            entry = layout.node(node)
-            if entry is None:
-                continue
-            if entry.dynamic and (node_out_of_service(state) or _stuck_powered_down(state)):
-                self.slurm.update_node(node, "power_down_force")
-            elif node_out_of_service(state):
-                self.slurm.update_node(node, "resume")
-            else:
-                continue
-            resumed.append(node)
-        return resumed
+        return nodes.resume(self, self._require_layout())
 
     def start_node(self, node: str, boot: bool = False) -> bool:
         """Start one node's slurmd (after the twin reclaimed it, like a new instance; or as the
-        boot of a dynamic node, ``boot=True``: ``slurmd -b`` reports the boot as just now).
-        Returns False when it was already running."""
+        boot of a dynamic node, ``boot=True``). Returns False when it was already running."""
         layout = self._require_layout()
-        if layout.node(node) is None:
-            raise TwinError(f"{node} is not a node of the twin", f"nodes: {', '.join(n.name for n in layout.nodes)}")
-        if self.slurmd_alive(node):
-            return False
         entry = layout.node(node)
-        assert entry is not None
-        if not self.hosts.alive(node):
-            self.hosts.boot(self._host_spec(node, entry.index, layout))
-            for service in self.services:
-                hook = getattr(service, "host_booted", None)
-                if hook is not None:
-                    hook(self, layout, entry)
-        (self.paths.spool / node).mkdir(parents=True, exist_ok=True)
-        argv = self.hosts.exec_argv(node, ["slurmd", "-D", "-N", node] + (["-b"] if boot else []))
-        process = daemons.spawn(argv, self.paths.slurmd_log(node), env=self.env())
-        time.sleep(0.05)
-        if process.poll() not in (None, 0):
-            raise daemons.daemon_failed(f"slurmd {node}", self.paths.slurmd_log(node), "exited during start-up")
-        return True
+        if entry is None:
+            raise TwinError(f"{node} is not a node of the twin", f"nodes: {', '.join(n.name for n in layout.nodes)}")
+        return nodes.start(self, layout, entry, boot)
 
     def stop_node(self, node: str) -> bool:
-        """End one node's host (its slurmd, jobs and node-local storage), as EC2 terminating
-        the instance would."""
-        slurmd = daemons.stop_pid(daemons.read_pid(self.paths.slurmd_pid(node)), name=f"slurmd {node}", timeout=5)
-        return self.hosts.end(node, discard=self._node_local(node)) or slurmd
-
-    def _host_spec(self, name: str, index: int, layout: TwinLayout) -> HostSpec:
-        binds = {"/etc/slurm": self.etc,
-                 "/etc/hosts": self.etc / "hosts", "/etc/resolv.conf": self.etc / "resolv.conf",
-                 "/var/lib/extrausers": self.etc / "extrausers"}
-        entry = layout.node(name)
-        if entry is not None and entry.scratch:
-            binds["/scratch"] = self.hosts.folder(name) / "scratch"
-        for storage_name, mount_dir, _ in layout.shared_storage:
-            binds[mount_dir] = self.paths.home / "storage" / storage_name
-        return HostSpec(name=name, address=self.network.address(index), index=index, private=binds,
-                        shared=machine.shared_folders(self.home) + (self.shared_run,),
-                        imds=bool(entry and entry.spot))
-
-    def _node_local(self, name: str) -> list[Path]:
-        """A host's instance storage: gone with the instance."""
-        return [self.hosts.folder(name)]
+        """End one node's host, as EC2 terminating the instance would."""
+        return nodes.stop(self, node)
 
     def node_state(self, node: str) -> str:
         return self.slurm.node_states().get(node, "unknown")
@@ -427,8 +367,7 @@ class Twin:
         return daemons.pid_alive(daemons.read_pid(self.run_dir / f"{daemon}.pid"))
 
     def slurmd_alive(self, node: str) -> bool:
-        """The node's slurmd runs (its instance is up, in ParallelCluster's terms)."""
-        return daemons.pid_alive(daemons.read_pid(self.paths.slurmd_pid(node)))
+        return nodes.slurmd_alive(self, node)
 
     def _core_alive(self) -> bool:
         return all(self._alive(name) for name in CORE_DAEMONS)
@@ -473,48 +412,6 @@ class Twin:
         """Give every host the machine's people (call after adding one)."""
         machine.write_people(self.etc / "extrausers")
 
-    def _wait_static_in_service(self, layout: TwinLayout, timeout: float = 60) -> None:
-        """A fresh start: every static node takes jobs (ones a previous twin left drained or down
-        are resumed)."""
-        names = {n.name for n in layout.static_nodes()}
-        if not names:
-            return
-        resumed = False
-
-        def ready() -> bool:
-            nonlocal resumed
-            states = self.slurm.node_states()
-            if not resumed and any(node_out_of_service(s) for n, s in states.items() if n in names):
-                # Nodes a previous run left drained or down come back: this is a fresh start.
-                self.resume_nodes()
-                resumed = True
-            return all(node_in_service(states.get(n, "unknown")) for n in names)
-
-        first = min(names)
-        daemons.wait_until(ready, name="slurmd", log_file=self.paths.slurmd_log(first), timeout=timeout, interval=0.3)
-
-    def _wait_responding(self, names: list[str], timeout: float = 60) -> None:
-        """A healed slurmd answers again; an admin's drain or a job on its node stays as it was."""
-        if not names:
-            return
-
-        def ready() -> bool:
-            states = self.slurm.node_states()
-            return all(n in states and "NOT_RESPONDING" not in node_state_flags(states[n])[1]
-                       and not states[n].startswith("unk") for n in names)
-
-        daemons.wait_until(ready, name="slurmd", log_file=self.paths.slurmd_log(names[0]), timeout=timeout,
-                           interval=0.3)
-
-    def _power_down_dynamic(self, layout: TwinLayout) -> None:
-        """A fresh start is a new cluster: every dynamic node begins powered down (``idle~``)."""
-        states = self.slurm.node_states()
-        stale = [n.name for n in layout.dynamic_nodes()
-                 if not node_powered_down(states.get(n.name, "")) or _stuck_powered_down(states.get(n.name, ""))]
-        for name in stale:
-            self.stop_node(name)
-            self.slurm.update_node(name, "power_down_force")
-
     def cancel_all_jobs(self) -> None:
         """Cancel every pending or running job and wait (briefly) for the running ones to end."""
         jobs = [j.get("JobId", "") for j in self.slurm.jobs() if j.get("JobState") in ACTIVE_JOB_STATES]
@@ -527,33 +424,3 @@ class Twin:
             poll_until(lambda: not [j for j in self.slurm.jobs() if j.get("JobState") in {"RUNNING", "COMPLETING"}],
                        timeout=20, interval=0.5,
                        on_timeout=lambda: TwinError("jobs still running after scancel", "they are killed with their slurmd"))
-
-
-def _stuck_powered_down(state: str) -> bool:
-    """Powered down yet not idle (``mixed~``, ``alloc~``): an allocation its job no longer has."""
-    return state.endswith("~") and not state.startswith(("idle", "down"))
-
-
-def check_prerequisites(euid: int | None = None, path: str | None = None) -> None:
-    """Root and Debian's Slurm, munge and MariaDB packages, or a SetupError naming `make setup`."""
-    euid = os.geteuid() if euid is None else euid
-    if euid != 0:
-        raise SetupError(
-            "the local twin must run as root (it starts munged, slurmd and MariaDB)",
-            "run it as root, e.g. `sudo hpctool local up`",
-        )
-    missing = [p for p in REQUIRED_PROGRAMS if daemons.find_program(p, path) is None]
-    if missing:
-        raise SetupError(
-            f"programs the twin needs are not installed: {', '.join(missing)}",
-            "run `make setup` (installs iproute2, util-linux, debootstrap, the node image and the venv)",
-        )
-
-
-def _has_instance_store(instance_type: str) -> bool:
-    """Instance store (NVMe) on this type: the node has /scratch, as the bootstrap makes it."""
-    from hpctool.configs.instances import catalog
-
-    known = catalog()
-    info = known.get(instance_type) if known is not None else None
-    return bool(info and info.instance_store_gb)

@@ -135,3 +135,23 @@ def write_people(folder: Path, passwd: Path = Path("/etc/passwd"), group: Path =
         target = folder / name
         if not target.exists() or target.read_text() != text:
             write_atomic(target, text)
+
+
+# What the machine itself needs: the rest comes from the node image.
+REQUIRED_PROGRAMS = ["unshare", "nsenter", "chroot", "ip", "mount"]
+
+
+def check_prerequisites(euid: int | None = None, path: str | None = None) -> None:
+    """Root and the programs that make hosts, or a SetupError naming `make setup`."""
+    euid = os.geteuid() if euid is None else euid
+    if euid != 0:
+        raise SetupError(
+            "the local twin must run as root (it makes network namespaces, a bridge and mounts)",
+            "run it as root, e.g. `sudo hpctool local up`",
+        )
+    missing = [p for p in REQUIRED_PROGRAMS if daemons.find_program(p, path) is None]
+    if missing:
+        raise SetupError(
+            f"programs the twin needs are not installed: {', '.join(missing)}",
+            "run `make setup` (installs iproute2, util-linux, debootstrap, the node image and the venv)",
+        )
