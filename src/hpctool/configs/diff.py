@@ -135,11 +135,27 @@ def _clean(value: Any) -> Any:
     return None if value == "-" else value  # "-": pcluster's word for an absent section
 
 
-def _path(change: Any) -> str:
+def _field(schema: Any, data_key: str) -> Any:
+    return next((f for f in schema.declared_fields.values() if f.data_key == data_key), None)
+
+
+def _update_key(schema: Any, parts: list[str], key: str) -> str | None:
+    """The key ParallelCluster pairs the items of this list by (``update_key``: Name, Key, BucketName...)."""
+    for part in parts:
+        field = _field(schema, part.split("[", 1)[0])
+        if field is None or not hasattr(field, "nested"):
+            return None
+        schema = field.schema
+    field = _field(schema, key)
+    return field.metadata.get("update_key") if field is not None else None
+
+
+def _path(change: Any, schema: Any) -> str:
+    """The YAML path as ParallelCluster names it; an added or removed list item gets its pairing key."""
     path = ".".join([*change.path, change.key])
     item = change.new_value if change.new_value is not None else change.old_value
     if change.is_list and isinstance(item, dict):
-        label = item.get("Name", item.get("Key"))  # the update_key of the lists that have one
+        label = item.get(_update_key(schema, list(change.path), change.key) or "Name")
         if isinstance(label, str):
             path += f"[{label}]"
     return path
@@ -239,7 +255,7 @@ def diff_configs(old: dict, new: dict, fleet: str = "running", region: str | Non
             for change in patch.changes:
                 result, reason, action, listed = change.update_policy.check(change, patch)
                 changes.append(ConfigChange(
-                    path=_path(change), old=_clean(change.old_value), new=_clean(change.new_value),
+                    path=_path(change, patch.cluster_schema), old=_clean(change.old_value), new=_clean(change.new_value),
                     policy=str(change.update_policy.name), result=str(result.value), needs=_needs(change, patch, state),
                     reason=_text(reason), action=_text(action), listed=bool(listed),
                     storage=_storage_effect(change)))
@@ -260,6 +276,8 @@ def _refuse_invalid(report: Any, role: str) -> None:
     if not report.errors:
         return
     first = report.errors[0]
+    if first.path == "(file)":  # unreadable: the message names the file already
+        raise ConfigInputError(f"{role}: {first.message}", first.hint)
     more = f" (and {len(report.errors) - 1} more error(s))" if len(report.errors) > 1 else ""
     raise ConfigInputError(f"{role} {report.source} is not a valid config: {first.path}: {first.message}{more}",
                            f"{first.hint}; `hpctool config validate {report.source}` shows every finding")

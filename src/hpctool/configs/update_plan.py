@@ -52,8 +52,8 @@ POLICY_WORDS = {
     "UNKNOWN": "ParallelCluster does not know its effect, so it refuses it",
 }
 STRATEGY_WORDS = {
-    "DRAIN": "the nodes of queue {queue} take no new jobs, finish the running ones, then are replaced",
-    "TERMINATE": "the nodes of queue {queue} are terminated at once and replaced: their running jobs are killed "
+    "DRAIN": "the nodes of {queues} take no new jobs, finish the running ones, then are replaced",
+    "TERMINATE": "the nodes of {queues} are terminated at once and replaced: their running jobs are killed "
                  "(Slurm requeues those that may be requeued)",
 }
 FLEET_STOP_CMD = "pcluster update-compute-fleet --cluster-name {cluster} --status STOP_REQUESTED"
@@ -96,7 +96,7 @@ def change_meaning(change: Any, strategy: str, compute_running: bool) -> str:
     elif change.needs == BOTH_STOP:
         words = f"needs the compute fleet and the login nodes stopped first{reason}"
     elif change.needs == BY_STRATEGY:
-        how = STRATEGY_WORDS.get(strategy, "the queue's nodes are replaced").format(queue=change.queue or "(all)")
+        how = STRATEGY_WORDS.get(strategy, "the nodes of {queues} are replaced").format(queues=_queues([change.queue]))
         words = f"applied per QueueUpdateStrategy {strategy}: {how}"
     elif change.policy == "IGNORED":
         words = POLICY_WORDS["IGNORED"]
@@ -109,6 +109,14 @@ def change_meaning(change: Any, strategy: str, compute_running: bool) -> str:
     if change.storage:
         words += "; " + _storage_words(change.storage)[0]
     return words
+
+
+def _queues(names: list[str | None]) -> str:
+    """``queue a``, ``queues a, b``; a change outside any queue (shared storage) replaces every queue's nodes."""
+    if None in names or not names:
+        return "every queue"
+    unique = sorted(set(names))  # type: ignore[type-var]
+    return f"queue{'s' if len(unique) > 1 else ''} {', '.join(unique)}"  # type: ignore[arg-type]
 
 
 def _names(changes: list[Any], limit: int = 4) -> str:
@@ -147,13 +155,16 @@ def plan_steps(diff: Any, cluster: str = "CLUSTER") -> list[str]:
     steps.append(f"Apply: `pcluster update-cluster --cluster-name {cluster} --cluster-configuration "
                  f"{diff.new_source}`, then wait until `pcluster describe-cluster --cluster-name {cluster}` says "
                  "UPDATE_COMPLETE.")
-    replaced = sorted({c.queue or "(all)" for c in changes if c.needs == BY_STRATEGY})
+    replaced = [c.queue for c in changes if c.needs == BY_STRATEGY]
     if replaced and not stop_fleet:
-        how = STRATEGY_WORDS.get(diff.queue_update_strategy, "the queue's nodes are replaced")
+        how = STRATEGY_WORDS.get(diff.queue_update_strategy, "the nodes of {queues} are replaced")
         steps.append(f"Watch the replacement (QueueUpdateStrategy {diff.queue_update_strategy}): "
-                     f"{how.format(queue=', '.join(replaced))}; `sinfo` on the head node shows it.")
-    if stop_fleet or not diff.state.compute_running:
+                     f"{how.format(queues=_queues(replaced))}; `sinfo` on the head node shows it.")
+    if stop_fleet:
         steps.append(f"Start the compute fleet again: `{FLEET_START_CMD.format(cluster=cluster)}`.")
+    elif not diff.state.compute_running:
+        steps.append(f"The compute fleet is stopped (as stated): start it when you want it back, "
+                     f"`{FLEET_START_CMD.format(cluster=cluster)}`.")
     if stop_login:
         steps.append("Start the login nodes again: NEW's Count values, `pcluster update-cluster` with NEW once more.")
     return steps
@@ -202,7 +213,7 @@ def format_diff(diff: Any) -> str:
     """The human-readable report (the CLI prints it; --json prints Diff.to_dict())."""
     header = (f"changes from {diff.old_source} to {diff.new_source} (QueueUpdateStrategy "
               f"{diff.queue_update_strategy}; assuming {diff.assumptions[0]}, {diff.assumptions[1]}):")
-    lines = [header]
+    lines = [header] if diff.changes else []
     for change in diff.changes:
         lines.append(f"{LABELS[change.needs]:11} {change.path}: {_show(change.old)} -> {_show(change.new)}  "
                      f"[{change.policy}]")
