@@ -323,6 +323,17 @@ def test_what_each_change_needs_in_the_stated_fleet_state(name: str, new_change:
     assert diff.exit_code == (0 if diff.applicable else 1)
 
 
+def test_with_the_fleet_stopped_only_what_needs_it_says_so() -> None:
+    diff = diff_configs(*_pair(NOOP, both(setting("HeadNode", "Ssh", "AllowedIps", "10.1.0.0/16"),
+                                          setting(lambda c: resource(c, "compute"), "InstanceType", "c6i.4xlarge"))),
+                        fleet="stopped")
+    allowed, instance_type = (_at(diff, "HeadNode.Ssh.AllowedIps"),
+                              _at(diff, f"{Q}[compute].ComputeResources[c7i4xl].InstanceType"))
+    assert allowed.needs == instance_type.needs == LIVE and diff.applicable
+    assert not allowed.needs_stopped_fleet and "applied live" in allowed.meaning
+    assert instance_type.needs_stopped_fleet and "stopped" in instance_type.meaning
+
+
 def test_a_subnet_change_without_managed_fsx_follows_the_queue_update_strategy() -> None:
     old, new = _pair(drop_storage("fsx"), setting(lambda c: queue(c, "compute"), "Networking", "SubnetIds",
                                                   ["subnet-0a1b2c3d4e5f6bbbb"]))

@@ -85,6 +85,7 @@ class ConfigChange:
     action: str  # ParallelCluster's action needed ("" when it passes)
     listed: bool  # whether `pcluster update-cluster` lists it (IGNORED changes it does not)
     storage: dict[str, Any] = field(default_factory=dict)  # a shared storage change: what happens to the data
+    needs_stopped_fleet: bool = False  # passes only because the fleet is stated stopped
     meaning: str = ""  # in words, filled by update_plan
 
     @property
@@ -98,7 +99,8 @@ class ConfigChange:
     def to_dict(self) -> dict[str, Any]:
         return {"path": self.path, "old": self.old, "new": self.new, "policy": self.policy, "result": self.result,
                 "needs": self.needs, "meaning": self.meaning, "reason": self.reason, "action": self.action,
-                "listed_by_pcluster": self.listed, "storage": self.storage or None}
+                "listed_by_pcluster": self.listed, "needs_stopped_fleet": self.needs_stopped_fleet,
+                "storage": self.storage or None}
 
 
 @dataclass
@@ -258,7 +260,9 @@ def diff_configs(old: dict, new: dict, fleet: str = "running", region: str | Non
                     path=_path(change, patch.cluster_schema), old=_clean(change.old_value), new=_clean(change.new_value),
                     policy=str(change.update_policy.name), result=str(result.value), needs=_needs(change, patch, state),
                     reason=_text(reason), action=_text(action), listed=bool(listed),
-                    storage=_storage_effect(change)))
+                    storage=_storage_effect(change),
+                    needs_stopped_fleet=not state.compute_running and not _passes(
+                        change, patch, replace(state, compute_running=True))))
                 patch.cluster = _AssumedCluster(state)  # later checks (MinCount's) read the stated state
     finally:
         logging.disable(previous)

@@ -81,7 +81,7 @@ def loses_data(change: Any) -> bool:
     return bool(change.storage) and _storage_words(change.storage)[1]
 
 
-def change_meaning(change: Any, strategy: str, compute_running: bool) -> str:
+def change_meaning(change: Any, strategy: str) -> str:
     """What the change does or needs, in words, for the stated state."""
     reason = f" ({change.reason})" if change.reason else ""
     if change.needs == REFUSED:
@@ -102,10 +102,10 @@ def change_meaning(change: Any, strategy: str, compute_running: bool) -> str:
         words = POLICY_WORDS["IGNORED"]
         if change.path.endswith("QueueUpdateStrategy"):
             words += "; NEW's value decides how the queue changes are applied"
-    elif compute_running:
-        words = "applied live: running nodes and jobs are not touched"
+    elif change.needs_stopped_fleet:
+        words = "applied because the compute fleet is stopped (as stated); its nodes get it when the fleet starts"
     else:
-        words = "applied while the compute fleet is stopped (as stated); new nodes get it when the fleet starts"
+        words = "applied live: running nodes and jobs are not touched"
     if change.storage:
         words += "; " + _storage_words(change.storage)[0]
     return words
@@ -173,7 +173,7 @@ def plan_steps(diff: Any, cluster: str = "CLUSTER") -> list[str]:
 def explain(diff: Any, cluster: str = "CLUSTER") -> None:
     """Fill each change's meaning, the steps and the assumptions of ``diff`` (in place)."""
     running = diff.state.compute_running
-    diff.changes = sorted((_with_meaning(c, diff.queue_update_strategy, running) for c in diff.changes),
+    diff.changes = sorted((replace(c, meaning=change_meaning(c, diff.queue_update_strategy)) for c in diff.changes),
                           key=lambda c: NEEDS.index(c.needs))
     diff.steps = plan_steps(diff, cluster)
     login = ", ".join(sorted(diff.state.login_pools)) or "none"
@@ -184,10 +184,6 @@ def explain(diff: Any, cluster: str = "CLUSTER") -> None:
         f"region {diff.region}",
         f"OLD {diff.old_source} is the config the cluster runs",
     ]
-
-
-def _with_meaning(change: Any, strategy: str, running: bool) -> Any:
-    return replace(change, meaning=change_meaning(change, strategy, running))
 
 
 def _show(value: Any, limit: int = 70) -> str:
