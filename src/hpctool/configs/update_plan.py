@@ -214,6 +214,8 @@ def format_diff(diff: Any) -> str:
         lines.append(f"{LABELS[change.needs]:11} {change.path}: {_show(change.old)} -> {_show(change.new)}  "
                      f"[{change.policy}]")
         lines.append(f"{'':11} {change.meaning}")
+        if change.action and change.needs not in (LIVE, BY_STRATEGY):
+            lines.append(f"{'':11} ParallelCluster's action: {change.action}")
     if diff.steps:
         lines.append("steps:")
         lines.extend(f"  {number}. {step}" for number, step in enumerate(diff.steps, 1))
