@@ -127,6 +127,9 @@ LAYERS = {
     "hpctool.remote.runner": {"hpctool.remote.connection", "hpctool.slurm.runner"},
     "hpctool.jobs.table": {"hpctool.errors", "hpctool.slurm.client", "hpctool.slurm.parse"},
     "hpctool.configs.checks.registry": {"hpctool.configs.findings", "hpctool.configs.instances"},
+    "hpctool.configs.update_plan": set(),  # pure words over what configs.diff found
+    "hpctool.configs.diff": {"hpctool.configs.offline", "hpctool.configs.schema", "hpctool.configs.update_plan",
+                             "hpctool.configs.validate", "hpctool.errors"},
     "hpctool.shipped": {"hpctool.errors"},
     "hpctool.cluster.config_file": {"hpctool.errors"},
     "hpctool.cluster.queues": {"hpctool.errors", "hpctool.shipped", "hpctool.cluster.config_file"},

@@ -31,6 +31,13 @@ class ConfigError(HpctoolError):
     """A cluster config or values file is missing, unreadable or wrong."""
 
 
+class ConfigInputError(ConfigError):
+    """A config `hpctool config diff` cannot compare (unreadable, invalid, another scheduler): exit 2,
+    apart from 1 for an update ParallelCluster would refuse."""
+
+    exit_code = 2
+
+
 class SetupError(HpctoolError):
     """The machine lacks something hpctool needs (packages, root, a free port)."""
 

@@ -24,7 +24,7 @@ GROUPS = ["local", "config", "jobs", "bootstrap", "workflow", "notebook", "remot
 # missing here still works: its group is imported every time, which only costs start-up time.
 COMMANDS: dict[str, tuple[str, str]] = {
     "local": ("local", "run a real Slurm twin of the cluster on this machine"),
-    "config": ("config", "render and validate ParallelCluster cluster configs"),
+    "config": ("config", "render, validate and diff ParallelCluster cluster configs"),
     "submit": ("jobs", "submit a shell command (or an array of them) as Slurm jobs, spot-safe"),
     "jobs": ("jobs", "jobs from accounting: queue, node, state, restarts, elapsed"),
     "bootstrap": ("bootstrap", "the node bootstrap (OnNodeConfigured) bundle"),

@@ -10,7 +10,7 @@ from hpctool.cli.output import print_json, progress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    config = subparsers.add_parser("config", help="render and validate ParallelCluster cluster configs")
+    config = subparsers.add_parser("config", help="render, validate and diff ParallelCluster cluster configs")
     commands = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
 
     render = commands.add_parser("render", help="render cluster-configs/templates/cluster.yaml.j2 with a values file")
@@ -38,6 +38,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate.add_argument("--json", action="store_true", help="machine-readable report")
     validate.set_defaults(handler=cmd_validate)
 
+    diff = commands.add_parser(
+        "diff", help="what an update from OLD to NEW needs, per ParallelCluster's update policies (offline)",
+        description="Compare the config a cluster runs (OLD) with the one you want (NEW), offline: every change "
+                    "with its YAML path, ParallelCluster's update policy and what it means, and the steps to apply "
+                    "it. Exit codes: 0 the update can be applied (in the stated fleet state), 1 ParallelCluster "
+                    "would refuse it, 2 usage or input errors (a missing, unreadable or invalid file, another "
+                    "scheduler).")
+    diff.add_argument("old", metavar="OLD", help="the config the cluster runs (pcluster describe-cluster's "
+                                                 "clusterConfiguration)")
+    diff.add_argument("new", metavar="NEW", help="the config to update it to")
+    diff.add_argument("--fleet", choices=["running", "stopped"], default="running",
+                      help="the compute fleet's state as you know it (default running: the safe assumption); "
+                           "ParallelCluster's check depends on it")
+    diff.add_argument("--region", metavar="REGION",
+                      help="region for configs without Region: (else AWS_DEFAULT_REGION, else us-east-1)")
+    diff.add_argument("--cluster-name", default="CLUSTER", metavar="NAME",
+                      help="the cluster's name, for the pcluster commands of the steps")
+    diff.add_argument("--json", action="store_true", help="machine-readable report")
+    diff.set_defaults(handler=cmd_diff)
+
 
 def cmd_render(args: argparse.Namespace) -> int:
     from hpctool.atomic import write_atomic
@@ -63,3 +83,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     else:
         print(format_report(report))
     return report.exit_code
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from hpctool.configs.diff import diff_files
+    from hpctool.configs.update_plan import format_diff
+
+    diff = diff_files(args.old, args.new, fleet=args.fleet, region=args.region, cluster=args.cluster_name)
+    if args.json:
+        print_json(diff.to_dict())
+    else:
+        print(format_diff(diff))
+    return diff.exit_code

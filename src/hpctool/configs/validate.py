@@ -103,8 +103,11 @@ def validate_config(config: Any, source: str = "config", deep: bool = False, reg
     return validate_configs([(config, source)], deep=deep, region=region, suppress=suppress)[0]
 
 
-def _load(path: Path) -> tuple[Any, Report | None]:
-    """The parsed config, or a report with the reason it could not be read (a finding, not an exception)."""
+def read_config(path: Path) -> tuple[Any, Report | None]:
+    """The parsed config, or a report with the reason it could not be read (a finding, not an exception).
+
+    A missing path or a directory is a UsageError; `config diff` reads its files through this too.
+    """
     try:
         return load_config(path), None
     except LoadError as error:
@@ -124,7 +127,7 @@ def validate_files(paths: Sequence[str | Path], deep: bool = False, region: str 
     """Validate config files; unreadable YAML is a finding. A missing path or a directory is a UsageError."""
     suppress = list(suppress)
     check_suppressions(suppress)
-    loaded: list[tuple[Any, Report | None]] = [_load(Path(p)) for p in paths]
+    loaded: list[tuple[Any, Report | None]] = [read_config(Path(p)) for p in paths]
     readable = [(config, str(p)) for p, (config, failed) in zip(paths, loaded) if failed is None]
     reports = iter(validate_configs(readable, deep=deep, region=region, suppress=suppress))
     return [failed if failed is not None else next(reports) for _, failed in loaded]
