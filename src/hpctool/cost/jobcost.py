@@ -26,7 +26,7 @@ from hpctool.errors import ConfigError
 # JobName last: a name may contain '|', which --parsable2 does not escape; it keeps the rest of the line.
 COST_FIELDS = ["JobID", "User", "Account", "Partition", "State", "NodeList", "NNodes",
                "AllocCPUS", "AllocTRES", "ElapsedRaw", "Submit", "Start", "End", "JobName"]
-LOST_STATES = {"REQUEUED", "NODE_FAIL", "PREEMPTED"}
+LOST_STATES = {"REQUEUED", "EXPEDITING", "NODE_FAIL", "PREEMPTED"}  # EXPEDITING: 25.11
 _MEM_UNITS = {"K": 1 / 1024, "M": 1.0, "G": 1024.0, "T": 1024.0 * 1024}
 _TRES_MEM = re.compile(r"(?:^|,)mem=(\d+(?:\.\d+)?)([KMGT]?)")
 # ParallelCluster's node names: <queue>-st-<compute resource>-<n> (static), -dy- (dynamic).

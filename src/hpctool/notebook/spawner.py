@@ -219,7 +219,7 @@ class HpctoolSlurmSpawner(SlurmSpawner):
     sinfo_cmd = Unicode("sinfo", help="absolute path of sinfo (the node's reason after a failure)").tag(
         config=True)
     batch_query_cmd = Unicode("squeue -h -j {job_id} --states=all -o '%T|%B|%r'").tag(config=True)
-    state_pending_re = Unicode(r"^(?:PENDING|CONFIGURING|REQUEUED|RESV_DEL_HOLD|SUSPENDED)\|").tag(config=True)
+    state_pending_re = Unicode(r"^(?:PENDING|CONFIGURING|REQUEUED|EXPEDITING|RESV_DEL_HOLD|SUSPENDED)\|").tag(config=True)
     state_running_re = Unicode(r"^(?:RUNNING|COMPLETING)\|").tag(config=True)
     state_exechost_re = Unicode(r"^[A-Z_]+\|([^|]+)\|").tag(config=True)
     req_workdir = Unicode("{homedir}", help="the job's folder, on shared storage ({username}, {homedir})").tag(

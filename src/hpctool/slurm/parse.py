@@ -6,7 +6,6 @@ data_parser plugins that vary between builds; the text formats below are stable 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from hpctool.errors import SlurmError
@@ -62,9 +61,11 @@ def parse_delimited(text: str, fields: list[str], delimiter: str = "|",
 # -- job states -------------------------------------------------------------------------------
 # Slurm's job states (squeue/scontrol/sacct spell them the same; sacct adds "by UID" to
 # CANCELLED). Active: the job may still run or run again; finished: it never will by itself.
+# EXPEDITING (25.11, `--requeue=expedite`) stands where REQUEUED did after a node failure.
 ACTIVE_JOB_STATES = frozenset({
     "PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDED", "REQUEUED", "REQUEUE_FED",
     "REQUEUE_HOLD", "RESIZING", "SIGNALING", "STAGE_OUT", "STOPPED", "RESV_DEL_HOLD", "SPECIAL_EXIT",
+    "EXPEDITING",
 })
 FINISHED_JOB_STATES = frozenset({
     "COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_MEMORY", "BOOT_FAIL",
@@ -210,20 +211,23 @@ def node_state_flags(state: str) -> tuple[str, set[str]]:
 _SUFFIX_FLAGS = {"*": "NOT_RESPONDING", "~": "POWERED_DOWN", "#": "POWERING_UP", "%": "POWERING_DOWN"}
 
 
-_OUT_OF_SERVICE = {"DOWN", "DRAINED", "DRAINING", "DRAIN", "FAIL"}
+# FAILING: sinfo's name for MIXED+FAIL (25.11.1+). BLOCKED (24.05+, a node an exclusive topology
+# job holds back) is neither: it answers but takes no new job now, and nobody took it out.
+_OUT_OF_SERVICE = {"DOWN", "DRAINED", "DRAINING", "DRAIN", "FAIL", "FAILING"}
 _IN_SERVICE = {"IDLE", "MIXED", "ALLOCATED", "COMPLETING"}
+_OUT_OF_SERVICE_FLAGS = {"DRAIN", "FAIL"}
 
 
 def node_out_of_service(state: str) -> bool:
     """True for a node an admin (or a reclaim) took out: down, drained or draining, failed."""
     base, flags = node_state_flags(state.upper())
-    return base in _OUT_OF_SERVICE or "DRAIN" in flags
+    return base in _OUT_OF_SERVICE or bool(flags & _OUT_OF_SERVICE_FLAGS)
 
 
 def node_in_service(state: str) -> bool:
     """True for a node that answers and takes jobs (idle, mixed, allocated, completing)."""
     base, flags = node_state_flags(state.upper())
-    return base in _IN_SERVICE and not flags & {"DRAIN", "NOT_RESPONDING"}
+    return base in _IN_SERVICE and not flags & (_OUT_OF_SERVICE_FLAGS | {"NOT_RESPONDING"})
 
 
 def node_powered_down(state: str) -> bool:
