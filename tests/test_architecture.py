@@ -149,10 +149,12 @@ LAYERS = {
                               "hpctool.twin.layout"},
     # The head node and hosts are the core's parts; the instance-store lookup reads ParallelCluster's
     # instance data through the config feature's catalogue.
+    "hpctool.twin.nodes": {"hpctool.slurm.client", "hpctool.slurm.parse", "hpctool.twin.daemons", "hpctool.twin.machine",
+                           "hpctool.twin.conf", "hpctool.twin.hosts", "hpctool.twin.layout", "hpctool.configs.instances"},
     "hpctool.twin.core": {"hpctool.atomic", "hpctool.cluster.queues", "hpctool.errors", "hpctool.polling", "hpctool.slurm.client",
                           "hpctool.slurm.parse", "hpctool.twin.daemons", "hpctool.twin.accounting",
                           "hpctool.twin.conf", "hpctool.twin.layout", "hpctool.twin.head", "hpctool.twin.hosts",
-                          "hpctool.twin.image", "hpctool.twin.machine", "hpctool.configs.instances"},
+                          "hpctool.twin.image", "hpctool.twin.machine", "hpctool.home", "hpctool.twin.nodes"},
     "hpctool.twin.imds": set(),
 }
 

@@ -4,7 +4,6 @@ and the checkpoint behaviour of the two spot-safe callables."""
 from __future__ import annotations
 
 import os
-
 import pickle
 from pathlib import Path
 

@@ -197,3 +197,20 @@ def test_a_placeholder_row_before_the_job_record_is_not_finished():
 def test_node_service_predicates(state, out, serving):
     assert node_out_of_service(state) is out
     assert node_in_service(state) is serving
+
+
+@pytest.mark.parametrize(
+    ("state", "active"),
+    [("EXPEDITING", True), ("REQUEUED", True), ("NODE_FAIL", False)],  # EXPEDITING: 25.11 (ParallelCluster 3.16)
+)
+def test_newer_job_states_are_known(state, active):
+    assert job_active(state) is active and job_finished(state) is not active
+
+
+@pytest.mark.parametrize(
+    ("state", "out", "serving"),
+    [("failing", True, False), ("MIXED+FAIL", True, False), ("BLOCKED", False, False), ("IDLE+FAIL", True, False)],
+)
+def test_newer_node_states_are_placed(state, out, serving):
+    assert node_out_of_service(state) is out
+    assert node_in_service(state) is serving

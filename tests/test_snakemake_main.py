@@ -132,7 +132,7 @@ def test_the_plugin_is_imported_without_scontrol_and_asks_it_afterwards(tmp_path
     spy.write_text(f'#!/bin/sh\necho "$*" >> {calls}\nexec {slurm_clients / "scontrol"} "$@"\n')
     spy.chmod(0o755)
     plain = "import snakemake_executor_plugin_slurm\n"
-    _child(plain, str(spy.parent))
+    _child(plain, f"{spy.parent}:{slurm_clients}")  # sinfo too: the plugin looks for it
     assert "show config" in calls.read_text()  # what the adjustment is for
     calls.unlink()
     ours = ("from hpctool.workflow import snakemake_main as m\n"
@@ -142,7 +142,7 @@ def test_the_plugin_is_imported_without_scontrol_and_asks_it_afterwards(tmp_path
             "assert validation.get_min_job_age is p.get_min_job_age\n"
             "print(p.get_min_job_age.importing)\n"
             "p.get_min_job_age()\n")
-    out = _child(ours, str(spy.parent)).stdout.split()
+    out = _child(ours, f"{spy.parent}:{slurm_clients}").stdout.split()
     assert out == ["False"]
     assert calls.read_text().splitlines() == ["show config"]  # the one call made after the import
 

@@ -191,3 +191,14 @@ def test_the_handler_is_python_3_7_and_passes_ruff(repo):
     result = subprocess.run([str(ruff), "check", "--no-cache", str(HANDLER)], cwd=repo,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_handlers_state_sets_agree_with_hpctools_parser() -> None:
+    """The handler (standard library only, on the node) keeps its own state sets; they must sort
+    every state as hpctool.slurm.parse does: running or waiting is active, failed is finished."""
+    from hpctool.slurm.parse import ACTIVE_JOB_STATES, FINISHED_JOB_STATES
+
+    assert handler.ACTIVE_STATES | handler.WAITING_STATES <= ACTIVE_JOB_STATES
+    assert handler.FAILED_STATES <= FINISHED_JOB_STATES
+    assert not handler.ACTIVE_STATES & handler.WAITING_STATES
+    assert "EXPEDITING" in handler.WAITING_STATES

@@ -36,7 +36,6 @@ import submitit
 from submitit.core.utils import FailedJobError, FailedSubmissionError
 
 from hpctool.errors import SlurmError, UsageError
-from hpctool.slurm.runner import not_installed
 from hpctool.jobs.requests import (
     MAX_NUM_TIMEOUT,
     SIGNAL_DELAY_S,
@@ -49,6 +48,7 @@ from hpctool.jobs.requests import (
     wants_requeue,
 )
 from hpctool.jobs.work import ShellCommand
+from hpctool.slurm.runner import not_installed
 
 
 class _Executor(submitit.SlurmExecutor):

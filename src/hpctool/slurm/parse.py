@@ -6,6 +6,7 @@ data_parser plugins that vary between builds; the text formats below are stable 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from hpctool.errors import SlurmError
