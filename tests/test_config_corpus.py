@@ -101,9 +101,20 @@ def test_deep_paths_are_yaml_paths(deep_reports) -> None:
 
 
 def test_deep_finding_under_slurm_settings_has_its_yaml_path(deep_reports) -> None:
-    """pcluster's model calls it Scheduling.settings; the YAML key is SlurmSettings."""
-    uri = [f for f in deep_reports["slash-uri"].errors if f.check == "pcluster:DatabaseUriValidator"]
+    """pcluster's model calls it Scheduling.settings; the YAML key is SlurmSettings. (The corpus
+    file's Uri has no port: pcluster's validator says so as INFO.)"""
+    uri = [f for f in deep_reports["it-slurm-accounting.yaml"].findings if f.check == "pcluster:DatabaseUriValidator"]
     assert uri and uri[0].path == "Scheduling.SlurmSettings.Database", uri
+    assert str(uri[0].level) == "info" and "3306" in uri[0].message
+
+
+def test_a_uri_pcluster_refuses_is_refused_offline(deep_reports) -> None:
+    """The leading '/' pcluster's DatabaseUriValidator refuses: the plain check refuses it already, so
+    --deep does not run on it (and does not report it valid)."""
+    report = deep_reports["slash-uri"]
+    ours = [f for f in report.errors if f.check == "hpctool:accounting"]
+    assert [f.path for f in ours] == ["Scheduling.SlurmSettings.Database.Uri"] and "starts with '/'" in ours[0].message
+    assert report.verdict == "invalid" and not any(c.startswith("pcluster:") for c in report.checks_run)
 
 
 def test_deep_on_default_config(deep_reports) -> None:

@@ -150,7 +150,8 @@ def test_estimate_of_the_default_config_by_hand(book, repo):
     assert result.head_node_monthly == pytest.approx(0.2 * 730 + 100 * 0.1)  # c7i.xlarge + 100 GiB gp3
     storage = {s.name: s.monthly for s in result.storage}
     assert storage == {"home": pytest.approx(15.0), "fsx": pytest.approx(1200 * 0.15)}
-    assert result.fixed_monthly == pytest.approx(156 + 15 + 180)
+    assert result.database.monthly == pytest.approx(0.05 * 730 + 20 * 0.2 + 0.5)  # the shipped stack's size
+    assert result.fixed_monthly == pytest.approx(156 + 15 + 180 + 41)
     assert result.max_hourly == pytest.approx(16 + 20 + 22.5 + 8 + 9.6)
     assert result.price_date == "2026-11-01"
 

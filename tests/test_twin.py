@@ -13,8 +13,7 @@ import pytest
 
 from hpctool.cluster.queues import load_queues
 from hpctool.errors import ConfigError, SetupError, TwinError
-from hpctool.twin import Twin, daemons
-from hpctool.twin import core as twin_module
+from hpctool.twin import Twin, daemons, machine
 from hpctool.twin.layout import plan_layout
 from support.twin import wait_all_idle, wait_for, wait_job
 
@@ -188,13 +187,13 @@ def test_job_ids_never_repeat_even_when_the_controllers_state_is_lost(twin):
 
 def test_not_root_is_refused_with_a_hint():
     with pytest.raises(SetupError) as error:
-        twin_module.check_prerequisites(euid=1000)
+        machine.check_prerequisites(euid=1000)
     assert "root" in error.value.message and "sudo" in error.value.hint
 
 
 def test_missing_packages_name_make_setup(tmp_path):
     with pytest.raises(SetupError) as error:
-        twin_module.check_prerequisites(euid=0, path=str(tmp_path))
+        machine.check_prerequisites(euid=0, path=str(tmp_path))
     # Slurm, munge and MariaDB come from the node image: the machine needs only these.
     assert "unshare" in error.value.message and "nsenter" in error.value.message
     assert "make setup" in error.value.hint

@@ -98,7 +98,8 @@ def test_the_wheel_carries_the_data_and_finds_it_there(wheel_venv: Path, user_di
     assert root.name == "_data" and root.is_relative_to(wheel_venv), root
     for name in ("bootstrap/on-node-configured.sh", "envs/bwa.yaml", "snakemake/workflows/germline/Snakefile",
                  "snakemake/profiles/twin/config.yaml", "cluster-configs/templates/cluster.yaml.j2",
-                 "cluster-configs/values/dev.yaml", "scripts/make_test_data.py"):
+                 "cluster-configs/values/dev.yaml", "cluster-configs/stacks/accounting-database.yaml",
+                 "scripts/make_test_data.py"):
         assert (root / name).is_file(), name
     assert os.access(root / "bootstrap" / "on-node-configured.sh", os.X_OK)
 

@@ -27,6 +27,8 @@ BOOK_DATA = {
         },
         "storage": {"ebs": {"gp3": 0.1}, "efs": {"standard": 0.3},
                     "fsx_lustre": {"PERSISTENT_2/125": 0.15}},
+        "rds": {"date": "2026-10-01", "source": "made by hand", "mysql": {"db.t4g.small": 0.05, "db.t4g.medium": 0.1},
+                "storage": {"gp3": 0.2}, "secret_month": 0.5},
     }},
 }
 

@@ -37,6 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                "with --deep), like pcluster's --suppress-validators; repeatable")
     validate.add_argument("--json", action="store_true", help="machine-readable report")
     validate.set_defaults(handler=cmd_validate)
+    _register_database(commands)
 
     diff = commands.add_parser(
         "diff", help="what an update from OLD to NEW needs, per ParallelCluster's update policies (offline)",
@@ -95,3 +96,42 @@ def cmd_diff(args: argparse.Namespace) -> int:
     else:
         print(format_diff(diff))
     return diff.exit_code
+
+
+# -- the Slurm accounting database (docs/accounting.md) ---------------------------------------
+def _register_database(commands: argparse._SubParsersAction) -> None:
+    template = commands.add_parser(
+        "database-template", help="the CloudFormation template of the Slurm accounting database",
+        description="Print (or write) the CloudFormation template of the Slurm accounting database (RDS for "
+                    "MySQL in the cluster's private subnets) for `aws cloudformation deploy`; see docs/accounting.md.")
+    template.add_argument("-o", "--out", metavar="FILE", help="write the template here (default: stdout)")
+    template.set_defaults(handler=cmd_database_template)
+    values = commands.add_parser(
+        "database-values", help="the accounting values of a deployed database stack (from describe-stacks JSON)",
+        description="Read `aws cloudformation describe-stacks --stack-name NAME` output (offline) and print the "
+                    "accounting: block of a values file.")
+    values.add_argument("file", metavar="FILE", help="saved describe-stacks JSON, or - for stdin")
+    values.set_defaults(handler=cmd_database_values)
+
+
+def cmd_database_template(args: argparse.Namespace) -> int:
+    from hpctool.configs.database import template_text, write_template
+
+    if args.out:
+        write_template(Path(args.out))
+        progress(f"wrote {args.out}")
+    else:
+        sys.stdout.write(template_text())
+    return 0
+
+
+def cmd_database_values(args: argparse.Namespace) -> int:
+    from hpctool.configs.database import values_from_describe_stacks, values_snippet
+    from hpctool.errors import UsageError
+
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
+    except OSError as error:
+        raise UsageError(f"cannot read {args.file}: {error.strerror}", "give the saved describe-stacks JSON") from error
+    sys.stdout.write(values_snippet(values_from_describe_stacks(text, args.file)))
+    return 0

@@ -32,6 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     est.add_argument("config", type=Path, metavar="CLUSTER.yaml", help="a ParallelCluster 3 config")
     est.add_argument("--efs-gib", type=float, default=estimate_mod.DEFAULT_EFS_GIB,
                      help=f"data stored on EFS, GiB ({estimate_mod.DEFAULT_EFS_GIB}; EFS bills what is stored)")
+    est.add_argument("--database-class", metavar="CLASS",
+                     help="RDS instance class of the accounting database (default: the shipped stack's)")
+    est.add_argument("--database-gib", type=float, metavar="GIB", help="its gp3 storage (default: the stack's)")
+    est.add_argument("--database-multi-az", action="store_true", help="it runs with a Multi-AZ standby")
     est.add_argument("--prices", type=Path, help="a snapshot file instead of the current one")
     est.add_argument("--json", action="store_true", help="machine-readable output")
     est.set_defaults(handler=cmd_estimate)
@@ -112,7 +116,11 @@ def cmd_prices(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    result = estimate_mod.estimate(args.config, _book(args), efs_gib=args.efs_gib)
+    shipped = estimate_mod.DatabaseSize.shipped()
+    size = estimate_mod.DatabaseSize(args.database_class or shipped.instance_class,
+                                     args.database_gib if args.database_gib is not None else shipped.gib,
+                                     args.database_multi_az or shipped.multi_az)
+    result = estimate_mod.estimate(args.config, _book(args), efs_gib=args.efs_gib, database=size)
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -132,6 +140,11 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     for s in result.storage:
         print(f"storage {s.name} ({s.kind}, {s.detail}): {s.gib:g} GiB x {s.per_gib_month:g}/GB-month "
               f"= {_usd(s.monthly)}/month")
+    if result.database:
+        d = result.database
+        print(f"accounting database (RDS for MySQL {d.instance_class}{', Multi-AZ' if d.multi_az else ''}, "
+              f"{d.gib:g} GiB gp3): {_usd(d.hourly)}/h, {_usd(d.monthly)}/month; RDS prices as of {d.price_date}"
+              + (f" ({d.note})" if d.note else ""))
     print(f"always on: {_usd(result.fixed_monthly)}/month; compute at every queue's MaxCount: "
           f"{_usd(result.max_hourly)}/h")
     return 0

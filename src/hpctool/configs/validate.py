@@ -40,7 +40,8 @@ def check_suppressions(suppress: Iterable[str]) -> tuple[set[str], set[str]]:
     return ours, theirs
 
 
-def _plain(config: Any, source: str, region: str | None) -> tuple[Report, dict | None]:
+def _plain(config: Any, source: str, region: str | None,
+           suppressed: Iterable[str] = ()) -> tuple[Report, dict | None]:
     """The offline checks; returns the report and the config --deep would run on (None: do not run)."""
     report = Report(source)
     if not isinstance(config, dict):
@@ -53,6 +54,10 @@ def _plain(config: Any, source: str, region: str | None) -> tuple[Report, dict |
     schema, schema_not_checked = schema_findings(config, where)
     schema = [f for f in schema if not any(f.path == old.path or f.path.startswith(f"{old.path}.") for old in legacy)]
     ours, not_checked = hpctool_findings(config, where.name)
+    # Where an hpctool check says what is wrong with a value, the schema's generic message on the
+    # same value is only noise (unless that check is suppressed: the error must stay reported).
+    explained = {f.path for f in ours if f.level == ERROR and f.check not in set(suppressed)}
+    schema = [f for f in schema if f.path not in explained]
     report.findings = region_findings(config, where) + legacy + schema + ours
     report.not_checked = schema_not_checked + not_checked + ACCOUNT_ONLY
     report.checks_run = ["legacy", "schema", "hpctool"]
@@ -73,7 +78,7 @@ def validate_configs(items: Sequence[tuple[Any, str]], deep: bool = False, regio
     ours, theirs = check_suppressions(suppress)
     reports, deep_configs = [], []
     for config, source in items:
-        report, deep_config = _plain(config, source, region)
+        report, deep_config = _plain(config, source, region, ours)
         _suppress(report, ours, theirs)
         reports.append(report)
         deep_configs.append(deep_config)

@@ -2,7 +2,9 @@
 
 Compute is per queue and compute resource, per node-hour and at MaxCount, on-demand and spot
 (what the queue pays is the one its CapacityType says); the head node and the shared storage run
-all month. A resource with several instance types is given from its cheapest to its dearest type.
+all month, and so does the Slurm accounting database when the config has one (sized as hpctool's
+stack deploys it unless told). A resource with several instance types is given from its cheapest to
+its dearest type.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hpctool.cluster.queues import load_yaml, slurm_queues
+from hpctool.configs.database import parameter_defaults
 from hpctool.cost.prices import HOURS_PER_MONTH, PriceBook
 from hpctool.errors import ConfigError
 
@@ -45,6 +48,20 @@ class StorageEstimate:
 
 
 @dataclass(frozen=True)
+class DatabaseEstimate:
+    """The Slurm accounting database (SlurmSettings.Database) as hpctool's stack deploys it."""
+
+    instance_class: str
+    multi_az: bool
+    gib: float
+    hourly: float  # the instance (both of them with Multi-AZ)
+    monthly: float  # instance all month, storage and the password's secret
+    price_date: str
+    price_source: str
+    note: str
+
+
+@dataclass(frozen=True)
 class Estimate:
     source: str
     region: str
@@ -55,10 +72,12 @@ class Estimate:
     head_node_monthly: float  # instance all month plus its root volume
     resources: list[ResourceEstimate]
     storage: list[StorageEstimate]
+    database: DatabaseEstimate | None = None
 
     @property
     def fixed_monthly(self) -> float:
-        return self.head_node_monthly + sum(s.monthly for s in self.storage)
+        return self.head_node_monthly + sum(s.monthly for s in self.storage) + \
+            (self.database.monthly if self.database else 0.0)
 
     @property
     def max_hourly(self) -> float:
@@ -97,7 +116,36 @@ def _storage(item: dict[str, Any], book: PriceBook, region: str, efs_gib: float)
                       "hpctool prices Efs, FsxLustre and Ebs shared storage")
 
 
-def estimate(config: str | Path, book: PriceBook, efs_gib: float = DEFAULT_EFS_GIB) -> Estimate:
+@dataclass(frozen=True)
+class DatabaseSize:
+    """What the config cannot say about its database: by default the shipped stack's parameters."""
+
+    instance_class: str
+    gib: float
+    multi_az: bool = False
+
+    @classmethod
+    def shipped(cls) -> DatabaseSize:
+        defaults = parameter_defaults()
+        return cls(str(defaults["InstanceClass"]), float(defaults["AllocatedStorageGiB"]),
+                   str(defaults["MultiAZ"]) == "true")
+
+
+def _database(data: dict[str, Any], book: PriceBook, region: str, size: DatabaseSize | None) -> DatabaseEstimate | None:
+    settings = ((data.get("Scheduling") or {}).get("SlurmSettings") or {})
+    if not settings.get("Database"):
+        return None  # no accounting (validate warns), or ExternalSlurmdbd: a database of its own
+    size = size or DatabaseSize.shipped()
+    price = book.database(size.instance_class, region)
+    copies = 2 if size.multi_az else 1  # Multi-AZ: a standby instance and its storage
+    hourly = price.hourly * copies
+    monthly = hourly * HOURS_PER_MONTH + size.gib * price.gp3_gib_month * copies + price.secret_month
+    return DatabaseEstimate(size.instance_class, size.multi_az, size.gib, hourly, monthly, price.date, price.source,
+                            price.note)
+
+
+def estimate(config: str | Path, book: PriceBook, efs_gib: float = DEFAULT_EFS_GIB,
+             database: DatabaseSize | None = None) -> Estimate:
     data = load_yaml(config)
     queues = slurm_queues(data, str(config))
     region = str(data.get("Region", "us-east-1"))
@@ -126,4 +174,4 @@ def estimate(config: str | Path, book: PriceBook, efs_gib: float = DEFAULT_EFS_G
     head_monthly = head_price * HOURS_PER_MONTH + root_gib * book.storage("ebs", "gp3", region)
     storage = [_storage(item, book, region, efs_gib) for item in data.get("SharedStorage") or []]
     return Estimate(str(config), region, book.region_date(region), book.origin, head_type, head_price, head_monthly,
-                    resources, storage)
+                    resources, storage, _database(data, book, region, database))

@@ -72,6 +72,17 @@ class InstancePrice:
         return self.on_demand
 
 
+@dataclass(frozen=True)
+class DatabasePrice:
+    instance_class: str
+    hourly: float  # USD per instance-hour, Single-AZ
+    gp3_gib_month: float
+    secret_month: float  # the Secrets Manager secret holding its password
+    date: str
+    source: str
+    note: str  # set when the price is another region's
+
+
 class PriceBook:
     """Prices from one snapshot (parsed JSON)."""
 
@@ -118,6 +129,25 @@ class PriceBook:
             raise ConfigError(f"no {kind} price for {storage_class!r} in {region}",
                               f"known: {', '.join(sorted(table))}")
         return float(table[storage_class])
+
+    def database(self, instance_class: str, region: str, engine: str = "mysql") -> DatabasePrice:
+        """An RDS instance's price per hour and its gp3 storage's per GB-month. RDS figures are a
+        snapshot of their own (``rds``: date, source); a region without them takes us-east-1's, and
+        says so in ``note``."""
+        note = ""
+        table = self._region(region).get("rds")
+        if table is None and region != "us-east-1" and "rds" in self.regions.get("us-east-1", {}):
+            table, note = self.regions["us-east-1"]["rds"], f"us-east-1's RDS prices (none for {region} in the snapshot)"
+        if table is None:
+            raise ConfigError(f"no RDS prices for {region} in the snapshot ({self.origin})",
+                              "the shipped snapshot has them for us-east-1 and us-west-2")
+        hourly = table.get(engine, {}).get(instance_class)
+        if hourly is None:
+            raise ConfigError(f"no RDS for {engine} price for {instance_class} (snapshot {table.get('date')})",
+                              f"known classes: {', '.join(sorted(table.get(engine, {})))}")
+        return DatabasePrice(instance_class, float(hourly), float(table["storage"]["gp3"]),
+                             float(table.get("secret_month", 0.0)), str(table.get("date")), str(table.get("source", "")),
+                             note)
 
     def s3_request(self, name: str, region: str) -> float:
         return float(self._region(region).get("s3_requests", {}).get(name, 0.0))
