@@ -220,7 +220,7 @@ POLICIES: list[tuple[str, Callable[[dict], None], Callable[[dict], None], str, s
      f"{S} ClusterSchema.shared_storage"),
     ("cluster-tag", NOOP, setting("Tags", 0, "Value", "genomics-x"), "Tags[project].Value", "SUPPORTED_UNLESS_ADC",
      f"{S} TagSchema.value (ClusterSchema.tags)"),
-    ("region", NOOP, setting("Region", "us-west-2"), "Region", "UNSUPPORTED", f"{S} ClusterSchema.config_region"),
+    ("region", NOOP, lambda c: _move_region(c, "us-west-2"), "Region", "UNSUPPORTED", f"{S} ClusterSchema.config_region"),
     ("os", NOOP, setting("Image", "Os", "ubuntu2404"), "Image.Os", "UNSUPPORTED", f"{S} ImageSchema.os"),
     ("detailed-monitoring", NOOP, setting("Monitoring", {"DetailedMonitoring": True}),
      "Monitoring.DetailedMonitoring", "COMPUTE_FLEET_STOP",
@@ -236,6 +236,14 @@ POLICIES: list[tuple[str, Callable[[dict], None], Callable[[dict], None], str, s
     ("login-pool-count", login_pool(), login_pool(3), "LoginNodes.Pools[login].Count", "SUPPORTED",
      f"{S} LoginNodesPoolSchema.count"),
 ]
+
+
+def _move_region(config: dict, region: str) -> None:
+    """Another region, and the accounting secret with it (a secret must be in the cluster's region)."""
+    config["Region"] = region
+    database = config["Scheduling"]["SlurmSettings"].get("Database")
+    if database:
+        database["PasswordSecretArn"] = database["PasswordSecretArn"].replace(":us-east-1:", f":{region}:")
 
 
 def _pair(old_change: Callable[[dict], None], new_change: Callable[[dict], None]) -> tuple[dict, dict]:
