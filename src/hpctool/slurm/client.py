@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from collections.abc import Sequence
 
 from hpctool.errors import SlurmError
@@ -25,6 +26,8 @@ from hpctool.slurm.parse import (
     parse_sinfo_nodes,
 )
 from hpctool.slurm.runner import LocalRunner, Runner, slurm_env
+
+BUSY_RETRIES, BUSY_RETRY_S = 10, 1.0  # run_on_node on a node that is still completing
 
 # squeue/sinfo formats and the fields they fill, side by side so they cannot drift apart.
 NODE_QUEUE_STATE = ("%N|%R|%T", ["node", "queue", "state"])
@@ -173,7 +176,15 @@ class Slurm:
         it; the exit code and output are the command's (not checked)."""
         argv = ["srun", f"--nodelist={node}", "--nodes=1", "--ntasks=1", f"--partition={queue}",
                 "--immediate=30", f"--job-name={job_name}", "--quiet", "bash", "-c", command]
-        return self.run(argv, timeout=timeout, check=False)
+        result = self.run(argv, timeout=timeout, check=False)
+        # Slurm 24.11 refuses at once ("Requested nodes are busy") while the node still completes
+        # the previous step's allocation, instead of waiting out --immediate: try a few more times.
+        for _ in range(BUSY_RETRIES):
+            if result.returncode == 0 or "Requested nodes are busy" not in result.stderr:
+                break
+            time.sleep(BUSY_RETRY_S)
+            result = self.run(argv, timeout=timeout, check=False)
+        return result
 
     def ping(self) -> bool:
         """True when slurmctld answers."""
