@@ -344,7 +344,12 @@ def test_a_run_through_control_plane_crashes_and_no_capacity_finishes_concordant
     assert faulted_run.exit_code == 0, f"see {faulted_run.run.output}"
     # Each heal started exactly the daemon that was killed.
     assert len(faulted_run.healed) == 3, faulted_run.healed
-    assert faulted_run.healed[0] == ["slurmdbd"] and faulted_run.healed[2] == ["slurmctld"]
+    # Besides the killed daemon, a heal may start the emulator and handler of a dynamic spot node
+    # whose host was booting at that moment (its own boot hook would have started them a moment later).
+    def killed(started: list[str]) -> list[str]:
+        return [name for name in started if not name.startswith(("imds spot-dy-", "spot-handler spot-dy-"))]
+
+    assert killed(faulted_run.healed[0]) == ["slurmdbd"] and killed(faulted_run.healed[2]) == ["slurmctld"]
     assert faulted_run.healed[1][0].startswith("slurmd ")
     assert all(len(started) == 1 for started in faulted_run.healed)
     # The spot rules ran on the compute resource that had capacity, after a failed resume.
