@@ -351,7 +351,7 @@ def test_a_run_through_control_plane_crashes_and_no_capacity_finishes_concordant
 
     assert killed(faulted_run.healed[0]) == ["slurmdbd"] and killed(faulted_run.healed[2]) == ["slurmctld"]
     assert faulted_run.healed[1][0].startswith("slurmd ")
-    assert all(len(started) == 1 for started in faulted_run.healed)
+    assert all(len(killed(started)) == 1 for started in faulted_run.healed), faulted_run.healed
     # The spot rules ran on the compute resource that had capacity, after a failed resume.
     assert faulted_run.failed_resume_seen
     assert faulted_run.spot_nodes_used and all("mixed16m" in n for n in faulted_run.spot_nodes_used), \
