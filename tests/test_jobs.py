@@ -18,7 +18,7 @@ from hpctool.slurm.client import Slurm
 from hpctool.slurm.parse import parse_sinfo_nodes
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = Path(__file__).parent / "data" / "slurm"
+DATA = Path(__file__).parent / "data" / "slurm" / "22.05"
 
 
 def pasted_cluster(max_array_size: int | None = 1001) -> jobs.SlurmCluster:

@@ -1,4 +1,5 @@
-"""The pure parsers, on output pasted from Debian 12's Slurm 22.05.8 (the twin)."""
+"""The pure parsers, on output pasted from the twin: Debian 12's Slurm 22.05.8 (data/slurm/22.05) and
+the node image's Slurm 24.11.5 (data/slurm/24.11, made by scripts/capture_slurm_output.py)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ from hpctool.slurm.parse import (
     parse_time_limit,
 )
 
-DATA = Path(__file__).parent / "data" / "slurm"
+SLURM_DATA = Path(__file__).parent / "data" / "slurm"
+DATA = SLURM_DATA / "22.05"
 
 
 def test_sacct_requeued_job_counts_its_earlier_runs_as_restarts():
@@ -214,3 +216,54 @@ def test_newer_job_states_are_known(state, active):
 def test_newer_node_states_are_placed(state, out, serving):
     assert node_out_of_service(state) is out
     assert node_in_service(state) is serving
+
+
+# -- Slurm 24.11 (the node image: every node a host of its own) ---------------------------------
+V24 = SLURM_DATA / "24.11"
+
+
+def test_24_11_sacct_requeued_job_and_a_cancelled_one():
+    jobs = parse_sacct_jobs((V24 / "sacct-requeued.txt").read_text())
+    # Requeued once, then completed: one job, one restart, the last run's state and time.
+    (align,) = [j for j in jobs if j.name == "align"]
+    assert align.state == "COMPLETED" and align.finished and align.restarts == 1
+    assert align.node_list == "spot-st-mixed16m-1" and align.elapsed_seconds == 4
+    (kept,) = [j for j in jobs if j.name == "keep me|really"]
+    assert kept.state == "REQUEUED" and not kept.finished  # cancelled while requeued: its last row
+    (cancelled,) = [j for j in jobs if j.name == "wrap"]
+    assert cancelled.state == "CANCELLED" and cancelled.finished
+
+
+def test_24_11_a_job_name_with_a_pipe_is_read_whole():
+    (job,) = parse_sacct_jobs((V24 / "sacct-pipe-in-name.txt").read_text())
+    assert job.name == "a|b" and job.state == "COMPLETED" and job.partition == "spot"
+
+
+def test_24_11_a_node_is_a_host_of_its_own():
+    node = parse_scontrol_record((V24 / "scontrol-node-idle.txt").read_text())
+    # Its own hostname and address on the twin's bridge, Slurm's own port (no Port= per node).
+    assert node["NodeHostName"] == node["NodeName"] == "spot-st-mixed16-1"
+    assert node["NodeAddr"].startswith("10.") and "Port" not in node
+    assert node["Version"] == "24.11.5" and node["State"] == "IDLE"
+    drained = parse_scontrol_record((V24 / "scontrol-node-drained.txt").read_text())
+    assert drained["State"] == "IDLE+DRAIN" and node_out_of_service(drained["State"])
+    assert drained["Reason"].startswith("spot-interruption 2026-12-07T10:40:00Z [root@")
+
+
+def test_24_11_scontrol_job_and_config():
+    (job,) = parse_scontrol_records((V24 / "scontrol-job-running.txt").read_text())
+    assert job["JobName"] == "keep me|really" and job["JobState"] == "RUNNING" and job["Requeue"] == "1"
+    assert job["ReqNodeList"] == "spot-st-mixed16-1" and job["AllocNode:Sid"].startswith("head:")
+    config = parse_scontrol_config((V24 / "scontrol-show-config.txt").read_text())
+    assert config["SLURM_VERSION"] == "24.11.5"
+    assert config["AccountingStorageType"] == "accounting_storage/slurmdbd"
+
+
+def test_24_11_sinfo_lists_powered_down_dynamic_nodes():
+    nodes = parse_sinfo_nodes((V24 / "sinfo-queue-nodes.txt").read_text())
+    dynamic = [n for n in nodes if "dynamic" in n.features]
+    assert dynamic and all(n.state == "idle~" for n in dynamic)
+    assert {n.partition for n in nodes} == {"compute", "fpga", "spot", "storage"}
+    assert all(n.cpus == 4 for n in nodes)
+    rows = parse_delimited((V24 / "sinfo-nodes.txt").read_text(), ["node", "state"])
+    assert {r["node"]: r["state"] for r in rows}["spot-st-mixed16m-1"] == "drained"

@@ -13,7 +13,8 @@ from support.handler import load_handler
 
 handler = load_handler()
 
-DATA = Path(__file__).parent / "data" / "slurm"
+SLURM_DATA = Path(__file__).parent / "data" / "slurm"
+DATA = SLURM_DATA / "22.05"
 
 # squeue -h -s -w spot-st-mixed16-1 -o %i
 SQUEUE_STEPS = """\
@@ -54,6 +55,18 @@ def test_jobs_on_a_node_keep_their_requeue_flag_restarts_and_names_with_bars() -
     assert [(r["state"], r["restarts"]) for r in after] == [("PENDING", 1), ("RUNNING", 0)]
 
 
+def test_slurm_24_11_shows_a_requeued_job_completing_before_it_is_pending() -> None:
+    """Slurm 24.11 (the node image) lists a job just requeued as COMPLETING with its restart
+    counted, where 22.05 listed it PENDING: both mean the requeue took."""
+    rows = handler.parse_job_rows((SLURM_DATA / "24.11" / "squeue-jobs-on-node.txt").read_text())
+    assert [(r["requeue"], r["state"], r["restarts"]) for r in rows] == [(True, "RUNNING", 0), (False, "RUNNING", 0)]
+    assert rows[0]["name"] == "keep me|really" and rows[0]["req_nodes"] == "spot-st-mixed16-1"
+    after = handler.parse_job_rows((SLURM_DATA / "24.11" / "squeue-jobs-after-requeue.txt").read_text())
+    assert [(r["state"], r["restarts"]) for r in after] == [("COMPLETING", 1), ("RUNNING", 0)]
+    # What the handler concludes once the budget is over: the job requeued itself.
+    assert handler.decide_after_budget(after[0]["state"], 0, after[0]["restarts"]) == "requeued-by-job"
+
+
 def test_only_jobs_with_a_real_step_count_as_having_steps() -> None:
     assert handler.jobs_with_steps(SQUEUE_STEPS) == {"7"}
     assert handler.jobs_with_steps("") == set()
@@ -86,13 +99,13 @@ def test_what_happens_to_a_signalled_job_after_its_budget() -> None:
 def test_handler_parsers_agree_with_slurm_parse_on_pasted_output() -> None:
     """The handler keeps its own stdlib parsers (it runs without hpctool installed): on every
     pasted Slurm output they must read what hpctool.slurm.parse reads."""
-    for path in sorted(DATA.glob("scontrol-*.txt")):
+    for path in sorted(SLURM_DATA.glob("*/scontrol-*.txt")):
         for line in path.read_text().splitlines():
             if line.strip():
                 assert handler.parse_scontrol(line) == slurm_parse.parse_scontrol_record(line), path.name
     assert handler.parse_scontrol(SCONTROL_JOB) == slurm_parse.parse_scontrol_record(SCONTROL_JOB)
     columns = ["job_id", "requeue", "state", "restarts", "req_nodes", "name"]
-    for path in sorted(DATA.glob("squeue-jobs-*.txt")):
+    for path in sorted(SLURM_DATA.glob("*/squeue-jobs-*.txt")):
         text = path.read_text()
         # slurm_parse splits on every "|": the name (last) may hold one, so join the tail back.
         expected = [dict(zip(columns, line.split("|", 5), strict=True)) for line in text.splitlines() if line]

@@ -11,7 +11,7 @@ from pathlib import Path
 from hpctool.remote.connection import Result
 from hpctool.slurm.runner import command_failed
 
-DATA = Path(__file__).resolve().parents[1] / "data" / "slurm"
+DATA = Path(__file__).resolve().parents[1] / "data" / "slurm" / "22.05"
 Answer = str | tuple[int, str, str]  # stdout, or (exit code, stdout, stderr)
 
 
