@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
-from hpctool.cluster.queues import ComputeResource, Queue, load_cluster
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG, ComputeResource, Queue, load_cluster
 from hpctool.errors import SetupError
 from hpctool.twin.conf import (
     HeadNode,
@@ -50,6 +51,28 @@ def test_slurm_conf_of_the_default_twin_matches_golden():
 def test_slurm_conf_of_the_test_twin_matches_golden():
     layout = default_layout(static_per_queue=2, max_dynamic=1, time_scale=0.02)
     assert_golden(render_slurm_conf(layout, PATHS, HEAD, addresses(layout)), GOLDEN / "slurm-static.conf")
+
+
+def test_a_config_without_accounting_gives_a_twin_without_it(tmp_path):
+    """As ParallelCluster: no SlurmSettings.Database (nor ExternalSlurmdbd), no slurmdbd."""
+    config = yaml.safe_load(Path(DEFAULT_CLUSTER_CONFIG).read_text())
+    assert load_cluster().accounting  # the shipped config has a database
+    del config["Scheduling"]["SlurmSettings"]["Database"]
+    bare = tmp_path / "no-accounting.yaml"
+    bare.write_text(yaml.safe_dump(config))
+    cluster = load_cluster(bare)
+    assert not cluster.accounting
+    layout = plan_layout(cluster.queues, str(bare), base=16817, real_memory_mb=24000, accounting=cluster.accounting)
+    with_db = default_layout()
+    assert not layout.same_cluster(with_db) and layout.nodes == with_db.nodes
+    conf = render_slurm_conf(layout, PATHS, HEAD, addresses(layout))
+    assert "AccountingStorageType=accounting_storage/none" in conf.splitlines()
+    assert "AccountingStorageHost" not in conf and "AccountingStorageEnforce" not in conf
+    assert "AccountingStorageType=accounting_storage/slurmdbd" in render_slurm_conf(
+        with_db, PATHS, HEAD, addresses(with_db)).splitlines()
+    config["Scheduling"]["SlurmSettings"]["ExternalSlurmdbd"] = {"Host": "10.0.0.5", "Port": 6819}
+    bare.write_text(yaml.safe_dump(config))
+    assert load_cluster(bare).accounting
 
 
 def test_slurmdbd_conf_matches_golden():

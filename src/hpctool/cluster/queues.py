@@ -119,6 +119,9 @@ class Cluster:
     scaledown_idletime_min: int = 10  # ParallelCluster's default
     # (Name, MountDir, StorageType) of each SharedStorage entry: shared by every node.
     shared_storage: tuple[tuple[str, str, str], ...] = ()
+    # Slurm accounting (slurmdbd): ParallelCluster sets it up only for SlurmSettings.Database
+    # (its own slurmdbd) or ExternalSlurmdbd; without either, sacct has nothing to read.
+    accounting: bool = False
 
 
 def load_cluster(path: str | Path | None = None) -> Cluster:
@@ -128,7 +131,9 @@ def load_cluster(path: str | Path | None = None) -> Cluster:
     settings = (config.get("Scheduling") or {}).get("SlurmSettings") or {}
     idle = _count(settings.get("ScaledownIdletime", 10) if isinstance(settings, dict) else 10,
                   f"{path}: Scheduling.SlurmSettings.ScaledownIdletime", minimum=1)
-    return Cluster(queues=queues, scaledown_idletime_min=idle, shared_storage=_shared_storage(config, str(path)))
+    accounting = isinstance(settings, dict) and bool(settings.get("Database") or settings.get("ExternalSlurmdbd"))
+    return Cluster(queues=queues, scaledown_idletime_min=idle, shared_storage=_shared_storage(config, str(path)),
+                   accounting=accounting)
 
 
 def _shared_storage(config: dict[str, Any], source: str) -> tuple[tuple[str, str, str], ...]:

@@ -145,12 +145,9 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, head: HeadNode, addr
         "MpiDefault=none",
         "JobAcctGatherType=jobacct_gather/linux",
         "JobAcctGatherFrequency=30",
-        "AccountingStorageType=accounting_storage/slurmdbd",
-        f"AccountingStorageHost={head.address}",
-        # Connections to slurmdbd take their MUNGE socket from here, not from AuthInfo.
-        f"AccountingStoragePass={head.munge_socket}",
-        f"AccountingStoragePort={layout.ports['DbdPort']}",
-        "AccountingStorageEnforce=associations",
+        *(_accounting_lines(layout, head) if layout.accounting else [
+            # As ParallelCluster without SlurmSettings.Database: no slurmdbd, sacct has nothing.
+            "AccountingStorageType=accounting_storage/none"]),
         "",
         ("# Power saving as ParallelCluster writes it (timings x the twin's time scale "
         f"{layout.time_scale:g}): dynamic nodes boot for jobs and power down when idle."),
@@ -188,6 +185,17 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, head: HeadNode, addr
             "MaxTime=INFINITE State=UP OverSubscribe=NO"
         )
     return "\n".join(lines) + "\n"
+
+
+def _accounting_lines(layout: TwinLayout, head: HeadNode) -> list[str]:
+    return [
+        "AccountingStorageType=accounting_storage/slurmdbd",
+        f"AccountingStorageHost={head.address}",
+        # Connections to slurmdbd take their MUNGE socket from here, not from AuthInfo.
+        f"AccountingStoragePass={head.munge_socket}",
+        f"AccountingStoragePort={layout.ports['DbdPort']}",
+        "AccountingStorageEnforce=associations",
+    ]
 
 
 def render_cgroup_conf() -> str:

@@ -51,7 +51,8 @@ from hpctool.twin.layout import (
 
 MACHINE_USE_LOCK = Path("/run/lock/hpctool-twin.use.lock")
 DEFAULT_PORT_BASE = 16817  # the twin's services on the machine (the notebook hub)
-CORE_DAEMONS = ("mariadbd", "slurmdbd", "slurmctld")
+CORE_DAEMONS = ("slurmctld",)
+ACCOUNTING_DAEMONS = ("mariadbd", "slurmdbd")  # only when the config has accounting
 
 Progress = Callable[[str], None]
 
@@ -136,7 +137,7 @@ class Twin:
 
     def is_up(self) -> bool:
         layout = self.layout()
-        return layout is not None and self._core_alive() and self.slurm.ping()
+        return layout is not None and self._core_alive(layout) and self.slurm.ping()
 
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
@@ -166,7 +167,7 @@ class Twin:
                            max_dynamic=max_dynamic, base=port_base(), time_scale=time_scale,
                            scaledown_idletime_min=cluster.scaledown_idletime_min,
                            service_ports=self._service_ports, instance_store=nodes.has_instance_store,
-                           shared_storage=[list(s) for s in cluster.shared_storage])
+                           shared_storage=[list(s) for s in cluster.shared_storage], accounting=cluster.accounting)
 
     def up(self, config: str | Path | None = None, *, static_per_queue: int | None = None,
            max_dynamic: int | None = None, time_scale: float | None = None) -> dict[str, Any]:
@@ -196,7 +197,7 @@ class Twin:
         began = time.monotonic()
         running = self.layout()
         if running is not None and not running.same_cluster(wanted):
-            if self._core_alive():
+            if self._core_alive(running):
                 raise TwinError(
                     f"the twin at {self.home} is already up with {running.config} "
                     f"({len(running.nodes)} nodes, time scale {running.time_scale:g})",
@@ -225,7 +226,7 @@ class Twin:
         if not head.munge_works(self):
             head.start_munge(self)
             started.append("munged")
-        if not self._alive("mariadbd"):
+        if layout.accounting and not self._alive("mariadbd"):
             self.accounting.start_mariadb(layout, self.progress)
             started.append("mariadbd")
         cold = not self._alive("slurmctld") and not any(self.slurmd_alive(n.name) for n in layout.nodes)
@@ -234,7 +235,7 @@ class Twin:
             # (FirstJobId), so a controller whose state was lost never reuses one. Not rewritten
             # under running slurmd, which would then disagree with the controller's file.
             head.write_slurm_conf(self, layout)
-        if not self._alive("slurmdbd"):
+        if layout.accounting and not self._alive("slurmdbd"):
             head.start_slurmdbd(self, layout)
             started.append("slurmdbd")
         if not head.sshd_alive(self):
@@ -360,8 +361,9 @@ class Twin:
             ports.update(service.ports(nodes, base))
         return ports
 
-    def _core_pid_files(self) -> dict[str, Path]:
-        return {name: self.run_dir / f"{name}.pid" for name in CORE_DAEMONS}
+    def _core_pid_files(self, layout: TwinLayout) -> dict[str, Path]:
+        names = (*ACCOUNTING_DAEMONS, *CORE_DAEMONS) if layout.accounting else CORE_DAEMONS
+        return {name: self.run_dir / f"{name}.pid" for name in names}
 
     def _alive(self, daemon: str) -> bool:
         return daemons.pid_alive(daemons.read_pid(self.run_dir / f"{daemon}.pid"))
@@ -369,12 +371,12 @@ class Twin:
     def slurmd_alive(self, node: str) -> bool:
         return nodes.slurmd_alive(self, node)
 
-    def _core_alive(self) -> bool:
-        return all(self._alive(name) for name in CORE_DAEMONS)
+    def _core_alive(self, layout: TwinLayout) -> bool:
+        return all(self._alive(name) for name in self._core_pid_files(layout))
 
     def _pid_files(self, layout: TwinLayout) -> dict[str, Path]:
         """The daemons that must run for the twin to be up (dynamic nodes' slurmd come and go)."""
-        files = {"host head": self.hosts.keeper_pid_file(HEAD), **self._core_pid_files(),
+        files = {"host head": self.hosts.keeper_pid_file(HEAD), **self._core_pid_files(layout),
                  "sshd": self.run_dir / "sshd.pid"}
         if (self.run_dir / "munged.pid").exists():
             files["munged"] = self.run_dir / "munged.pid"

@@ -68,7 +68,7 @@ def write_name_service(twin: Twin, layout: TwinLayout) -> None:
 
 def write_slurm_conf(twin: Twin, layout: TwinLayout) -> None:
     text = render_slurm_conf(layout, twin.paths, twin.head, twin.addresses(layout),
-                             first_job_id=twin.accounting.last_job_id() + 1)
+                             first_job_id=twin.accounting.last_job_id() + 1 if layout.accounting else 1)
     write_atomic(twin.slurm_conf, text)
     write_atomic(twin.etc / "cgroup.conf", render_cgroup_conf())
 
