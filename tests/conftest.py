@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from hpctool.errors import TwinError
+from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG
 from hpctool.slurm.client import Slurm
 from hpctool.twin import Twin, machine
 from hpctool.twin.image import default_image
 from support import REPO
 from support.data import make_test_data
-from support.twin import reset_twin
+from support.twin import bring_up, reset_twin
 
 
 @pytest.fixture(scope="session")
@@ -70,13 +70,7 @@ def twin() -> Iterator[Twin]:
     """The real local twin, up and with every node idle (static) or powered down (dynamic)."""
     instance = Twin()
     with instance.exclusive_use():
-        try:
-            instance.up(**TWIN_OPTIONS)
-        except TwinError as error:
-            if "already up" not in error.message:
-                raise
-            instance.down()  # e.g. a demo's twin of other options: the suite's own comes up
-            instance.up(**TWIN_OPTIONS)
+        bring_up(instance, DEFAULT_CLUSTER_CONFIG, **TWIN_OPTIONS)
         # Jobs of an earlier run that was killed come back with the twin (slurmctld saves its
         # state): the suite holds the twin for itself and starts from an empty queue.
         instance.cancel_all_jobs()

@@ -9,6 +9,20 @@ from hpctool.slurm.client import Slurm
 from hpctool.slurm.parse import job_active
 
 
+def bring_up(twin, config, **options) -> None:
+    """Up with this config and options: always the suite's own twin, whatever ran last (a demo, or
+    a module's twin of another config), which ``up`` would keep as its default."""
+    from hpctool.errors import TwinError
+
+    try:
+        twin.up(config, **options)
+    except TwinError as error:
+        if "already up" not in error.message:
+            raise
+        twin.down()
+        twin.up(config, **options)
+
+
 def reset_twin(twin) -> None:
     """Nodes a test (or a previous run) took out come back; injected faults are cleared."""
     from hpctool.twin import capacity
