@@ -93,7 +93,7 @@ submit -> RUNNING, {ROUNDS} rounds each, boot delay 1 s (`--slow-boot` default),
 | first resource out of capacity, failover to the other | {f:.1f} s | {', '.join(f'{t:.1f}' for t in failover)} s |
 
 A powered-down node costs {d / max(s, 1e-3):.0f}x a static one ({d - s:.1f} s more): the 1 s boot,
-slurmd registering, and Slurm 22.05 noticing the boot on its 30 s background check. A capacity
+slurmd registering, and Slurm noticing the boot. A capacity
 failover costs {f / max(d, 1e-3):.1f}x a plain boot (the failed resume, the requeue, and the boot
 of the other resource's node).
 """)
