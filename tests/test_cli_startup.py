@@ -55,3 +55,19 @@ def test_an_unknown_command_is_still_a_usage_error_listing_the_commands(capsys):
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert "invalid choice: 'nope'" in err and "submit" in err
+
+
+def test_an_atomic_write_never_replaces_a_device_or_a_folder(tmp_path):
+    import os
+    from pathlib import Path
+
+    from hpctool.atomic import write_atomic
+    from hpctool.errors import UsageError
+
+    for target in (Path(os.devnull), tmp_path):
+        with pytest.raises(UsageError, match="not a regular file"):
+            write_atomic(target, "text")
+    assert not Path(os.devnull).is_file() and Path(os.devnull).is_char_device()
+    write_atomic(tmp_path / "a.txt", "one")
+    write_atomic(tmp_path / "a.txt", "two")
+    assert (tmp_path / "a.txt").read_text() == "two"
