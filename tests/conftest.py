@@ -16,7 +16,7 @@ from hpctool.twin import Twin, machine
 from hpctool.twin.image import default_image
 from support import REPO
 from support.data import make_test_data
-from support.twin import bring_up, reset_twin
+from support.twin import SUITE_TWIN_OPTIONS, bring_up, reset_twin
 
 
 @pytest.fixture(scope="session")
@@ -59,18 +59,12 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                                 "check the pytest / pytest-xdist versions in pyproject.toml")
 
 
-# The suite's twin: the default config with 2 static nodes per queue (most tests want nodes up
-# at once) and 1 dynamic node per compute resource, on a short time scale (idle nodes power down
-# after 12 s, a hung boot times out after 36 s) so that the elastic tests stay short.
-TWIN_OPTIONS = {"static_per_queue": 2, "max_dynamic": 1, "time_scale": 0.02}
-
-
 @pytest.fixture(scope="session")
 def twin() -> Iterator[Twin]:
     """The real local twin, up and with every node idle (static) or powered down (dynamic)."""
     instance = Twin()
     with instance.exclusive_use():
-        bring_up(instance, DEFAULT_CLUSTER_CONFIG, **TWIN_OPTIONS)
+        bring_up(instance, DEFAULT_CLUSTER_CONFIG, **SUITE_TWIN_OPTIONS)
         # Jobs of an earlier run that was killed come back with the twin (slurmctld saves its
         # state): the suite holds the twin for itself and starts from an empty queue.
         instance.cancel_all_jobs()

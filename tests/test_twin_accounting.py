@@ -11,12 +11,10 @@ import pytest
 import yaml
 
 from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG
-from hpctool.slurm.parse import parse_sbatch_parsable, parse_scontrol_config
-from support.twin import bring_up, reset_twin, wait_for
+from hpctool.slurm.parse import parse_sbatch_parsable
+from support.twin import SUITE_TWIN_OPTIONS, bring_up, reset_twin, wait_for
 
 pytestmark = pytest.mark.twin
-
-SUITE_OPTIONS = {"static_per_queue": 2, "max_dynamic": 1, "time_scale": 0.02}  # conftest's TWIN_OPTIONS
 
 
 def without_accounting(folder: Path) -> Path:
@@ -31,13 +29,11 @@ def without_accounting(folder: Path) -> Path:
 def bare_twin(twin, tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     """The suite's twin, brought up from the config without accounting for this module, then back."""
     config = without_accounting(tmp_path_factory.mktemp("no-accounting"))
-    twin.down()
-    bring_up(twin, config, **SUITE_OPTIONS)
+    bring_up(twin, config, **SUITE_TWIN_OPTIONS)  # another cluster: the running one is stopped first
     try:
         yield twin
     finally:
-        twin.down()
-        bring_up(twin, DEFAULT_CLUSTER_CONFIG, **SUITE_OPTIONS)
+        bring_up(twin, DEFAULT_CLUSTER_CONFIG, **SUITE_TWIN_OPTIONS)
         reset_twin(twin)
 
 
@@ -52,7 +48,7 @@ def test_no_slurmdbd_and_no_database_run_and_the_twin_is_up(bare_twin):
     assert status["daemons"]["slurmctld"]["running"]
     processes = run(bare_twin, "ps", "-eo", "comm").stdout.split()
     assert "slurmdbd" not in processes and "mariadbd" not in processes
-    config = parse_scontrol_config(bare_twin.slurm.run(["scontrol", "show", "config"]).stdout)
+    config = bare_twin.slurm.config()
     # slurm.conf says accounting_storage/none; Slurm 24.11 shows it as no plugin at all.
     assert "slurmdbd" not in config["AccountingStorageType"], config["AccountingStorageType"]
     assert config["AccountingStorageEnforce"] == "none"

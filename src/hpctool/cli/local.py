@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     local = subparsers.add_parser("local", help="run a real Slurm twin of the cluster on this machine")
     commands = local.add_subparsers(dest="local_command", metavar="ACTION", required=True)
 
-    up = commands.add_parser("up", help="start (or heal) munge, MariaDB, slurmdbd, slurmctld and the nodes' slurmd",
+    up = commands.add_parser("up", help="start (or heal) munge, slurmctld, the nodes' slurmd, and MariaDB and "
+                             "slurmdbd when the config has accounting",
                              description="Start the twin, or start exactly the daemons that are not running "
                              "(a healthy daemon, and the jobs under it, is never restarted).")
     up.add_argument("--config", help="ParallelCluster config whose SlurmQueues become partitions "

@@ -62,7 +62,9 @@ class TwinLayout:
     time_scale: float = DEFAULT_TIME_SCALE
     scaledown_idletime_min: int = 10
     shared_storage: list[list[str]] = field(default_factory=list)  # [name, MountDir, StorageType]
-    accounting: bool = True  # slurmdbd and its database, as the config's SlurmSettings ask
+    # slurmdbd and its database, as the config's SlurmSettings ask (True: layouts saved before
+    # the field always had them).
+    accounting: bool = True
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
