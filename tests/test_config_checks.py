@@ -75,6 +75,12 @@ TABLE: dict[str, tuple[Callable[[dict], object], str, str]] = {
                    "Scheduling.SlurmSettings.Database"),
     "scaledown": (lambda c: c["Scheduling"]["SlurmSettings"].update(ScaledownIdletime=2), "warning",
                   "Scheduling.SlurmSettings.ScaledownIdletime"),
+    "directory": (lambda c: c.update(DirectoryService={
+        "DomainName": "corp.example.com", "DomainAddr": "ldap://ldap.corp.example.com",
+        "PasswordSecretArn": "arn:aws:secretsmanager:us-east-1:123456789012:secret:ro-AbCdEf",
+        "DomainReadOnlyUser": "cn=ReadOnlyUser,ou=Users,ou=CORP,dc=corp,dc=example,dc=com",
+        "LdapAccessFilter": "memberOf=cn=hpc-users,ou=Users,ou=CORP,dc=corp,dc=example,dc=com"}), "error",
+        "DirectoryService.DomainAddr"),
 }
 NEEDS_INSTANCE_DATA = {"instances", "head-node-memory"}
 

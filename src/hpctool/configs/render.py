@@ -24,7 +24,9 @@ TEMPLATE = CONFIGS_DIR / "templates" / "cluster.yaml.j2"
 SPEC_FILE = CONFIGS_DIR / "values-spec.yaml"
 VALUES_DIR = CONFIGS_DIR / "values"
 
-_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "bool": bool, "list": list}
+# `map`: a mapping of names to single values (str, int, bool), e.g. settings passed through to SSSD.
+_TYPES: dict[str, type | tuple[type, ...]] = {"str": str, "int": int, "bool": bool, "list": list, "map": dict}
+_SINGLE = (str, int, float, bool)
 
 
 @dataclass(frozen=True)
@@ -97,6 +99,8 @@ def _resolve_mapping(values: dict, prefix: str, source: str, spec: dict[str, Val
         if not _type_ok(value, entry.type):
             raise ConfigError(f"{source}: `{key}` must be {entry.type}, not {type(value).__name__} ({value!r})",
                               entry.doc)
+        if entry.type == "map":
+            _check_map(value, key, source, entry)
         if entry.type == "list" and any(k.startswith(f"{key}[].") for k in spec):
             items = []
             for index, item in enumerate(value):
@@ -106,6 +110,16 @@ def _resolve_mapping(values: dict, prefix: str, source: str, spec: dict[str, Val
             value = items
         resolved[name] = value
     return resolved
+
+
+def _check_map(value: dict, key: str, source: str, entry: ValueSpec) -> None:
+    for name, item in value.items():
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{source}: `{key}` has a key {name!r} that is not a name", entry.doc)
+        if item is None or not isinstance(item, _SINGLE):
+            what = "nothing" if item is None else f"a {type(item).__name__}"
+            raise ConfigError(f"{source}: `{key}.{name}` is {what}; each value of `{key}` must be a single value "
+                              "(text, number, true/false)", entry.doc)
 
 
 def apply_overrides(values: Any, overrides: list[str], spec: dict[str, ValueSpec] | None = None) -> dict[str, Any]:
@@ -119,7 +133,8 @@ def apply_overrides(values: Any, overrides: list[str], spec: dict[str, ValueSpec
         if not sep or not key:
             raise ConfigError(f"--set {override!r}: not KEY=VALUE", "e.g. --set queues.spot.max_count=10")
         spec_key = ".".join(part.split("[")[0] + ("[]" if "[" in part else "") for part in key.split("."))
-        if spec_key not in spec:
+        parent = spec.get(spec_key.rpartition(".")[0])
+        if spec_key not in spec and not (parent and parent.type == "map"):  # a map takes any name
             raise ConfigError(f"--set {key}: unknown value `{key}`",
                               f"every key is described in {SPEC_FILE.name} (e.g. queues.spot.max_count)")
         try:

@@ -14,6 +14,7 @@ import re
 from collections.abc import Iterator
 
 from hpctool.configs.checks.registry import Config, Issue, as_dict, check
+from hpctool.configs.checks.secret_arn import example_arn, secret_arn_issues
 from hpctool.configs.findings import ERROR, INFO, WARNING, NotChecked
 
 DATABASE = "Scheduling.SlurmSettings.Database"
@@ -21,8 +22,6 @@ DEFAULT_PORT = 3306  # ParallelCluster's (and MySQL's) default when Uri has no p
 # ParallelCluster's DatabaseSchema: DatabaseName ^[0-9a-z_]+$, 1 to 64 characters.
 DATABASE_NAME_RE = re.compile(r"^[0-9a-z_]{1,64}$")
 MYSQL_USER_MAX = 32  # MySQL 5.7.8+ user names
-ARN_RE = re.compile(r"^arn:(?P<partition>aws|aws-cn|aws-us-gov|aws-iso(?:-[a-z])?):(?P<service>[a-z0-9-]*):"
-                    r"(?P<region>[a-z0-9-]*):(?P<account>[^:]*):(?P<resource>.*)$")
 HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 WHAT_BREAKS = ("the cluster Snakemake profile's job status checks (sacct), `hpctool submit --wait`, "
@@ -115,28 +114,12 @@ def _user(user: object) -> Iterator[Issue]:
 
 
 def _secret(arn: object, region: str | None) -> Iterator[Issue]:
-    path = f"{DATABASE}.PasswordSecretArn"
-    example = f"arn:aws:secretsmanager:{region or 'REGION'}:123456789012:secret:NAME"
-    if not isinstance(arn, str) or not arn:
-        yield Issue(ERROR, path, "Database.PasswordSecretArn is missing",
-                    f"give the ARN of the secret holding the password ({example}; the stack's PasswordSecretArn output)")
-        return
-    match = ARN_RE.match(arn)
-    if match is None:
-        yield Issue(ERROR, path, f"PasswordSecretArn {arn!r} is not an ARN", f"give a Secrets Manager ARN: {example}")
-        return
-    if match["service"] != "secretsmanager" or not match["resource"].startswith("secret:") \
-            or match["resource"] == "secret:":
-        yield Issue(ERROR, path, f"PasswordSecretArn {arn!r} is not a Secrets Manager secret", "ParallelCluster "
-                    f"reads the password from a Secrets Manager secret: {example}")
-        return
-    if not re.fullmatch(r"\d{12}", match["account"]):
-        yield Issue(ERROR, path, f"PasswordSecretArn {arn!r}: account {match['account']!r} is not 12 digits",
-                    f"give the full ARN: {example}")
-    if region and match["region"] != region:
-        yield Issue(ERROR, path, f"PasswordSecretArn {arn!r} is in {match['region'] or 'no region'}, the cluster "
-                    f"in {region}", "the head node reads the secret in the cluster's region: deploy the database "
-                    "stack there, or replicate the secret and give the replica's ARN")
+    yield from secret_arn_issues(
+        f"{DATABASE}.PasswordSecretArn", "Database.PasswordSecretArn", arn, region,
+        missing_hint=f"give the ARN of the secret holding the password ({example_arn(region)}; the stack's "
+                     "PasswordSecretArn output)",
+        region_hint="the head node reads the secret in the cluster's region: deploy the database stack there, or "
+                    "replicate the secret and give the replica's ARN")
 
 
 def _name(database: dict) -> Iterator[Issue]:

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from hpctool.configs.checks import accounting, exposure, operations, sizing
+from hpctool.configs.checks import accounting, directory, exposure, operations, sizing
 from hpctool.configs.checks.registry import CHECKS, Config, Issue
 from hpctool.configs.findings import Finding, NotChecked
 from hpctool.configs.instances import catalog
 
 # Importing the modules registers their checks; they run (and their findings are listed) in this
 # order, and in the order they are defined within a module.
-CHECK_MODULES = (sizing, exposure, operations, accounting)
+CHECK_MODULES = (sizing, exposure, operations, accounting, directory)
 ORDER = [name for module in CHECK_MODULES for name, c in CHECKS.items() if c.run.__module__ == module.__name__]
 CHECK_NAMES = frozenset(CHECKS)  # what `--suppress NAME` takes
 assert len(ORDER) == len(CHECKS), "a check module is missing from CHECK_MODULES"
