@@ -260,7 +260,8 @@ class Remote:
         label = text.split()[0] if text.split() else "a command"
         try:
             channel = self.transport.open_session()
-            channel.exec_command(text)
+            # B601: runs the command the caller built (argv lists are shlex-quoted above)
+            channel.exec_command(text)  # nosec B601
             if stdin is not None:
                 channel.sendall(stdin)
             channel.shutdown_write()
