@@ -47,6 +47,15 @@ export UV_NATIVE_TLS=1
 export UV_COMPILE_BYTECODE=1
 uv sync --frozen --quiet
 
+# checkov (tests/test_security.py) in a venv of its own: it pins dpath==2.1.3, Snakemake needs
+# dpath>=2.1.6, so it cannot join the dev group.
+CHECKOV_VERSION=3.3.30
+if [[ "$(.tools/checkov/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION" ]]; then
+  echo "setup: installing checkov $CHECKOV_VERSION into .tools/checkov"
+  uv venv --quiet --allow-existing .tools/checkov
+  uv pip install --quiet --python .tools/checkov/bin/python "checkov==$CHECKOV_VERSION"
+fi
+
 # JupyterHub's proxy, from npm, into the checkout (.npm/, gitignored): no global install.
 CHP_VERSION=5.3.0
 if [[ "$(cat .npm/chp-version 2>/dev/null)" != "$CHP_VERSION" || ! -x .npm/bin/configurable-http-proxy ]]; then

@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 import boto3
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, ParamValidationError
 
 from hpctool.errors import AwsError
 
@@ -26,6 +26,8 @@ def _error_code(exc: Exception) -> str:
 
 
 def _wrap(exc: Exception, what: str, hint: str) -> AwsError:
+    if isinstance(exc, ParamValidationError):  # refused by botocore before any request: a value of ours
+        return AwsError(f"{what}: {exc}", "check the bucket, prefix, region or id given")
     if isinstance(exc, NoCredentialsError):
         return AwsError(f"{what}: no AWS credentials", _CREDENTIALS_HINT)
     code = _error_code(exc)
@@ -37,7 +39,10 @@ def _wrap(exc: Exception, what: str, hint: str) -> AwsError:
 
 def client(service: str, region: str | None = None) -> Any:
     """A boto3 client (moto's mock applies, as for any boto3 client)."""
-    return boto3.session.Session(region_name=region).client(service)
+    try:
+        return boto3.session.Session(region_name=region).client(service)
+    except BotoCoreError as exc:  # a broken ~/.aws/config, an unknown region name
+        raise _wrap(exc, f"cannot make an AWS {service} client", "check your AWS configuration and --region") from exc
 
 
 def sha256_base64(data: bytes) -> str:
@@ -155,6 +160,8 @@ def s3_lifecycle_rules(bucket: str, s3_client: Any = None) -> list[dict[str, Any
         if _error_code(exc) == "NoSuchLifecycleConfiguration":
             return []
         raise _wrap(exc, f"s3://{bucket}: cannot read the lifecycle", "you need s3:GetLifecycleConfiguration") from exc
+    except BotoCoreError as exc:
+        raise _wrap(exc, f"s3://{bucket}: cannot read the lifecycle", "check the network and the region") from exc
 
 
 def put_efs_lifecycle(file_system_id: str, policies: list[dict[str, str]], region: str | None = None,

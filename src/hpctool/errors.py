@@ -27,6 +27,11 @@ class UsageError(HpctoolError):
     exit_code = 2
 
 
+class WriteError(UsageError):
+    """A file could not be written where it was asked for (a folder there, a name too long, no
+    permission, a full disk): exit 2, nothing half-written left behind."""
+
+
 class ConfigError(HpctoolError):
     """A cluster config or values file is missing, unreadable or wrong."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 from hpctool import __version__
 from hpctool.errors import HpctoolError
@@ -39,6 +40,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with the `hint:` line every refusal of hpctool ends with."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, f"{self.prog}: error: {message}\nhint: `{self.prog} --help` lists what it takes\n")
+
+
 def _command_of(argv: Sequence[str]) -> str | None:
     """The command word: the first argument that is not an option (the top level takes no values)."""
     return next((a for a in argv if not a.startswith("-")), None)
@@ -48,7 +57,7 @@ def build_parser(argv: Sequence[str] | None = None, *, lazy: bool = True) -> arg
     """The parser; with ``lazy``, only the group of ``argv``'s command is really registered."""
     import importlib
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hpctool",
         description="A genomics HPC cluster on AWS ParallelCluster + Slurm, and a real local twin of it.",
     )

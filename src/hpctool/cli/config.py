@@ -131,7 +131,8 @@ def cmd_database_values(args: argparse.Namespace) -> int:
 
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text()
-    except OSError as error:
-        raise UsageError(f"cannot read {args.file}: {error.strerror}", "give the saved describe-stacks JSON") from error
+    except (OSError, UnicodeDecodeError) as error:
+        reason = "not UTF-8 text" if isinstance(error, UnicodeDecodeError) else error.strerror
+        raise UsageError(f"cannot read {args.file}: {reason}", "give the saved describe-stacks JSON") from error
     sys.stdout.write(values_snippet(values_from_describe_stacks(text, args.file)))
     return 0

@@ -133,12 +133,12 @@ def decode(data: bytes, source: str) -> str:
 def load_config(path: str | Path) -> Any:
     """Read and parse the config at ``path``. A missing path or a directory is a UsageError (exit 2)."""
     path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"{path}: is a directory", "give the path of a ParallelCluster config file (YAML)")
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_BYTES + 1)
-    except FileNotFoundError as exc:
+    except IsADirectoryError as exc:
+        raise UsageError(f"{path}: is a directory", "give the path of a ParallelCluster config file (YAML)") from exc
+    except (FileNotFoundError, NotADirectoryError) as exc:
         raise UsageError(f"{path}: no such file", "give the path of a ParallelCluster config (YAML)") from exc
     except OSError as exc:
         raise UsageError(f"{path}: cannot read: {exc.strerror}", "check the path and its permissions") from exc

@@ -61,7 +61,8 @@ def template_text(path: Path = TEMPLATE_FILE) -> str:
 
 def load_template(path: Path = TEMPLATE_FILE) -> dict[str, Any]:
     """The template parsed, intrinsic functions in their long form."""
-    return yaml.load(template_text(path), Loader=_CfnLoader)
+    # B506: _CfnLoader is a SafeLoader with CloudFormation's tags only
+    return yaml.load(template_text(path), Loader=_CfnLoader)  # nosec B506
 
 
 def parameter_defaults(path: Path = TEMPLATE_FILE) -> dict[str, Any]:

@@ -17,12 +17,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 # The environment botocore reads; replaced inside no_network() and restored after.
+# B105: "offline" is a throw-away credential that fences botocore off; None removes a variable.
 _AWS_ENV = {
-    "AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline", "AWS_SESSION_TOKEN": None,
-    "AWS_SECURITY_TOKEN": None, "AWS_PROFILE": None, "AWS_DEFAULT_PROFILE": None,
+    "AWS_ACCESS_KEY_ID": "offline", "AWS_SECRET_ACCESS_KEY": "offline", "AWS_SESSION_TOKEN": None,  # nosec B105
+    "AWS_SECURITY_TOKEN": None, "AWS_PROFILE": None, "AWS_DEFAULT_PROFILE": None,  # nosec B105
     "AWS_CONFIG_FILE": os.devnull, "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
     "AWS_EC2_METADATA_DISABLED": "true", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": None,
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI": None, "AWS_WEB_IDENTITY_TOKEN_FILE": None, "AWS_ROLE_ARN": None,
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": None, "AWS_WEB_IDENTITY_TOKEN_FILE": None, "AWS_ROLE_ARN": None,  # nosec B105
     "AWS_ENDPOINT_URL": None, "AWS_MAX_ATTEMPTS": "1", "AWS_RETRY_MODE": "standard",
     "AWS_CA_BUNDLE": None, "HTTPS_PROXY": None, "HTTP_PROXY": None, "https_proxy": None, "http_proxy": None,
 }

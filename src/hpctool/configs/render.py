@@ -7,6 +7,7 @@ unknown key is an error that names the key and the values file, not a Jinja2 mes
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -189,14 +190,26 @@ def _s3_bucket(uri: str) -> str:
     return parsed.netloc
 
 
+def _s3_bundle_keys(uri: str) -> str:
+    """The S3Access KeyName of the bootstrap bundles: PREFIX/* of s3://BUCKET/PREFIX/<digest>/entry.
+    Every bundle under the prefix (a rewrite by `bootstrap upload --write` changes only the digest),
+    not the whole bucket, which is ParallelCluster's default when KeyName is left out."""
+    _s3_bucket(uri)
+    parts = urlparse(str(uri)).path.strip("/").split("/")
+    digest = next((i for i, part in enumerate(parts) if re.fullmatch(r"[0-9a-f]{12}", part)), None)
+    return "/".join([*parts[:digest], "*"]) if digest else "*"
+
+
 def _environment() -> jinja2.Environment:
-    env = jinja2.Environment(
+    # B701: renders YAML, not HTML; values are checked against values-spec.yaml
+    env = jinja2.Environment(  # nosec B701
         loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,  # YAML, not HTML: values are quoted by the yaml_scalar filter
     )
-    env.filters.update(yaml_scalar=_yaml_scalar, yaml_flow=_yaml_flow, s3_bucket=_s3_bucket)
+    env.filters.update(yaml_scalar=_yaml_scalar, yaml_flow=_yaml_flow, s3_bucket=_s3_bucket,
+                       s3_bundle_keys=_s3_bundle_keys)
     return env
 
 

@@ -44,11 +44,18 @@ def job_order(job_id: str) -> tuple[int, str]:
     return len(job_id.split("_")[0]), job_id
 
 
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a name too long, a loop of links: not a run folder either
+        return False
+
+
 def run_keys(run_dirs: Sequence[Path], by: str) -> dict[str, list[str]]:
     """Slurm job id -> the rules, the sample or the run folder it belongs to."""
     keys: dict[str, list[str]] = {}
     for run_dir in run_dirs:
-        if not (Path(run_dir) / ".snakemake" / "log").is_dir():
+        if not _is_dir(Path(run_dir) / ".snakemake" / "log"):
             raise UsageError(f"{run_dir} is not a Snakemake run folder (no .snakemake/log in it)",
                              "give the folder a workflow ran in (its --directory)")
         for job in rules.submitted_jobs(Path(run_dir)):

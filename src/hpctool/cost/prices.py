@@ -166,17 +166,31 @@ def shipped_snapshot() -> dict[str, Any]:
 
 def load(path: str | Path | None = None) -> PriceBook:
     """The snapshot at ``path``, else the refreshed one in ``$HPCTOOL_HOME``, else the shipped one."""
-    candidates = [Path(path)] if path is not None else [user_snapshot_path()]
-    for candidate in candidates:
-        if candidate.is_file():
-            try:
-                return PriceBook(json.loads(candidate.read_text()), str(candidate))
-            except (OSError, json.JSONDecodeError) as exc:
-                raise ConfigError(f"{candidate}: not a readable price snapshot: {exc}",
-                                  "delete it to fall back to the shipped snapshot, or refresh it") from exc
-        if path is not None:
-            raise ConfigError(f"{candidate}: no such price snapshot", "give a file written by `cost prices --refresh`")
-    return PriceBook(shipped_snapshot(), "shipped snapshot")
+    candidate = Path(path) if path is not None else user_snapshot_path()
+    try:
+        text = candidate.read_text() if path is not None or candidate.is_file() else None
+    except (FileNotFoundError, NotADirectoryError) as exc:
+        raise ConfigError(f"{candidate}: no such price snapshot", "give a file written by `cost prices --refresh`") \
+            from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{candidate}: not a readable price snapshot: {_reason(exc)}",
+                          "give a file written by `cost prices --refresh`, or delete it to fall back to the "
+                          "shipped snapshot") from exc
+    if text is None:
+        return PriceBook(shipped_snapshot(), "shipped snapshot")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        data = exc
+    if not isinstance(data, dict) or not isinstance(data.get("regions"), dict):
+        raise ConfigError(f"{candidate}: not a readable price snapshot (JSON with a regions mapping)",
+                          "give a file written by `cost prices --refresh`, or delete it to fall back to the "
+                          "shipped snapshot")
+    return PriceBook(data, str(candidate))
+
+
+def _reason(exc: OSError | UnicodeDecodeError) -> str:
+    return "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc.strerror or exc)
 
 
 # -- refresh from AWS -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ plus a bucket-wide rule that aborts multipart uploads left incomplete for 7 days
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -137,18 +138,31 @@ def from_config(config: str | Path) -> tuple[str, str, str]:
     """(results bucket, its prefix, EFS throughput mode) from a ParallelCluster config: the bucket the
     head node may write to, as hpctool's templates grant it."""
     data = load_yaml(config)
-    access = ((data.get("HeadNode") or {}).get("Iam") or {}).get("S3Access") or []
-    writable = [a for a in access if isinstance(a, dict) and a.get("EnableWriteAccess")]
+    access = _get(_get(_get(data, "HeadNode"), "Iam"), "S3Access")
+    writable = [a for a in access if isinstance(a, dict) and a.get("EnableWriteAccess") and a.get("BucketName")] \
+        if isinstance(access, list) else []
     if not writable:
         raise ConfigError(f"{config}: no S3 bucket the cluster writes to (HeadNode.Iam.S3Access)",
                           "give --bucket and --prefix")
     bucket = str(writable[0]["BucketName"])
     prefix = str(writable[0].get("KeyName", "")).rstrip("*")
     mode = "bursting"
-    for item in data.get("SharedStorage") or []:
+    storage = _get(data, "SharedStorage")
+    for item in storage if isinstance(storage, list) else []:
         if isinstance(item, dict) and item.get("StorageType") == "Efs":
-            mode = str((item.get("EfsSettings") or {}).get("ThroughputMode", "bursting"))
+            settings = _get(item, "EfsSettings")
+            mode = str(settings.get("ThroughputMode", "bursting")) if isinstance(settings, dict) else mode
     return bucket, prefix, mode
+
+
+def _get(node: Any, key: str) -> Any:
+    """``node[key]`` of a config that may have anything where a mapping belongs (then: an empty one)."""
+    value = node.get(key) if isinstance(node, dict) else None
+    return value if value is not None else {}
+
+
+# S3's rules for bucket names (general purpose buckets): what the API would refuse, refused before it is asked.
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 
 
 def plan(bucket: str | None = None, base_prefix: str | None = None, config: str | Path | None = None,
@@ -161,6 +175,9 @@ def plan(bucket: str | None = None, base_prefix: str | None = None, config: str 
     bucket = bucket or config_bucket
     if not bucket:
         raise UsageError("no bucket", "give --bucket or --config CLUSTER.yaml")
+    if not BUCKET_NAME.fullmatch(bucket):
+        raise UsageError(f"{bucket!r} is not an S3 bucket name",
+                         "3 to 63 lower-case letters, digits, dots and hyphens; the name only, without s3://")
     prefix = base_prefix if base_prefix is not None else (config_prefix or "")
     if prefix and not prefix.endswith("/"):
         prefix += "/"

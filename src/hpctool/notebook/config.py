@@ -106,7 +106,8 @@ class HubSettings:
     fatal_reason_grace: float = 60.0
     job_node_address: str = ""       # "" = the job's node name (resolved as the hub's host does)
     job_hosts_file: str = ""         # resolve the job's node name here (the twin's hosts file)
-    job_bind_ip: str = "0.0.0.0"     # where JupyterLab listens on its node
+    # B104: nodes are in private subnets; the hub must reach the server on them
+    job_bind_ip: str = "0.0.0.0"     # where JupyterLab listens on its node  # nosec B104
     cull_timeout: int = 3600         # idle culler: seconds without activity
     cull_every: int = 300
     max_hours: int = 24
@@ -127,7 +128,8 @@ def cluster_settings(**overrides) -> HubSettings:
         singleuser_python="",
         singleuser_bin="",
         prologue=". /usr/share/lmod/lmod/init/bash && module load jupyterlab",
-        hub_bind_ip="0.0.0.0",
+        # B104: the head node's security group limits who reaches the hub (ssh -L in practice)
+        hub_bind_ip="0.0.0.0",  # nosec B104
         hub_connect_ip="auto",
     )
     return replace(base, **overrides)
@@ -153,7 +155,8 @@ def twin_settings(repo: Path, hub_dir: Path, job_python: str, slurm_conf: str, p
         start_timeout=120, http_timeout=60, poll_interval=2, startup_poll_interval=0.5,
         # The hub API on the twin's bridge, where the nodes' JupyterLab reaches it; the job's node
         # name resolved through the twin's hosts file, as a cluster's DNS resolves it.
-        hub_bind_ip=hub_ip, fatal_reason_grace=0.0, job_hosts_file=hosts_file, job_bind_ip="0.0.0.0",
+        # B104: the twin's nodes are on its private bridge
+        hub_bind_ip=hub_ip, fatal_reason_grace=0.0, job_hosts_file=hosts_file, job_bind_ip="0.0.0.0",  # nosec B104
         environment=(("SLURM_CONF", slurm_conf),),
     )
     return replace(base, **overrides)
@@ -214,7 +217,8 @@ def _triple_quoted(text: str) -> str:
 
 def _template() -> jinja2.Template:
     text = resources.files("hpctool.notebook").joinpath("templates/jupyterhub_config.py.j2").read_text()
-    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
+    # B701: renders Python and sudoers files, not HTML
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True,  # nosec B701
                              trim_blocks=True, lstrip_blocks=True)
     env.filters["py"] = repr
     env.filters["pylong"] = lambda items: "[\n" + "".join(f"    {item!r},\n" for item in items) + "]"

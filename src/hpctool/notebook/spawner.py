@@ -209,7 +209,8 @@ class HpctoolSlurmSpawner(SlurmSpawner):
     fatal_reason_grace = Float(
         30.0, help="seconds a fatal pending reason must persist; ParallelCluster shows some while "
                    "a dynamic node is replaced").tag(config=True)
-    bind_ip = Unicode("0.0.0.0", help="where the notebook server listens on its node").tag(config=True)
+    # B104: the node's notebook server must be reached by the hub; nodes sit in private subnets
+    bind_ip = Unicode("0.0.0.0", help="where the notebook server listens on its node").tag(config=True)  # nosec B104
     exechost_address = Unicode(
         "", help="connect here instead of the job's node name (the twin's nodes all live on "
                  "127.0.0.1)").tag(config=True)

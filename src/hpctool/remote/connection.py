@@ -123,12 +123,15 @@ class Remote:
         self.host = host
         self.settings = settings or SshSettings()
         config_file = self.settings.config_path()
-        if self.settings.config is not None and not config_file.is_file():
+        try:
+            present = config_file.is_file()
+        except OSError:  # a name too long: no such file either
+            present = False
+        if self.settings.config is not None and not present:
             raise RemoteError(f"ssh config {config_file} does not exist", "check --ssh-config / HPCTOOL_SSH_CONFIG")
         try:
-            config = fabric.Config(runtime_ssh_path=str(config_file)) if config_file.is_file() else fabric.Config()
-            self.ssh_config = paramiko.SSHConfig.from_path(str(config_file)) if config_file.is_file() \
-                else paramiko.SSHConfig()
+            config = fabric.Config(runtime_ssh_path=str(config_file)) if present else fabric.Config()
+            self.ssh_config = paramiko.SSHConfig.from_path(str(config_file)) if present else paramiko.SSHConfig()
         except (OSError, ValueError, SSHException) as error:
             raise RemoteError(f"cannot read ssh config {config_file}: {error}", "fix the file's syntax") from error
         self._check_alias(host, config_file)
@@ -257,7 +260,8 @@ class Remote:
         label = text.split()[0] if text.split() else "a command"
         try:
             channel = self.transport.open_session()
-            channel.exec_command(text)
+            # B601: runs the command the caller built (argv lists are shlex-quoted above)
+            channel.exec_command(text)  # nosec B601
             if stdin is not None:
                 channel.sendall(stdin)
             channel.shutdown_write()

@@ -30,11 +30,13 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-TOKEN_PATH = "/latest/api/token"
+# B105: an IMDS URL path, not a password
+TOKEN_PATH = "/latest/api/token"  # nosec B105
 META_PREFIX = "/latest/meta-data/"
 CONTROL_PREFIX = "/_emulator/"
 TTL_HEADER = "X-aws-ec2-metadata-token-ttl-seconds"
-TOKEN_HEADER = "X-aws-ec2-metadata-token"
+# B105: the IMDSv2 header name, not a password
+TOKEN_HEADER = "X-aws-ec2-metadata-token"  # nosec B105
 MAX_TTL = 21600
 
 

@@ -184,7 +184,11 @@ def run(workflow: str, out: Path, *, profile: str | None = "twin", configfile: P
     SIGINT, SIGTERM and SIGHUP are passed on to Snakemake (which cancels its Slurm jobs and
     exits) and we wait for it; if hpctool itself is killed, Snakemake gets SIGTERM. A run killed
     hard (SIGKILL of both) leaves a stale lock, which the next run removes."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f"cannot make the run folder {out}: {error.strerror}",
+                         "give a folder to run in (a new one, or one of an earlier run)") from error
     argv = snakemake_argv(workflow, out, profile=profile, configfile=configfile, test=test, cores=cores,
                           extra=extra)
     if test:
