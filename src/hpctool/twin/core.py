@@ -207,6 +207,11 @@ class Twin:
             running = None
         fresh = running is None
         layout = running or wanted
+        if running is not None and running.config != wanted.config:
+            # The same cluster from another path (a moved checkout, a copy): remember the path
+            # given now, so that a later `up` without one finds a file that exists.
+            layout.config = wanted.config
+            write_atomic(self.layout_file, layout.to_json())
         if fresh:
             for folder in (self.etc, self.run_dir, self.log_dir, self.paths.state, self.paths.spool, self.paths.bin):
                 folder.mkdir(parents=True, exist_ok=True)
