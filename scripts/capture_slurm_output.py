@@ -3,6 +3,8 @@
 Run as root with the twin up and idle (`sudo .venv/bin/python scripts/capture_slurm_output.py`):
 it submits a few short jobs, drains and requeues, and writes what Slurm printed, unedited, so
 the pasted output comes from the Slurm the twin runs (the node image's) and can be made again.
+A twin up from a config without accounting (no SlurmSettings.Database) gives the output of a
+cluster without slurmdbd instead, into <version>/no-accounting/.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from hpctool.slurm.client import KNOWN_JOBS
 from hpctool.slurm.parse import SACCT_FIELDS, SINFO_NODE_FORMAT
 from hpctool.twin import Twin
 
@@ -47,6 +50,10 @@ def main() -> int:
 
     layout = twin.layout()
     assert layout is not None
+    if not layout.accounting:
+        out = out / "no-accounting"
+        out.mkdir(exist_ok=True)
+        return capture_without_accounting(slurm, save, wait_state, str(twin.home))
     spot = next(n.name for n in layout.static_nodes() if n.spot)
     other = next(n.name for n in layout.static_nodes() if n.spot and n.name != spot)
     cwd = str(twin.home)
@@ -88,6 +95,28 @@ def main() -> int:
     save("sinfo-queue-nodes.txt", slurm("sinfo", "-h", "-N", "-o", SINFO_NODE_FORMAT))
     save("scontrol-show-config.txt", slurm("scontrol", "show", "config"))
     slurm("scontrol", "update", f"nodename={other}", "state=resume")
+    return 0
+
+
+def capture_without_accounting(slurm, save, wait_state, cwd: str) -> int:
+    """What a cluster without slurmdbd prints: sacct's refusal, the config, and the jobs slurmctld
+    knows (a finished, a failed, a running job and an array with pending tasks)."""
+    sbatch = ["sbatch", "--parsable", f"--chdir={cwd}", "--output=/dev/null", "-p", "compute"]
+    done = slurm(*sbatch, "-J", "done", "--wrap", "true").strip()
+    failed = slurm(*sbatch, "-J", "fails", "--wrap", "exit 3").strip()
+    wait_state(done, {"COMPLETED"})
+    wait_state(failed, {"FAILED"})
+    running = slurm(*sbatch, "-J", "runs", "--wrap", "sleep 60").strip()
+    wait_state(running, {"RUNNING"})
+    array = slurm(*sbatch, "-J", "tasks", "--array=0-5", "--wrap", "sleep 60").strip()
+    time.sleep(2)
+    refused = subprocess.run(["sacct", "-j", done], env=Twin().env(), capture_output=True, text=True, check=False)
+    save("sacct-disabled.txt", f"exit {refused.returncode}\n{refused.stderr}{refused.stdout}")
+    save("scontrol-show-config.txt", slurm("scontrol", "show", "config"))
+    form, _ = KNOWN_JOBS
+    save("squeue-known-jobs.txt", slurm("squeue", "-h", "--states=all", "--array", "-o", form))
+    save("scontrol-show-jobs.txt", slurm("scontrol", "-o", "show", "job"))
+    slurm("scancel", running, array)
     return 0
 
 

@@ -46,8 +46,8 @@ def test_a_cluster_without_accounting_is_warned_with_what_breaks_and_the_fix() -
     assert len(found) == 1
     warning = found[0]
     assert (str(warning.level), warning.path) == ("warning", "Scheduling.SlurmSettings.Database")
-    for broken in ("Slurm accounting storage is disabled", "Snakemake profile's job status", "submit --wait",
-                   "hpctool jobs", "hpctool cost jobs"):
+    for broken in ("Slurm accounting storage is disabled", "hpctool cost jobs", "report --since", "submit --wait",
+                   "hpctool jobs", "Snakemake profile's job status", "fall back to squeue", "MinJobAge"):
         assert broken in warning.message, broken
     assert "database-template" in warning.hint and "accounting.database_uri" in warning.hint
 

@@ -20,6 +20,7 @@ def spot_and_other(twin) -> tuple[str, str]:
 
 def test_submit_a_command_waits_and_the_job_table_shows_it(twin, tmp_path, capsys):
     spot_queue, _ = spot_and_other(twin)
+    assert jobs.resolve_cluster(twin.slurm).accounting  # the default config has a Database: sacct watches
     out = tmp_path / "out.txt"
     code = cli(["submit", "--queue", spot_queue, "--name", "cli-shell", "--folder", str(tmp_path), "--wait", "--json",
                 "--", f"echo $SLURM_JOB_PARTITION > {out}"])

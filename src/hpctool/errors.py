@@ -60,6 +60,13 @@ class SlurmCommandError(SlurmError):
         self.program, self.code, self.detail = program, code, detail
 
 
+class AccountingDisabledError(SlurmCommandError):
+    """The cluster has no Slurm accounting (no slurmdbd): ``sacct`` answers "Slurm accounting
+    storage is disabled". Exit 2: nothing can answer from history until the cluster has it."""
+
+    exit_code = 2
+
+
 class TwinError(HpctoolError):
     """The local Slurm twin could not be started, queried or stopped."""
 

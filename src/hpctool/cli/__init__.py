@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "local": ("local", "run a real Slurm twin of the cluster on this machine"),
     "config": ("config", "render, validate and diff ParallelCluster cluster configs"),
     "submit": ("jobs", "submit a shell command (or an array of them) as Slurm jobs, spot-safe"),
-    "jobs": ("jobs", "jobs from accounting: queue, node, state, restarts, elapsed"),
+    "jobs": ("jobs", "jobs from accounting (without it, those slurmctld knows): queue, node, state, restarts, elapsed"),
     "bootstrap": ("bootstrap", "the node bootstrap (OnNodeConfigured) bundle"),
     "run": ("workflow", "run a Snakemake workflow of this repository (on the twin or a cluster)"),
     "concordance": ("workflow", "compare the variants of two VCFs (exit 0 concordant, 1 discordant, 2 unreadable)"),

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     submit.add_argument("--json", action="store_true", help="machine-readable output")
     submit.set_defaults(handler=cmd_submit)
 
-    table = subparsers.add_parser("jobs", help="jobs from accounting: queue, node, state, restarts, elapsed")
+    table = subparsers.add_parser("jobs", help="jobs from accounting (without it, those slurmctld knows): queue, node, state, restarts, elapsed")
     table.add_argument("job_ids", nargs="*", metavar="JOBID", help="only these jobs")
     table.add_argument("--since", default="now-1days", help="start of the window (sacct -S; now-1days)")
     table.add_argument("--json", action="store_true", help="machine-readable output")
@@ -76,13 +76,14 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    from hpctool.jobs.table import controller_warning, list_jobs
+    from hpctool.jobs.table import controller_warning, job_table
     from hpctool.slurm.client import Slurm
 
     slurm = Slurm()
-    rows = list_jobs(slurm, job_ids=args.job_ids or None, since=args.since)
-    warning = controller_warning(slurm)
-    if warning:
+    rows, note = job_table(slurm, job_ids=args.job_ids or None, since=args.since)
+    if note is not None:
+        print(f"note: {note.message}\nhint: {note.hint}", file=sys.stderr)
+    elif (warning := controller_warning(slurm)) is not None:
         print(f"warning: {warning.message}\nhint: {warning.hint}", file=sys.stderr)
     if args.json:
         print_json([r.to_dict() for r in rows])

@@ -59,13 +59,13 @@ def cmd_run_germline(args: argparse.Namespace) -> int:
 
 
 def _print_rule_jobs(out: Path) -> None:
-    """Where each rule's Slurm job ran, from accounting: the routing, checked after the fact."""
+    """Where each rule's Slurm job ran (accounting, or slurmctld without it): the routing, checked after the fact."""
     records = rules.rule_jobs(Slurm(), out)
     if not records:
         return
     rows = [["+".join(r.rules), r.wildcards or "-", r.acct.job_id, r.acct.partition, r.acct.node_list,
              r.acct.state, str(r.acct.restarts), f"{r.acct.elapsed_seconds} s"] for r in records]
-    print(f"\nSlurm jobs of {out} (sacct):")
+    print(f"\nSlurm jobs of {out} (sacct, or slurmctld on a cluster without accounting):")
     print_table(rows, ["RULE", "WILDCARDS", "JOBID", "PARTITION", "NODE", "STATE", "RESTARTS", "ELAPSED"])
 
 

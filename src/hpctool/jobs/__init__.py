@@ -22,8 +22,9 @@ _API = {
                  "default_folder", "parse_mem_mb", "resolve_cluster", "spot_queues", "wants_requeue"],
     "submission": ["array_commands", "check_work", "error_line", "executor", "load_callable", "map_array",
                    "read_array_file", "split_evenly", "submit", "submit_work", "wait_results"],
+    "watch": ["QueueWatchedJob", "QueueWatcher", "states_from_queue"],
     "work": ["SHELL_CHECKPOINT_WAIT_S", "CheckpointedSum", "ShellCommand"],
-    "table": ["JobRow", "list_jobs"],
+    "table": ["JobRow", "job_table", "list_jobs", "rows_from_controller"],
 }
 _MODULE_OF = {name: module for module, names in _API.items() for name in names}
 __all__ = [name for names in _API.values() for name in names]

@@ -76,6 +76,7 @@ class SlurmCluster:
     spot: frozenset[str] = frozenset()
     max_array_size: int | None = None  # Slurm's MaxArraySize: task indices run 0 .. size-1
     queue_names: tuple[str, ...] = field(default=())
+    accounting: bool = True  # sacct answers; without it submitit watches jobs through squeue
 
     def __post_init__(self) -> None:
         if not self.queue_names:
@@ -90,8 +91,8 @@ class SlurmCluster:
 
 def resolve_cluster(slurm: Slurm | None = None, *, cluster_config: str | Path | None = None,
                     arrays: bool = False) -> SlurmCluster:
-    """Ask Slurm once for its queues' nodes (one ``sinfo``; ``scontrol show config`` too when
-    ``arrays``). Spot queues are those whose nodes carry the ``spot`` feature (the twin's nodes
+    """Ask Slurm once for its queues' nodes (one ``sinfo``) and its settings (one ``scontrol show
+    config``: accounting, and the array limit when ``arrays``). Spot queues are those whose nodes carry the ``spot`` feature (the twin's nodes
     do) plus those ``cluster_config`` declares SPOT (ParallelCluster's own nodes carry no such
     feature, so on a cluster give its config, or set ``HPCTOOL_CLUSTER_CONFIG``)."""
     slurm = slurm or Slurm()
@@ -103,11 +104,11 @@ def resolve_cluster(slurm: Slurm | None = None, *, cluster_config: str | Path | 
             spot |= spot_queues(config)
         except ConfigError as error:
             raise ConfigError(f"cannot tell the spot queues: {error.message}", error.hint) from error
-    max_array = None
-    if arrays:
-        value = slurm.config().get("MaxArraySize", "")
-        max_array = int(value) if value.isdigit() else None
-    return SlurmCluster(slurm=slurm, nodes=nodes, spot=frozenset(spot), max_array_size=max_array)
+    settings = slurm.config()
+    value = settings.get("MaxArraySize", "")
+    max_array = int(value) if arrays and value.isdigit() else None
+    return SlurmCluster(slurm=slurm, nodes=nodes, spot=frozenset(spot), max_array_size=max_array,
+                        accounting=slurm.accounting_enabled(settings))
 
 
 def check_resources(cluster: SlurmCluster, resources: Resources, tasks: int = 1) -> str:

@@ -47,6 +47,7 @@ from hpctool.jobs.requests import (
     resolve_cluster,
     wants_requeue,
 )
+from hpctool.jobs.watch import QueueWatchedJob
 from hpctool.jobs.work import ShellCommand
 from hpctool.slurm.runner import not_installed
 
@@ -60,9 +61,23 @@ class _Executor(submitit.SlurmExecutor):
         return " ".join([self.python, "-u -m hpctool.jobs.runner", shlex.quote(str(self.folder))])
 
 
+class _QueueWatchedExecutor(_Executor):
+    """For a cluster without accounting: its jobs learn their state from squeue (:mod:`hpctool.jobs.watch`)."""
+
+    job_class = QueueWatchedJob
+
+    def _internal_process_submissions(self, delayed_submissions: list) -> list:
+        # submitit makes an array's jobs as SlurmJob whatever job_class says: the same jobs, watched here.
+        made = super()._internal_process_submissions(delayed_submissions)
+        return [job if isinstance(job, QueueWatchedJob) else
+                QueueWatchedJob(folder=self.folder, job_id=job.job_id, tasks=tuple(range(job.num_tasks)))
+                for job in made]
+
+
 def executor(resources: Resources, folder: str | Path, spot: set[str] | frozenset[str],
-             array_parallelism: int = 256) -> submitit.SlurmExecutor:
-    """A submitit executor for ``resources`` (the Slurm one: the twin and the cluster both are Slurm)."""
+             array_parallelism: int = 256, accounting: bool = True) -> submitit.SlurmExecutor:
+    """A submitit executor for ``resources`` (the Slurm one: the twin and the cluster both are Slurm);
+    without ``accounting`` its jobs are watched through squeue, not sacct."""
     if resources.cpus < 1:
         raise UsageError(f"--cpus {resources.cpus} is below 1", "ask for 1 or more CPUs")
     if resources.time_min < 1:
@@ -85,7 +100,8 @@ def executor(resources: Resources, folder: str | Path, spot: set[str] | frozense
         params["mem"] = f"{parse_mem_mb(resources.mem)}M"
     if shutil.which("srun") is None:  # submitit's own check raises a bare RuntimeError
         raise not_installed("srun")
-    submit_executor = _Executor(folder=str(Path(folder) / "%j"), max_num_timeout=MAX_NUM_TIMEOUT)
+    kind = _Executor if accounting else _QueueWatchedExecutor
+    submit_executor = kind(folder=str(Path(folder) / "%j"), max_num_timeout=MAX_NUM_TIMEOUT)
     submit_executor.update_parameters(**params)
     return submit_executor
 
@@ -154,7 +170,7 @@ def submit(fn: Callable[..., Any], *args: Any, resources: Resources | None = Non
     check_resources(cluster, resources)
     batch = _batch_folder(folder, resources.name)
     with _sbatch_errors(batch, cluster, resources.queue):
-        return executor(resources, batch, cluster.spot).submit(fn, *args, **kwargs)
+        return executor(resources, batch, cluster.spot, accounting=cluster.accounting).submit(fn, *args, **kwargs)
 
 
 def map_array(fn: Callable[..., Any], inputs: Iterable[Any], resources: Resources | None = None,
@@ -174,7 +190,8 @@ def map_array(fn: Callable[..., Any], inputs: Iterable[Any], resources: Resource
     submitted: list[submitit.Job] = []
     try:
         with _sbatch_errors(batch, cluster, resources.queue):
-            run = executor(resources, batch, cluster.spot, array_parallelism=array_parallelism)
+            run = executor(resources, batch, cluster.spot, array_parallelism=array_parallelism,
+                           accounting=cluster.accounting)
             for chunk in split_evenly(items, cluster.max_array_size or len(items)):
                 submitted += run.map_array(fn, chunk)
     except BaseException:

@@ -18,6 +18,7 @@ from hpctool.slurm.parse import (
     SINFO_NODE_FORMAT,
     AcctJob,
     QueueNode,
+    has_accounting,
     parse_delimited,
     parse_sacct_jobs,
     parse_sbatch_parsable,
@@ -34,6 +35,9 @@ NODE_QUEUE_STATE = ("%N|%R|%T", ["node", "queue", "state"])
 NODE_STATE_ADDR = ("%N|%T|%o", ["node", "state", "addr"])
 MY_JOBS = ("%i|%P|%j|%T|%M|%N", ["id", "queue", "name", "state", "time", "nodes"])
 JOB_QUEUE_STATE = ("%i|%P|%T", ["id", "queue", "state"])
+# Every job of the user slurmctld still knows, finished ones too (until MinJobAge), one line per
+# array task: what stands in for sacct on a cluster without accounting.
+KNOWN_JOBS = ("%i|%P|%j|%T|%M|%N|%r", ["id", "queue", "name", "state", "time", "nodes", "reason"])
 
 
 class Slurm:
@@ -98,6 +102,13 @@ class Slurm:
         form, fields = MY_JOBS
         return parse_delimited(self.run(["squeue", "-h", "--me", "-o", form]).stdout, fields)
 
+    def known_jobs(self, *, all_users: bool = False) -> list[dict[str, str]]:
+        """The user's (or everyone's) jobs slurmctld knows, finished ones included until it forgets
+        them (MinJobAge): id, queue, name, state, time, nodes, reason. Array tasks one per line."""
+        form, fields = KNOWN_JOBS
+        who = [] if all_users else ["--me"]
+        return parse_delimited(self.run(["squeue", "-h", *who, "--states=all", "--array", "-o", form]).stdout, fields)
+
     def queued(self, job_ids: Sequence[str]) -> list[dict[str, str]]:
         """These jobs while slurmctld still has them (id, queue, state); [] once they are gone
         (squeue then refuses the ids)."""
@@ -158,6 +169,10 @@ class Slurm:
     def config(self) -> dict[str, str]:
         """slurmctld's running configuration (``scontrol show config``)."""
         return parse_scontrol_config(self.run(["scontrol", "show", "config"]).stdout)
+
+    def accounting_enabled(self, config: dict[str, str] | None = None) -> bool:
+        """Whether this cluster keeps accounting (slurmdbd): without it sacct has no answer."""
+        return has_accounting(config if config is not None else self.config())
 
     def node_states(self) -> dict[str, str]:
         """Node name -> long state (``idle``, ``mixed``, ``drained``, ``down*``...) from sinfo."""

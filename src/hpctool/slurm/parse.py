@@ -308,3 +308,31 @@ SPOT_NOTICE_REASON = "spot-interruption"
 def node_under_spot_notice(reason: str) -> bool:
     """True when a node's Reason says the spot handler drained it for an interruption notice."""
     return reason.strip().startswith(SPOT_NOTICE_REASON)
+
+
+def has_accounting(config: dict[str, str]) -> bool:
+    """From ``scontrol show config``: accounting goes to slurmdbd. Without it Slurm 22.05 shows
+    ``accounting_storage/none`` and 24.11 shows nothing (``(null)`` or an empty value)."""
+    return "slurmdbd" in config.get("AccountingStorageType", "")
+
+
+def acct_jobs_from_scontrol(records: list[dict[str, str]]) -> list[AcctJob]:
+    """``scontrol -o show job`` records as sacct's rows: what stands in for accounting on a cluster
+    without it (only the jobs slurmctld still knows). Ids as sacct writes them (array tasks
+    ``ARRAYJOB_TASK``); ``Unknown`` and ``(null)`` become empty."""
+
+    def value(record: dict[str, str], key: str) -> str:
+        text = record.get(key, "")
+        return "" if text in ("(null)", "Unknown", "None") else text
+
+    jobs = []
+    for record in records:
+        task, array = value(record, "ArrayTaskId"), value(record, "ArrayJobId")
+        jobs.append(AcctJob(
+            job_id=f"{array}_{task}" if task and array else record.get("JobId", ""),
+            name=record.get("JobName", ""), partition=value(record, "Partition"),
+            state=record.get("JobState", ""), exit_code=record.get("ExitCode", ""),
+            node_list=value(record, "NodeList"), restarts=int(record.get("Restarts") or 0),
+            elapsed_seconds=parse_elapsed(record.get("RunTime") or "0"), submit=value(record, "SubmitTime"),
+            start=value(record, "StartTime"), end=value(record, "EndTime")))
+    return jobs

@@ -12,9 +12,14 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
-from hpctool.errors import SlurmCommandError, SlurmError
+from hpctool.errors import AccountingDisabledError, SlurmCommandError, SlurmError
 
 DEFAULT_TIMEOUT = 30.0
+# What sacct, sacctmgr and sreport print on a cluster without slurmdbd (no SlurmSettings.Database).
+ACCOUNTING_DISABLED = "Slurm accounting storage is disabled"
+ACCOUNTING_HINT = ("job history needs accounting: give the cluster config Scheduling.SlurmSettings.Database "
+                   "(docs/accounting.md; `hpctool config database-template` makes the database); meanwhile "
+                   "`hpctool jobs` and `squeue` show the jobs slurmctld still knows")
 
 
 class Runner(Protocol):
@@ -49,6 +54,10 @@ def not_installed(program: str, where: str = "") -> SlurmError:
 
 def command_failed(argv: Sequence[str], code: int, detail: str, where: str = "") -> SlurmCommandError:
     """The error for a Slurm command that exited non-zero."""
+    if ACCOUNTING_DISABLED in detail:
+        return AccountingDisabledError(
+            f"this cluster has no Slurm accounting{f' ({where})' if where else ''}: {argv[0]} answers "
+            f"'{ACCOUNTING_DISABLED}'", ACCOUNTING_HINT, program=argv[0], code=code, detail=detail)
     if where:
         return SlurmCommandError(f"{argv[0]} on {where} failed (exit {code}): {detail}",
                                  "check that slurmctld answers there (`scontrol ping`)",

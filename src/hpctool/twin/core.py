@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from hpctool.atomic import write_atomic
 from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG, load_cluster
 from hpctool.errors import SetupError, TwinError
+from hpctool.home import TWIN_HOME_ENV
 from hpctool.home import home as default_home
 from hpctool.polling import poll_until
 from hpctool.slurm.client import Slurm
@@ -128,12 +129,14 @@ class Twin:
         """Environment for Slurm commands against this twin."""
         env = dict(os.environ)
         env["SLURM_CONF"] = str(self.slurm_conf)
+        env[TWIN_HOME_ENV] = str(self.home)
         path = [p for p in env.get("PATH", "").split(":") if p and p != str(self.client_bin)]
         env["PATH"] = ":".join([str(self.client_bin), *path, daemons.SBIN_PATH])
         return env
 
     def env_exports(self) -> str:
-        return f"export SLURM_CONF={self.slurm_conf}\nexport PATH={self.client_bin}:\"$PATH\"\n"
+        return (f"export SLURM_CONF={self.slurm_conf}\nexport {TWIN_HOME_ENV}={self.home}\n"
+                f"export PATH={self.client_bin}:\"$PATH\"\n")
 
     def is_up(self) -> bool:
         layout = self.layout()

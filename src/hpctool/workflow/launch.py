@@ -10,6 +10,7 @@ from __future__ import annotations
 import ctypes
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,9 +20,11 @@ from pathlib import Path
 import yaml
 
 from hpctool.atomic import write_atomic
-from hpctool.errors import ConfigError, SetupError, UsageError
+from hpctool.errors import ConfigError, HpctoolError, SetupError, UsageError
+from hpctool.home import on_twin
 from hpctool.progress import Progress, quiet
 from hpctool.shipped import path as shipped
+from hpctool.slurm.client import Slurm
 from hpctool.workflow import snakemake_main
 
 SNAKEMAKE_DIR = shipped("snakemake")
@@ -34,6 +37,8 @@ FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 # The twin profile's runs see a finished job within this many seconds (the plugin's own back-off
 # would wait up to 180 s; hpctool.workflow.snakemake_main). One sacct per check: nothing for the twin.
 TWIN_STATUS_CHECK_CEILING_S = 1
+STATUS_COMMAND_OPTION = "--slurm-status-command"
+SDM_OPTIONS = ("--sdm", "--software-deployment-method", "--use-conda", "--use-envmodules")
 
 
 
@@ -53,8 +58,11 @@ def profile_dir(name_or_path: str) -> Path:
 
 
 def snakemake_argv(workflow: str, out: Path, *, profile: str | None = "twin", configfile: Path | None = None,
-                   test: bool = False, cores: int | None = None, extra: Sequence[str] = ()) -> list[str]:
-    """The Snakemake command line of one run (``cores`` without a profile: run on this machine)."""
+                   test: bool = False, cores: int | None = None, extra: Sequence[str] = (),
+                   accounting: bool = True, env: dict[str, str] | None = None) -> list[str]:
+    """The Snakemake command line of one run (``cores`` without a profile: run on this machine).
+    On a cluster without ``accounting`` the Slurm plugin checks job states with squeue: with the
+    profiles' sacct every check fails, and the plugin gives up watching the run's jobs."""
     folder = workflow_dir(workflow)
     if test and configfile is None:
         configfile = folder / "config" / "test.yaml"
@@ -77,7 +85,54 @@ def snakemake_argv(workflow: str, out: Path, *, profile: str | None = "twin", co
         argv += ["--profile", str(profile_for_run(profile_dir(profile), out, extra))]
     if cores is not None:
         argv += ["--cores", str(cores)]
+    if profile is not None and not accounting and STATUS_COMMAND_OPTION not in extra:
+        argv += [STATUS_COMMAND_OPTION, "squeue"]
+    if profile is not None:
+        argv += software_args(profile_dir(profile), extra, env)
     return argv + list(extra)
+
+
+def software_args(profile: Path, extra: Sequence[str], env: dict[str, str] | None = None) -> list[str]:
+    """How the run gets its tools when the profile deploys them with conda and conda is not here.
+    On the twin: the Debian bwa, samtools and bcftools of the node image, on PATH (``--sdm
+    env-modules`` with no module named: conda's channels are out of the twin's reach; the one
+    difference, docs/twin.md). Elsewhere that is an error: a cluster must not run other tools
+    than the pinned environments without saying so."""
+    if any(arg.split("=")[0] in SDM_OPTIONS for arg in extra):
+        return []
+    if "conda" not in _profile_setting(profile, "software-deployment-method"):
+        return []
+    path = (env if env is not None else os.environ).get("PATH")
+    if shutil.which("conda", path=path):
+        return []
+    if on_twin(env):
+        return ["--sdm", "env-modules"]
+    raise SetupError(f"the profile {profile.name} deploys the workflow's tools with conda, and conda is not on PATH",
+                     "on a cluster the bootstrap's conda step installs Miniforge (docs/bootstrap.md): put its bin "
+                     "folder on PATH; or run with the tools on PATH: --snakemake=--sdm=env-modules")
+
+
+def _profile_setting(profile: Path, key: str) -> list[str]:
+    """A profile value as a list of words ([] when unset or unreadable: Snakemake then says why)."""
+    try:
+        settings = yaml.safe_load((profile / "config.yaml").read_text()) or {}
+    except (OSError, yaml.YAMLError):
+        return []
+    value = settings.get(key) if isinstance(settings, dict) else None
+    return [str(v) for v in value] if isinstance(value, list) else str(value or "").split()
+
+
+def cluster_has_accounting(env: dict[str, str] | None = None) -> bool:
+    """Whether the Slurm the run submits to keeps accounting; True when it cannot be asked (the
+    run then meets the real error itself, from the plugin)."""
+    try:
+        return Slurm(env_slurm_conf(env)).accounting_enabled()
+    except HpctoolError:
+        return True
+
+
+def env_slurm_conf(env: dict[str, str] | None) -> str | None:
+    return (env if env is not None else os.environ).get("SLURM_CONF")
 
 
 def profile_for_run(profile: Path, out: Path, extra: Sequence[str] = ()) -> Path:
@@ -189,8 +244,11 @@ def run(workflow: str, out: Path, *, profile: str | None = "twin", configfile: P
     except OSError as error:
         raise UsageError(f"cannot make the run folder {out}: {error.strerror}",
                          "give a folder to run in (a new one, or one of an earlier run)") from error
+    accounting = profile is None or cluster_has_accounting(env)
+    if not accounting:
+        progress("this cluster has no Slurm accounting: job states come from squeue (slurmctld)")
     argv = snakemake_argv(workflow, out, profile=profile, configfile=configfile, test=test, cores=cores,
-                          extra=extra)
+                          extra=extra, accounting=accounting, env=env)
     if test:
         make_test_data(out, progress=progress)
     if "--unlock" not in extra and prepare_run(argv, out, progress):

@@ -8,8 +8,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from hpctool.errors import AccountingDisabledError
 from hpctool.slurm.client import Slurm
-from hpctool.slurm.parse import AcctJob
+from hpctool.slurm.parse import AcctJob, acct_jobs_from_scontrol
 
 # "Job 7 has been submitted with SLURM jobid 85 (log: .../slurm_logs/rule_align/S1/85.log)."
 # A group job's folder is group_<group>_<rules>; its Slurm log names the rules it ran.
@@ -118,9 +119,14 @@ class RuleJobRecord:
 
 
 def rule_jobs(slurm: Slurm, run_dir: Path) -> list[RuleJobRecord]:
-    """Every Slurm job of the run, joined with its sacct record (partition, node, restarts)."""
+    """Every Slurm job of the run, joined with its sacct record (partition, node, restarts), or
+    slurmctld's on a cluster without accounting (for MinJobAge after a job ended)."""
     jobs = submitted_jobs(run_dir)
     if not jobs:
         return []
-    acct = {record.job_id: record for record in slurm.sacct([j.slurm_job_id for j in jobs])}
+    try:
+        records = slurm.sacct([j.slurm_job_id for j in jobs])
+    except AccountingDisabledError:  # a cluster without accounting: what slurmctld still knows
+        records = acct_jobs_from_scontrol(slurm.jobs())
+    acct = {record.job_id: record for record in records}
     return [RuleJobRecord(j.rules, j.wildcards, acct[j.slurm_job_id]) for j in jobs if j.slurm_job_id in acct]

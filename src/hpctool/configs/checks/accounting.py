@@ -24,8 +24,9 @@ DATABASE_NAME_RE = re.compile(r"^[0-9a-z_]{1,64}$")
 MYSQL_USER_MAX = 32  # MySQL 5.7.8+ user names
 HOST_LABEL_RE = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
-WHAT_BREAKS = ("the cluster Snakemake profile's job status checks (sacct), `hpctool submit --wait`, "
-               "`hpctool jobs` and `hpctool cost jobs` will not work")
+WHAT_BREAKS = ("`hpctool cost jobs`, `hpctool report --since` and any job history will not work, and "
+               "`hpctool submit --wait`, `hpctool jobs` and the Snakemake profile's job status checks fall back to "
+               "squeue, which forgets a job MinJobAge (300 s) after it ends")
 FIX = ("deploy the accounting database (`hpctool config database-template`, docs/accounting.md) and set "
        "accounting.database_uri, accounting.password_secret_arn and accounting.head_node_security_group_id in "
        "the values, or set Scheduling.SlurmSettings.Database (Uri, UserName, PasswordSecretArn) in the config")
