@@ -110,7 +110,9 @@ def test_a_job_named_with_a_pipe_is_listed_whole_and_nothing_lands_in_the_cwd(tw
     (row,) = json.loads(capsys.readouterr().out)["jobs"]
     assert list(cwd.iterdir()) == []  # no hpctool-jobs/ where the user happened to be
     assert Path(row["folder"]).is_relative_to(state / "hpctool" / "jobs")
-    wait_for(lambda: [r.name for r in jobs.list_jobs(twin.slurm, [row["id"]])] == ["a|b"], what="the job in sacct")
+    # slurmdbd records the job's name and its end a moment after the job ends.
+    wait_for(lambda: [(r.name, r.state) for r in jobs.list_jobs(twin.slurm, [row["id"]])] == [("a|b", "COMPLETED")],
+             what="the job in sacct")
     assert cli(["jobs", row["id"], "--json"]) == 0
     (listed,) = json.loads(capsys.readouterr().out)
     assert (listed["name"], listed["queue"], listed["state"]) == ("a|b", "compute", "COMPLETED")

@@ -127,7 +127,7 @@ def test_status_json_shape(twin):
 
 def test_env_exports_the_twins_slurm_conf_and_the_images_clients(twin):
     result = run_cli("local", "env")
-    assert result.stdout == (f"export SLURM_CONF={twin.slurm_conf}\n"
+    assert result.stdout == (f"export SLURM_CONF={twin.slurm_conf}\nexport HPCTOOL_TWIN_HOME={twin.home}\n"
                              f"export PATH={twin.client_bin}:\"$PATH\"\n")
     shell = subprocess.run(["bash", "-c", f'eval "$({sys.executable} -m hpctool.cli local env)"; sinfo --version'],
                            capture_output=True, text=True, timeout=30, check=True)

@@ -99,7 +99,8 @@ def test_submit_wait_learns_every_state_from_slurmctld(bare_twin, tmp_path):
                            cluster=cluster)
     assert {type(j) for j in [job, *tasks]} == {jobs.QueueWatchedJob}  # submitit makes arrays as SlurmJob
     assert job.result() == 5 and [t.result() for t in tasks] == [1, 2, 3]
-    assert job.state == "COMPLETED"
+    # result() may return from the result file while the watcher last saw COMPLETING; it learns the rest.
+    wait_for(lambda: job.watcher.get_state(job.job_id, mode="force") == "COMPLETED", what="the state from squeue")
 
 
 def test_jobs_falls_back_to_slurmctld_and_history_commands_say_why(bare_twin, tmp_path):

@@ -71,6 +71,11 @@ class TwinError(HpctoolError):
     """The local Slurm twin could not be started, queried or stopped."""
 
 
+class UpdateRefusedError(TwinError):
+    """ParallelCluster would refuse this config update as the cluster stands (exit 1, as
+    `hpctool config diff` for such an update)."""
+
+
 class AwsError(HpctoolError):
     """An AWS API call failed."""
 

@@ -36,6 +36,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     env = commands.add_parser("env", help="print `export SLURM_CONF=...` (use: eval \"$(hpctool local env)\")")
     env.set_defaults(handler=cmd_env)
 
+    update = commands.add_parser(
+        "update", help="apply a changed cluster config to the running twin, as `pcluster update-cluster` would",
+        description="Apply NEW to the running twin as ParallelCluster applies `pcluster update-cluster` with the "
+                    "compute fleet running: refused with `hpctool config diff`'s words when ParallelCluster would "
+                    "refuse it (exit 1); otherwise new queues and nodes join, removed ones leave, and the queues "
+                    "whose changes follow QueueUpdateStrategy are drained or terminated (docs/config-diff.md).")
+    update.add_argument("config", metavar="NEW", help="the changed ParallelCluster config (YAML)")
+    update.add_argument("--json", action="store_true", help="machine-readable output")
+    update.set_defaults(handler=cmd_update)
+
     down = commands.add_parser("down", help="cancel jobs and stop the daemons the twin started")
     down.add_argument("--purge", action="store_true", help="also delete the twin's folder (state, logs, database)")
     down.set_defaults(handler=cmd_down)
@@ -184,6 +194,23 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_env(args: argparse.Namespace) -> int:
     print(Twin().env_exports(), end="")
+    return 0
+
+
+def cmd_update(args: argparse.Namespace) -> int:
+    from hpctool.twin.update import update
+
+    result = update(Twin(progress=progress), args.config)
+    if args.json:
+        print_json(result.to_dict())
+        return 0
+    print(f"applied {result.changes} change(s) (QueueUpdateStrategy {result.strategy})")
+    for label, names in (("added", result.added), ("removed", result.removed),
+                         ("drained, replaced once idle", result.drained),
+                         ("replaced, jobs requeued", result.replaced), ("jobs requeued", result.requeued),
+                         ("nothing to apply on the twin", result.not_modelled)):
+        if names:
+            print(f"  {label}: {', '.join(names)}")
     return 0
 
 

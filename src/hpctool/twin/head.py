@@ -62,8 +62,14 @@ def write_name_service(twin: Twin, layout: TwinLayout) -> None:
     rows += [f"{address} {name}" for name, address in twin.addresses(layout).items()]
     for name, text in (("hosts", "\n".join(rows) + "\n"), ("resolv.conf", "# the twin: no name server\n")):
         path = twin.etc / name
-        if not path.exists() or path.read_text() != text:
+        if not path.exists():
             write_atomic(path, text)
+        elif path.read_text() != text:
+            # In place, not by rename: running hosts see this file through a bind mount of its
+            # inode (a node added by `local update` must be known to the others at once).
+            with open(path, "r+") as handle:
+                handle.write(text)
+                handle.truncate()
 
 
 def write_slurm_conf(twin: Twin, layout: TwinLayout) -> None:

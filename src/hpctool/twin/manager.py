@@ -3,6 +3,7 @@
 Every loop (60 s on ParallelCluster, times the twin's time scale) it
 - re-enables compute resources whose insufficient-capacity timeout has passed (their nodes go
   back to powered down, ready to boot again);
+- replaces the static nodes a config update drained (``hpctool local update``), once idle;
 - resets dynamic nodes that a failed or timed-out resume left down, or whose instance vanished
   (slurmd gone while Slurm thinks the node is up), to powered down: a stuck
   ``IDLE+CLOUD+POWERED_DOWN+NOT_RESPONDING`` or ``down~`` node is recovered (issue 7577 of
@@ -25,6 +26,10 @@ from hpctool.twin import capacity, daemons
 from hpctool.twin.conf import power_timings
 from hpctool.twin.core import Twin
 from hpctool.twin.layout import TwinLayout, TwinNode
+from hpctool.twin.update import UPDATE_REASON
+
+# clustermgtd's reason while it replaces an unhealthy static node (slurm_plugin/clustermgtd.py).
+REPLACING_REASON = "Static node maintenance: unhealthy node is being replaced"
 
 PROGRAM = "hpctool.twin.manager"
 
@@ -50,6 +55,14 @@ def run_once(twin: Twin, layout: TwinLayout, now: float | None = None) -> list[s
     if reenable:
         capacity.save(twin.paths, faults)
     records = {r.get("NodeName", ""): r for r in twin.slurm.nodes()}
+    for node in layout.static_nodes():
+        if _drained_for_update(records.get(node.name, {})):
+            # clustermgtd takes a drained static node for unhealthy and replaces its instance.
+            twin.slurm.update_node(node.name, "down", reason=REPLACING_REASON)
+            twin.stop_node(node.name)
+            twin.start_node(node.name)
+            twin.slurm.update_node(node.name, "resume")
+            done.append(f"{node.name}: drained by the update: replaced")
     for node in layout.dynamic_nodes():
         record = records.get(node.name)
         if record is None:
@@ -59,6 +72,14 @@ def run_once(twin: Twin, layout: TwinLayout, now: float | None = None) -> list[s
             twin.slurm.update_node(node.name, state, reason=reason)
             done.append(f"{node.name}: {action}")
     return done
+
+
+def _drained_for_update(record: dict[str, str]) -> bool:
+    """A static node the config update drained, now without jobs (DRAINED, not DRAINING).
+    ParallelCluster replaces every drained static node; the twin only those the update drained
+    (its spot handler's drains stay for the tests and the user to see, docs/twin.md)."""
+    base, flags = node_state_flags(record.get("State", ""))
+    return "DRAIN" in flags and base in {"IDLE", "DOWN"} and record.get("Reason", "").startswith(UPDATE_REASON)
 
 
 def _recovery(twin: Twin, node: TwinNode, record: dict[str, str], reenable: set[str],

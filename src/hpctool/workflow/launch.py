@@ -34,8 +34,9 @@ TEST_DATA_SCRIPT = shipped("scripts/make_test_data.py")
 TEST_DATA_DIR = "test-data"  # inside the run folder: where config/test.yaml looks
 RUN_STATE_DIR = ".hpctool"  # inside the run folder: the running Snakemake's PID, derived profiles
 FORWARDED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-# The twin profile's runs see a finished job within this many seconds (the plugin's own back-off
-# would wait up to 180 s; hpctool.workflow.snakemake_main). One sacct per check: nothing for the twin.
+# Runs on the twin (the twin profile's, and any profile's where HPCTOOL_TWIN_HOME says it is the twin)
+# see a finished job within this many seconds (the plugin's own back-off would wait up to 180 s;
+# hpctool.workflow.snakemake_main). One sacct per check: nothing for the twin.
 TWIN_STATUS_CHECK_CEILING_S = 1
 STATUS_COMMAND_OPTION = "--slurm-status-command"
 SDM_OPTIONS = ("--sdm", "--software-deployment-method", "--use-conda", "--use-envmodules")
@@ -77,7 +78,9 @@ def snakemake_argv(workflow: str, out: Path, *, profile: str | None = "twin", co
     argv = [sys.executable, "-m", "hpctool.workflow.snakemake_main"]
     if profile is not None:
         argv.append(snakemake_main.BATCH_STEP_OPTION)
-    if profile is not None and profile_dir(profile) == PROFILES["twin"].resolve():
+    # On the twin, whatever the profile: its time runs scaled (seconds for ParallelCluster's minutes),
+    # and the workflow's status checks with it.
+    if profile is not None and (profile_dir(profile) == PROFILES["twin"].resolve() or on_twin(env)):
         argv += [snakemake_main.CEILING_OPTION, f"{TWIN_STATUS_CHECK_CEILING_S:g}"]
     argv += ["-s", str(folder / "Snakefile"),
              "--configfile", str(Path(configfile).resolve()), "--directory", str(out.resolve())]
