@@ -26,7 +26,7 @@ from hpctool.remote.session import RemoteSession
 from hpctool.slurm.parse import node_powered_down
 from support import REPO
 from support.sshd_lab import SshLab
-from support.twin import wait_for, wait_job
+from support.twin import reset_twin, wait_for, wait_job
 
 pytestmark = pytest.mark.twin
 REMOTE_HPCTOOL = str(REPO / ".venv" / "bin" / "hpctool")
@@ -232,6 +232,9 @@ def test_notebook_as_a_slurm_job_behind_a_forwarded_port(lab, laptop, twin):
 
 
 def test_nodes_exec_runs_on_every_running_node_of_the_queue(lab, laptop, twin):
+    # A dynamic node an earlier test powered up would power down during the exec (its srun then
+    # waits out --immediate): start from static nodes up, dynamic ones powered down.
+    reset_twin(twin)
     # Powered-down dynamic nodes have no instance to run on: nodes exec skips them.
     queue_nodes = sorted(n.name for n in twin.layout().nodes if n.queue == "compute"
                          and not node_powered_down(twin.node_state(n.name)))

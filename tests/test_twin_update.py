@@ -139,8 +139,12 @@ def test_a_queue_removed_under_terminate_leaves_with_its_nodes(updated_twin, tmp
     back = copy.deepcopy(BASE)
     back["Scheduling"]["SlurmSettings"]["QueueUpdateStrategy"] = "TERMINATE"
     extra = [n.name for n in updated_twin.layout().nodes if n.queue == "extra"]
+    job = sbatch(updated_twin, tmp_path, "-p", "extra", "--requeue", "--wrap", "sleep 60")
+    running_on(updated_twin, job)
     result = update(updated_twin, write(tmp_path, "back", back))
     assert sorted(result.removed) == sorted(extra) and result.added == []
+    # Its queue is gone: no requeue can place it; slurmctld ends it as ParallelCluster's would.
+    assert job in result.ended and updated_twin.slurm.job(job)["JobState"] == "NODE_FAIL"
     assert "extra" not in {q["name"] for q in updated_twin.layout().queues}
     assert not set(extra) & set(updated_twin.slurm.node_states())
     assert not any(updated_twin.hosts.alive(name) for name in extra)  # their instances ended

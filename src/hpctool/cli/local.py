@@ -208,6 +208,7 @@ def cmd_update(args: argparse.Namespace) -> int:
     for label, names in (("added", result.added), ("removed", result.removed),
                          ("drained, replaced once idle", result.drained),
                          ("replaced, jobs requeued", result.replaced), ("jobs requeued", result.requeued),
+                         ("jobs ended with their removed nodes (NODE_FAIL)", result.ended),
                          ("nothing to apply on the twin", result.not_modelled)):
         if names:
             print(f"  {label}: {', '.join(names)}")

@@ -51,6 +51,7 @@ class UpdateResult:
     drained: list[str] = field(default_factory=list)  # replaced by the manager once idle
     replaced: list[str] = field(default_factory=list)  # TERMINATE: at once, jobs requeued
     requeued: list[str] = field(default_factory=list)
+    ended: list[str] = field(default_factory=list)  # jobs on removed nodes: Slurm ends them (NODE_FAIL)
     not_modelled: list[str] = field(default_factory=list)  # applied on a cluster, nothing to do here
 
     def to_dict(self) -> dict[str, Any]:
@@ -127,6 +128,9 @@ def _apply(twin: Twin, old: TwinLayout, new: TwinLayout, diff: Diff, result: Upd
         else:
             twin.slurm.update_node(node.name, "drain", UPDATE_REASON)
             result.drained.append(node.name)
+    # Jobs on nodes that leave: slurmctld, restarted without their nodes, ends them (NODE_FAIL).
+    for name in result.removed:
+        result.ended += _jobs_on(twin, name)
     # 2-3. The new slurm.conf, slurmctld restarted, then reconfigure.
     write_atomic(twin.layout_file, new.to_json())
     head.write_name_service(twin, new)
@@ -153,10 +157,14 @@ def _apply(twin: Twin, old: TwinLayout, new: TwinLayout, diff: Diff, result: Upd
         service.start(twin, new)
 
 
+def _jobs_on(twin: Twin, node: str) -> list[str]:
+    listed = twin.slurm.run(["squeue", "-h", "-w", node, "-t", "RUNNING,CONFIGURING,COMPLETING", "-o", "%i"])
+    return listed.stdout.split()
+
+
 def _requeue_jobs_on(twin: Twin, node: str) -> list[str]:
     """Jobs running on ``node``, requeued (a node forced down requeues its jobs)."""
-    listed = twin.slurm.run(["squeue", "-h", "-w", node, "-t", "RUNNING,CONFIGURING,COMPLETING", "-o", "%i"])
-    ids = listed.stdout.split()
+    ids = _jobs_on(twin, node)
     for job_id in ids:
         twin.slurm.requeue(job_id)
     return ids
