@@ -2,7 +2,7 @@
 as what it finally did, whatever its time limit, and the preemption uses up none of its timeouts.
 
 Eight jobs, one per case: time limit 5 or 60 minutes x Python callable or shell command x
-checkpointable or not. They fill both spot nodes (4 CPUs each), both nodes get a notice through
+checkpointable or not, under notices that leave checkpoint budgets of 0, 1, 5 and 50 s. They fill both spot nodes (4 CPUs each), both nodes get a notice through
 their IMDS emulators, the real handlers drain them and signal the jobs, and once the nodes are
 restored every job must end COMPLETED with its right result. Before hpctool.jobs.runner, the
 5-minute jobs without a checkpoint came back as failed (submitit's guaranteed-walltime rule took
@@ -30,7 +30,14 @@ def _running(twin, job_ids: list[str]) -> dict[str, str]:
             if j["JobId"] in job_ids and j.get("JobState") == "RUNNING"}
 
 
-def test_a_spot_notice_never_fails_a_requeued_job_and_uses_up_no_timeout(twin, tmp_path):
+# The handler keeps 10 s (--margin) before the reclaim: a deadline of 10 s leaves a checkpoint
+# budget of 0 (it requeues at once, while the jobs requeue themselves too), 11 s leaves 1 s,
+# 15 s leaves 5 s, 60 s leaves 50 s. One notice per spot node, each with its own deadline.
+DEADLINES = [pytest.param((10, 15), id="budgets-0-and-5"), pytest.param((11, 60), id="budgets-1-and-50")]
+
+
+@pytest.mark.parametrize("deadlines", DEADLINES)
+def test_a_spot_notice_never_fails_a_requeued_job_and_uses_up_no_timeout(twin, tmp_path, deadlines):
     layout = twin.layout()
     nodes = [n.name for n in layout.static_nodes() if n.spot]  # the 8 jobs fill these two
     queue = next(q["name"] for q in layout.queues if q["spot"])
@@ -64,11 +71,15 @@ def test_a_spot_notice_never_fails_a_requeued_job_and_uses_up_no_timeout(twin, t
     wait_for(lambda: all(p.exists() and len(p.read_text().split("\n")) > 3 for p in trace.values()),
              what="the checkpointed sums to make progress")
 
-    notices = {node: spot.send_spot_notice(twin, node, deadline_s=60) for node in nodes}
+    notices = {node: spot.send_spot_notice(twin, node, deadline_s=deadline)
+               for node, deadline in zip(nodes, deadlines, strict=True)}
     try:
         done = {node: spot.wait_notice_handled(twin, node, notice) for node, notice in notices.items()}
-        requeued_by_job = sorted(j for event in done.values() for j in event["requeued_by_job"])
-        assert requeued_by_job == sorted(ids)  # every job requeued itself through submitit
+        # Each job requeued once: by itself through submitit, or by the handler when its budget
+        # ran out first (a job's requeue that then fails never becomes its result).
+        by_job = [j for event in done.values() for j in event["requeued_by_job"]]
+        by_handler = [j for event in done.values() for j in event["requeued"] if j not in event["requeued_by_job"]]
+        assert sorted(by_job + by_handler) == sorted(ids)
     finally:
         for node in nodes:
             spot.restore_node(twin, node)
