@@ -237,6 +237,15 @@ def test_a_node_of_no_queue_and_a_broken_row_are_clear_errors(book, repo):
         jobcost.parse_cost_records("1|root|root|compute\n")
 
 
+def test_a_run_on_a_removed_queue_is_left_out_and_listed(book, repo):
+    """A queue removed by an update: its runs stay in accounting, but no instance type prices them."""
+    catalog = _catalog(book, repo)
+    run = jobcost.parse_cost_records((DATA / "cost" / "sacct-cost-handmade.txt").read_text())[0]
+    gone = run._replace(job_id="999", node_list="gpu-st-g5-1", partition="gpu")
+    priced = jobcost.costs([run, gone], catalog)
+    assert [c.job_id for c in priced] == [run.job_id] and catalog.unpriced == ["999"]
+
+
 def test_tres_memory_units():
     assert jobcost.tres_mem_mb("billing=1,cpu=1,mem=500M,node=1") == 500
     assert jobcost.tres_mem_mb("cpu=4,mem=2G,node=1") == 2048

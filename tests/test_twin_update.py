@@ -87,6 +87,8 @@ def test_an_update_parallelcluster_refuses_changes_nothing(updated_twin, tmp_pat
     assert "error: " in err and "ParallelCluster would REFUSE this update" in err and "SlurmQueues[fpga]" in err
     assert "\nhint: " in err and "Traceback" not in err
     assert (updated_twin.slurm_conf.read_bytes(), updated_twin.layout_file.read_bytes()) == before
+    same = update(updated_twin, write(tmp_path, "same", BASE))  # no change: nothing restarted
+    assert same.changes == 0 and updated_twin.slurm_conf.read_bytes() == before[0]
 
 
 def test_drain_drains_the_queue_and_replaces_each_node_once_its_jobs_end(updated_twin, tmp_path):

@@ -153,7 +153,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_jobs(args: argparse.Namespace) -> int:
     book = _book(args)
     summary, items = cost_jobs.summary(args.by, config=args.config, since=args.since, until=args.until,
-                                       run_dirs=args.runs, book=book)
+                                       run_dirs=args.runs, book=book, progress=progress)
     if args.json:
         print_json({**summary.to_dict(), "jobs": [i.to_dict() for i in items]})
         return 0

@@ -204,6 +204,9 @@ def cmd_update(args: argparse.Namespace) -> int:
     if args.json:
         print_json(result.to_dict())
         return 0
+    if not result.changes:
+        print("nothing to apply: the twin already runs this config")
+        return 0
     print(f"applied {result.changes} change(s) (QueueUpdateStrategy {result.strategy})")
     for label, names in (("added", result.added), ("removed", result.removed),
                          ("drained, replaced once idle", result.drained),

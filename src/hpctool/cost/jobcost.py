@@ -127,6 +127,7 @@ class NodeCatalog:
         self.region = region
         self.known = {n.get("NodeName", ""): n for n in slurm_nodes}
         self._specs: dict[str, NodeSpec] = {}
+        self.unpriced: list[str] = []  # runs on nodes of no queue of the config (a queue removed since)
 
     def spec(self, node: str, partition: str = "") -> NodeSpec:
         if node not in self._specs:
@@ -138,8 +139,8 @@ class NodeCatalog:
         queue_name = match.group("queue") if match else partition
         queue = self.queues.get(queue_name) or self.queues.get(partition)
         if queue is None:
-            raise ConfigError(f"node {node} (partition {partition or '?'}) belongs to no queue of the cluster config",
-                              "give the config of the cluster that ran the job (--config)")
+            raise UnknownNodeError(f"node {node} (partition {partition or '?'}) belongs to no queue of the cluster "
+                                   "config", "give the config of the cluster that ran the job (--config)")
         resource = next((r for r in queue.compute_resources if match and r.name == match.group("resource")),
                         queue.compute_resources[0])
         record = self.known.get(node, {})
@@ -204,7 +205,22 @@ def run_cost(run: JobRun, catalog: NodeCatalog) -> RunCost | None:
 
 
 def costs(runs: Iterable[JobRun], catalog: NodeCatalog) -> list[RunCost]:
-    return [c for c in (run_cost(r, catalog) for r in runs) if c is not None]
+    """The priced runs. A run on a node of no queue of the config (its queue removed by an update
+    since, so its instance type is unknown) is left out and listed in ``catalog.unpriced``."""
+    priced = []
+    for run in runs:
+        try:
+            cost = run_cost(run, catalog)
+        except UnknownNodeError:
+            catalog.unpriced.append(run.job_id)
+            continue
+        if cost is not None:
+            priced.append(cost)
+    return priced
+
+
+class UnknownNodeError(ConfigError):
+    """A node that belongs to no queue of the cluster config."""
 
 
 @dataclass

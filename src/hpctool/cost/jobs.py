@@ -15,6 +15,7 @@ from pathlib import Path
 from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG, load_yaml, slurm_queues
 from hpctool.cost import jobcost, prices
 from hpctool.errors import UsageError
+from hpctool.progress import Progress, quiet
 from hpctool.slurm.client import Slurm
 from hpctool.workflow import rules
 
@@ -70,7 +71,7 @@ def run_keys(run_dirs: Sequence[Path], by: str) -> dict[str, list[str]]:
 
 def job_costs(slurm: Slurm | None = None, *, config: str | Path | None = None, since: str | None = "now-7days",
               until: str | None = None, job_ids: Sequence[str] | None = None,
-              book: prices.PriceBook | None = None) -> list[jobcost.RunCost]:
+              book: prices.PriceBook | None = None, progress: Progress = quiet) -> list[jobcost.RunCost]:
     """Every run (requeued ones too) in the window, priced."""
     slurm = slurm or Slurm(os.environ.get("SLURM_CONF"))
     model = cluster_model(config)
@@ -78,12 +79,20 @@ def job_costs(slurm: Slurm | None = None, *, config: str | Path | None = None, s
     text = slurm.sacct_text(jobcost.COST_FIELDS, job_ids=job_ids, since=None if job_ids else since,
                             until=None if job_ids else until)
     catalog = jobcost.NodeCatalog(model.queues, book, model.region, slurm.nodes())
-    return jobcost.costs(jobcost.parse_cost_records(text), catalog)
+    items = jobcost.costs(jobcost.parse_cost_records(text), catalog)
+    if catalog.unpriced and not items:  # nothing could be priced: the config is not this cluster's
+        raise jobcost.UnknownNodeError(f"no job in the window ran on a node of {model.source}'s queues",
+                                       "give the config of the cluster that ran the jobs (--config)")
+    if catalog.unpriced:
+        progress(f"note: {len(catalog.unpriced)} run(s) left out: their nodes belong to no queue of the config "
+                 f"(a queue removed by an update since?): {', '.join(catalog.unpriced[:5])}")
+    return items
 
 
 def summary(by: str, slurm: Slurm | None = None, *, config: str | Path | None = None,
             since: str | None = "now-7days", until: str | None = None, run_dirs: Sequence[Path] = (),
-            book: prices.PriceBook | None = None) -> tuple[jobcost.Summary, list[jobcost.RunCost]]:
+            book: prices.PriceBook | None = None,
+            progress: Progress = quiet) -> tuple[jobcost.Summary, list[jobcost.RunCost]]:
     """Costs grouped ``by`` user, account, queue, rule, sample or run (the last three need run folders,
     and then only the runs' jobs count)."""
     if by not in BY_FIELD and by not in BY_RUN:
@@ -94,5 +103,5 @@ def summary(by: str, slurm: Slurm | None = None, *, config: str | Path | None = 
     if keys is not None and not keys:
         raise UsageError("the run folders list no Slurm jobs", "was the workflow run with a Slurm profile?")
     items = job_costs(slurm, config=config, since=since, until=until,
-                      job_ids=sorted(keys, key=job_order) if keys else None, book=book)
+                      job_ids=sorted(keys, key=job_order) if keys else None, book=book, progress=progress)
     return jobcost.summarise(items, BY_FIELD.get(by, by), keys if by in BY_RUN else None), items

@@ -71,6 +71,8 @@ def update(twin: Twin, new_config: str | Path) -> UpdateResult:
         blocking = "; ".join(f"{c.path}: {c.reason or c.meaning}" for c in diff.changes if c.result != "SUCCEEDED")
         raise UpdateRefusedError(f"{verdict(diff)}: {blocking}",
                                  " then ".join(diff.steps) or "`hpctool config diff` explains each change")
+    if not diff.changes:
+        return UpdateResult(config=layout.config, strategy=diff.queue_update_strategy, changes=0)
     wanted = twin.plan(new_config, static_per_queue=layout.static_per_queue, max_dynamic=layout.max_dynamic,
                        time_scale=layout.time_scale)
     if (wanted.accounting, wanted.shared_storage) != (layout.accounting, layout.shared_storage):
