@@ -172,7 +172,8 @@ class Twin:
                            max_dynamic=max_dynamic, base=port_base(), time_scale=time_scale,
                            scaledown_idletime_min=cluster.scaledown_idletime_min,
                            service_ports=self._service_ports, instance_store=nodes.has_instance_store,
-                           shared_storage=[list(s) for s in cluster.shared_storage], accounting=cluster.accounting)
+                           shared_storage=[list(s) for s in cluster.shared_storage], accounting=cluster.accounting,
+                           priority=cluster.priority)
 
     def up(self, config: str | Path | None = None, *, static_per_queue: int | None = None,
            max_dynamic: int | None = None, time_scale: float | None = None) -> dict[str, Any]:
