@@ -9,6 +9,7 @@ finished and end with VCFs concordant with the clean run's.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -357,3 +358,101 @@ def test_a_run_through_control_plane_crashes_and_no_capacity_finishes_concordant
     assert faulted_run.spot_nodes_used and all("mixed16m" in n for n in faulted_run.spot_nodes_used), \
         faulted_run.spot_nodes_used
     assert_concordant(faulted_run.run, clean_run)
+
+
+# -- faults of hosts: a node cut off, the database killed, the head node restarted -------------
+HPCTOOL = str(Path(sys.executable).with_name("hpctool"))
+
+
+@dataclass
+class HostFaults:
+    run: Run
+    exit_code: int
+    cut_node: str
+    cut_job: str
+    heals: list[list[str]]
+    cut_job_runs: list[tuple[str, str]]  # (state, node) of each run of the cut node's job, from sacct
+    head_restarted: bool
+    cut_node_after_heal: str  # its state once `local up` returned
+
+
+def _heal() -> list[str]:
+    """`hpctool local up --json`, as the admin runs it: what it started."""
+    result = subprocess.run([HPCTOOL, "local", "up", "--json"], capture_output=True, text=True, timeout=300,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)["started"]
+
+
+def _cut_off(twin: Twin, node: str) -> None:
+    """The node's host loses its network (its end of the link on the twin's bridge goes down);
+    everything in it goes on running."""
+    index = twin.layout().node(node).index
+    subprocess.run(["ip", "link", "set", f"{twin.network.bridge[:10]}-{index}", "down"], check=True)
+
+
+@pytest.fixture(scope="module")
+def host_faults(twin: Twin, clean_run: Run, test_data: Path) -> HostFaults:
+    """A run whose align job's node is cut off from the network (Slurm marks the node down after
+    SlurmdTimeout and requeues the job, NODE_FAIL), then whose accounting database (mariadbd) is
+    killed, then whose head node host reboots (slurmctld, slurmdbd, MariaDB, munged and sshd stop
+    with it, as at a shutdown: a head node that crashes is the slurmctld SIGKILL of the run above);
+    each fault followed by `hpctool local up`, no other step."""
+    slurm = twin.slurm
+    static_compute = {n.name for n in twin.layout().static_nodes() if n.queue == "compute"}
+    heals: list[list[str]] = []
+    run = start_run(test_data.parent / "host-faults", test_data)
+    try:
+        job = wait_for(lambda: next((j for j in jobs_of(slurm, run.folder, partition="compute")
+                                     if j["NodeList"] in static_compute), None),
+                       timeout=RUN_TIMEOUT, interval=0.3, what="an align job running on a static node")
+        cut_node, cut_job = job["NodeList"], job["JobId"]
+        _cut_off(twin, cut_node)
+        # Slurm's own doing: the node stops answering, is set DOWN, its job requeued.
+        wait_for(lambda: slurm.job(cut_job).get("Restarts", "0") != "0", timeout=120, interval=1,
+                 what=f"job {cut_job} requeued off the cut-off node {cut_node}")
+        # The database goes while the run goes on; slurmdbd keeps what slurmctld sends it.
+        os.kill(twin.status()["daemons"]["mariadbd"]["pid"], signal.SIGKILL)
+        time.sleep(2)
+        heals.append(_heal())  # the database back, the cut-off node replaced
+        cut_node_after_heal = twin.node_state(cut_node)
+        # The head node host reboots (all its daemons stop, as at a shutdown) while jobs run.
+        wait_for(lambda: jobs_of(slurm, run.folder), timeout=RUN_TIMEOUT, interval=0.3, what="jobs running")
+        head_restarted = twin.hosts.shutdown("head")
+        time.sleep(2)
+        heals.append(_heal())
+        exit_code = run.wait()
+    finally:
+        if run.process.poll() is None:
+            run.process.send_signal(signal.SIGINT)
+            run.process.wait(timeout=60)
+        twin.up()  # whatever a failed step left down
+        reset_twin(twin)
+    # slurmdbd catches up on what slurmctld kept for it while the database was away.
+    def runs_of_cut_job() -> list[tuple[str, str]]:
+        text = slurm.sacct_text(["State", "NodeList"], job_ids=[cut_job])  # one row per run (-D)
+        return [(state.split()[0], node) for state, node in (line.split("|") for line in text.splitlines() if line)]
+
+    runs = wait_for(lambda: (records := runs_of_cut_job()) and len(records) > 1 and records[-1][0] == "COMPLETED"
+                    and records, timeout=60, what=f"both runs of job {cut_job} in accounting")
+    return HostFaults(run, exit_code, cut_node, cut_job, heals, runs, head_restarted, cut_node_after_heal)
+
+
+def test_a_run_through_a_cut_off_node_a_lost_database_and_a_head_restart_finishes_concordant(
+        host_faults: HostFaults, clean_run: Run, slurm: Slurm) -> None:
+    assert host_faults.exit_code == 0, f"see {host_faults.run.output}"
+    # Slurm failed the job on the cut-off node and ran it again, to completion.
+    assert host_faults.cut_job_runs[0] == ("NODE_FAIL", host_faults.cut_node), host_faults.cut_job_runs
+    assert host_faults.cut_job_runs[-1][0] == "COMPLETED", host_faults.cut_job_runs
+    # The first heal started the database and replaced the cut-off node; the second the head node's daemons.
+    assert "mariadbd" in host_faults.heals[0] and f"host {host_faults.cut_node}" in host_faults.heals[0]
+    assert host_faults.head_restarted
+    assert {"host head", "munged", "slurmdbd", "slurmctld", "mariadbd"} <= set(host_faults.heals[1]), \
+        host_faults.heals
+    # Accounting lost nothing: every job of the run that slurmctld ran is in sacct, finished.
+    records = rules.rule_jobs(slurm, host_faults.run.folder)
+    assert {r.rules[0] for r in records if r.rules} >= set(INTENDED_PARTITION), records
+    assert all(r.acct.finished for r in records)
+    # The replaced node took jobs again as soon as the heal returned.
+    assert host_faults.cut_node_after_heal in {"idle", "mixed", "allocated"}, host_faults.cut_node_after_heal
+    assert_concordant(host_faults.run, clean_run)

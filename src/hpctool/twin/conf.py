@@ -68,6 +68,7 @@ class PowerTimings:
     capacity_timeout: int  # clustermgtd's insufficient_capacity_timeout, 600
     manager_interval: float  # clustermgtd's loop, 60
     power_save_interval: int  # slurmctld's power-save scan (SlurmctldParameters), 10 by default
+    slurmd_timeout: int  # SlurmdTimeout, 180 on ParallelCluster: a node that stops answering goes DOWN
 
 
 def power_timings(layout: TwinLayout) -> PowerTimings:
@@ -83,6 +84,8 @@ def power_timings(layout: TwinLayout) -> PowerTimings:
         # Slurm's whole-second scan: unscaled, a node would stay "powering down" up to 10 s longer
         # than SuspendTimeout, and an idle node stay up that much past SuspendTime.
         power_save_interval=max(1, round(10 * scale)),
+        # Floor: a node of a busy 2-core machine must never miss it while it is well.
+        slurmd_timeout=max(20, round(180 * scale)),
     )
 
 
@@ -139,7 +142,7 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, head: HeadNode, addr
         # A job without --mem gets memory per CPU, not the whole node.
         f"DefMemPerCPU={layout.memory_mb_per_node // layout.cpus_per_node}",
         "InactiveLimit=0",
-        "SlurmdTimeout=60",
+        f"SlurmdTimeout={timings.slurmd_timeout}",
         # Lets a virtual node claim more CPUs than the machine has.
         "SlurmdParameters=config_overrides",
         "MpiDefault=none",

@@ -261,6 +261,16 @@ class Twin:
             for node in dead_nodes:
                 self.start_node(node.name)
             started += [f"slurmd {n.name}" for n in dead_nodes]
+        replaced: list[str] = []
+        if not fresh:
+            # A static node whose host is cut off gets a new instance, as clustermgtd replaces it.
+            running = {n.name: n for n in layout.static_nodes() if n not in dead_nodes}
+            replaced = nodes.unreachable(self, layout, list(running))
+            for name in replaced:
+                self.progress(f"replacing {name}: its host does not answer on the network")
+                nodes.replace(self, layout, running[name])
+                dead_nodes.append(running[name])
+                started.append(f"host {name}")
         if fresh:
             nodes.wait_static_in_service(self, layout, self.resume_nodes)
         elif cold:
@@ -269,6 +279,7 @@ class Twin:
             nodes.wait_responding(self, [n.name for n in layout.static_nodes()])
         elif dead_nodes:
             nodes.wait_responding(self, [n.name for n in dead_nodes])
+            nodes.back_in_service(self, replaced)
         if fresh or cold:  # a new cluster (or one restarted whole): dynamic nodes start powered down
             nodes.power_down_dynamic(self, layout)
         for service in self.services:

@@ -184,7 +184,12 @@ class Hosts:
     def _wire(self, spec: HostSpec, pid: int) -> None:
         veth = f"{self.network.bridge[:10]}-{spec.index}"
         if Path(f"/sys/class/net/{veth}").exists():  # left by a host that died uncleanly
-            _run(["ip", "link", "del", veth], f"removing the old link of host {spec.name}")
+            try:
+                _run(["ip", "link", "del", veth], f"removing the old link of host {spec.name}")
+            except TwinError:
+                # The kernel removes the link itself once the ended host's namespace is gone.
+                if Path(f"/sys/class/net/{veth}").exists():
+                    raise
         # The same MAC for the same address: a host that ends and boots again (a replaced
         # instance) is reachable at once, with no stale neighbour entry on the bridge or the hosts.
         mac = "02:00:" + ":".join(f"{int(octet):02x}" for octet in spec.address.split("."))
@@ -243,6 +248,23 @@ class Hosts:
         for folder in discard:
             shutil.rmtree(folder, ignore_errors=True)
         return ended
+
+    def shutdown(self, name: str, grace_s: float = 15, discard: Sequence[Path] = ()) -> bool:
+        """End the host as an OS shutdown does: SIGTERM to every process (slurmctld saves its state,
+        MariaDB flushes), SIGKILL after ``grace_s`` to what is left, then :meth:`end`."""
+        pid = self.keeper(name)
+        if pid is None:
+            return False
+        members = [p for p in _netns_members(pid) if p != pid]
+        for member in members:
+            try:
+                os.kill(member, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while time.monotonic() < deadline and any(daemons.pid_alive(p) for p in members):
+            time.sleep(0.1)
+        return self.end(name, discard)
 
     def processes(self, name: str) -> list[int]:
         pid = self.keeper(name)

@@ -4,6 +4,7 @@ waits that tell when the nodes a start brought up answer Slurm."""
 
 from __future__ import annotations
 
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from hpctool.slurm.parse import (
 )
 from hpctool.twin import daemons, machine
 from hpctool.twin.conf import TwinPaths
+from hpctool.twin.head import HEAD
 from hpctool.twin.hosts import Hosts, HostSpec, Network
 from hpctool.twin.layout import TwinLayout, TwinNode
 
@@ -37,6 +39,8 @@ class Twin(Protocol):
     def slurm(self) -> Slurm: ...
 
     def env(self) -> dict[str, str]: ...
+
+    def addresses(self, layout: TwinLayout) -> dict[str, str]: ...
 
 
 def host_spec(twin: Twin, name: str, index: int, layout: TwinLayout) -> HostSpec:
@@ -91,6 +95,43 @@ def stop(twin: Twin, node: str) -> bool:
     instance would."""
     slurmd = daemons.stop_pid(daemons.read_pid(twin.paths.slurmd_pid(node)), name=f"slurmd {node}", timeout=5)
     return twin.hosts.end(node, discard=node_local(twin, node)) or slurmd
+
+
+def unreachable(twin: Twin, layout: TwinLayout, names: list[str], timeout_s: int = 2) -> list[str]:
+    """Of these nodes (whose slurmd runs), those the head node cannot reach on slurmd's port: a host
+    cut off from the network, as an instance whose network failed (its slurmd still runs)."""
+    addresses = twin.addresses(layout)
+    targets = [(n, addresses[n], entry.port) for n in names if (entry := layout.node(n)) is not None]
+    if not targets:
+        return []
+    # One call on the head node tries every node at once (each within timeout_s).
+    script = "".join(f"(timeout {timeout_s} bash -c ': </dev/tcp/{address}/{port}' 2>/dev/null || echo {name}) &\n"
+                     for name, address, port in targets) + "wait\n"
+    result = subprocess.run(twin.hosts.exec_argv(HEAD, ["bash", "-c", script]), capture_output=True, text=True,
+                            timeout=timeout_s + 20, check=False)
+    return sorted(set(result.stdout.split()) & set(names))
+
+
+def replace(twin: Twin, layout: TwinLayout, entry: TwinNode) -> None:
+    """A new instance for a static node: its host ends (jobs, /tmp and /scratch with it) and a new
+    one boots, as clustermgtd replaces an unhealthy static node. slurmd reports the boot, so
+    slurmctld requeues what ran there (NODE_FAIL) if it had not already."""
+    stop(twin, entry.name)
+    start(twin, layout, entry, boot=True)
+
+
+# Slurm's own reasons for a node whose instance failed and was replaced; an admin's drain stays.
+FAILED_NODE_REASONS = ("Not responding", "Node unexpectedly rebooted")
+
+
+def back_in_service(twin: Twin, names: list[str]) -> None:
+    """Replaced nodes take jobs again once their new slurmd answers, as after clustermgtd's
+    replacement (slurmctld keeps a node that "unexpectedly rebooted" DOWN by itself)."""
+    for name in names:
+        record = twin.slurm.node(name)
+        if node_out_of_service(record.get("State", "").lower()) and \
+                record.get("Reason", "").startswith(FAILED_NODE_REASONS):
+            twin.slurm.update_node(name, "resume")
 
 
 def stuck_powered_down(state: str) -> bool:
