@@ -31,11 +31,14 @@ SUITE = "trixie"
 SLURM_LINE = "24.11"
 # What every node of the twin needs: Slurm's daemons and clients, munge, the accounting database
 # (only the head node starts it), Lmod and the workflow tools (the bootstrap's modules, the
-# germline rules), sshd (hpctool local ssh, hpctool remote), and what the hosts run at boot.
+# germline rules), sshd (hpctool local ssh, hpctool remote), the directory (OpenLDAP's slapd on the
+# head node; sssd with its LDAP provider, NSS and PAM modules on every node, as ParallelCluster's
+# DirectoryService sets up: hpctool.twin.directory), and what the hosts run at boot.
 PACKAGES = (
     "slurmctld", "slurmd", "slurmdbd", "slurm-client", "munge", "mariadb-server",
     "lmod", "openssh-server", "openssh-client", "rsync",
     "bwa", "samtools", "bcftools", "tabix",
+    "slapd", "ldap-utils", "sssd-ldap", "sssd-tools", "libnss-sss", "libpam-sss",
     "python3", "procps", "iproute2", "libnss-extrausers", "sudo",
 )
 IMAGE_FORMAT = 2  # bump when the post-build steps change
