@@ -107,8 +107,9 @@ def _under(dn: str, base: str) -> bool:
 def settings_from_config(section: Mapping[str, Any] | None, *, uri: str = f"ldaps://head:{LDAPS_PORT}",
                          ca_cert: str = DirectorySettings.ca_cert) -> DirectorySettings:
     """The twin's directory for a cluster config's ``DirectoryService`` (None: the twin's own
-    names). ``hpctool config validate`` has checked the section; what the twin cannot follow
-    (a read-only user outside the domain) is a ConfigError here."""
+    names). ``uri``: the head node's slapd; ``ca_cert``: where the nodes find the twin's CA when
+    the section names no ``LdapTlsCaCert``. ``hpctool config validate`` has checked the section;
+    what the twin cannot follow (a read-only user outside the domain) is a ConfigError here."""
     if not section:
         return DirectorySettings(uri=uri, ca_cert=ca_cert)
     base = base_dn_of(str(section.get("DomainName") or "twin.hpctool"))
@@ -130,8 +131,11 @@ def settings_from_config(section: Mapping[str, Any] | None, *, uri: str = f"ldap
         groups, filter_ = (member_of.group(1).strip(),), None
     extra = {str(k): _sssd_value(v) for k, v in (section.get("AdditionalSssdConfigs") or {}).items()
              if str(k) not in TWIN_OWNED}
+    # The twin puts its CA where the config tells SSSD to find the domain's (the shared
+    # directory_service folder of prod.yaml), so the path in sssd.conf is the cluster's.
+    ca_path = str(section.get("LdapTlsCaCert") or ca_cert)
     return DirectorySettings(base_dn=base, read_only_dn=read_only, uri=uri,
-                             tls_reqcert=str(section.get("LdapTlsReqCert") or "hard"), ca_cert=ca_cert,
+                             tls_reqcert=str(section.get("LdapTlsReqCert") or "hard"), ca_cert=ca_path,
                              access_filter=filter_, allow_groups=groups, additional=extra)
 
 
@@ -191,7 +195,6 @@ def render_slapd_config(settings: DirectorySettings, paths: SlapdPaths) -> str:
             ("olcTLSProtocolMin", "3.3"),  # TLS 1.2 and later
             ("olcAuthzRegexp", f"{{0}}{root_match} {admin}"),
             ("olcDisallows", "bind_anon"),
-            ("olcLogLevel", "stats"),
         ]),
         ldif_entry("cn=module{0},cn=config", [
             ("objectClass", "olcModuleList"), ("cn", "module{0}"), ("olcModulePath", paths.module_dir),

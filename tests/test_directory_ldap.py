@@ -1,0 +1,223 @@
+"""The twin's directory for real: slapd and SSSD of the node image, in a host made as the twin
+makes one (mount, network and hostname namespaces, the image under an overlay root), with no
+twin. slapd listens on ldaps:// (the head's name, a certificate of the twin's CA) and ldapi://;
+users are added and removed with the LDAP tools over ldapi, as ``hpctool local users`` will, and
+resolve through SSSD with the sssd.conf ParallelCluster writes.
+
+Needs root and the node image built with the directory's packages (``make setup``; another
+image with ``HPCTOOL_IMAGE_DIR``)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from hpctool.atomic import write_atomic
+from hpctool.errors import UsageError
+from hpctool.twin.directory import (
+    DirectorySettings,
+    render_nsswitch,
+    render_sssd_conf,
+    settings_from_config,
+)
+from hpctool.twin.directory_run import (
+    DirectoryFolder,
+    DirectoryServer,
+    expire_sssd_cache,
+    image_ids,
+    start_sssd,
+)
+from hpctool.twin.directory_users import DirectoryUsers
+from hpctool.twin.image import default_image
+from hpctool.twin.tls import make_ca
+from hpctool.twin.usernames import local_names
+from support.bare_host import BareHost
+
+pytestmark = pytest.mark.directory
+
+URI = "ldaps://head:636"
+
+
+@dataclass
+class Lab:
+    host: BareHost
+    folder: DirectoryFolder
+    server: DirectoryServer
+    users: DirectoryUsers
+    settings: DirectorySettings
+    home: Path
+    sssd_conf: Path
+    image: Path
+
+    def run(self, argv: list[str], input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+        return self.host.run(argv, input_text=input_text)
+
+    def ldap(self, program: str, bind_dn: str, password_file: Path, *args: str,
+             ca: Path | None = None, uri: str = URI, input_text: str | None = None) -> subprocess.CompletedProcess[str]:
+        """An LDAP tool on the head as a client over the network would run it: simple bind."""
+        return self.run(["env", f"LDAPTLS_CACERT={ca or self.folder.tls.ca_cert}", "LDAPTLS_REQCERT=hard",
+                         program, "-x", "-H", uri, "-D", bind_dn, "-y", str(password_file), *args],
+                        input_text=input_text)
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.fail("the directory test needs root (namespaces, overlay, chroot), as the twin does")
+    image = default_image().require()  # an image without the directory's packages is an error here
+    base = tmp_path_factory.mktemp("directory")
+    folder = DirectoryFolder(base / "directory")
+    folder.root.mkdir()
+    home = base / "home"
+    home.mkdir()
+    etc_sssd = base / "etc-sssd"
+    (etc_sssd / "conf.d").mkdir(parents=True)
+    os.chmod(etc_sssd, 0o711)
+    hosts = base / "hosts"
+    hosts.write_text("127.0.0.1 localhost head\n")
+    nsswitch = base / "nsswitch.conf"
+    nsswitch.write_text(render_nsswitch((image / "etc/nsswitch.conf").read_text()))
+    # What the twin binds into each host: its folder at its own path, /home, /etc/sssd, the
+    # hosts file and nsswitch.conf.
+    host = BareHost(image, base / "host", {str(folder.root): folder.root, "/home": home, "/etc/sssd": etc_sssd,
+                                           "/etc/hosts": hosts, "/etc/nsswitch.conf": nsswitch})
+    host.boot()
+    try:
+        settings = settings_from_config(None, uri=URI, ca_cert=str(folder.tls.ca_cert))
+        server = DirectoryServer(folder, settings, host.exec_argv, image_ids(image, "openldap"))
+        assert server.prepare(["head"], ["127.0.0.1"]) is True
+        server.start("127.0.0.1", 636)
+        local = local_names((image / "etc/passwd").read_text()) | local_names((image / "etc/group").read_text())
+        users = DirectoryUsers(server, reserved=local)
+        sssd_conf = etc_sssd / "sssd.conf"
+        write_atomic(sssd_conf, render_sssd_conf(settings, folder.read_only_password.read_text()), mode=0o600)
+        lab = Lab(host, folder, server, users, settings, home, sssd_conf, image)
+        users.add("alice", group="lab")
+        users.add("bob")
+        start_sssd(host.exec_argv, base / "sssd.log")
+        yield lab
+    finally:
+        host.end()
+
+
+def passwd_entry(lab: Lab, name: str) -> list[str]:
+    result = lab.run(["getent", "passwd", name])
+    assert result.returncode == 0, f"getent passwd {name}: exit {result.returncode} {result.stderr}"
+    return result.stdout.strip().split(":")
+
+
+def test_a_user_resolves_through_sssd_with_its_uid_group_and_home(lab):
+    users = {u.name: u for u in lab.users.list()}
+    alice, bob = users["alice"], users["bob"]
+    assert alice.uid >= 20000 and bob.uid >= 20000 and alice.uid != bob.uid
+    name, _, uid, gid, _, home_dir, shell = passwd_entry(lab, "alice")
+    assert (name, int(uid), int(gid), home_dir, shell) == ("alice", alice.uid, alice.gid, "/home/alice", "/bin/bash")
+    ident = lab.run(["id", "alice"]).stdout
+    assert f"uid={alice.uid}(alice)" in ident and f"gid={alice.gid}(lab)" in ident, ident
+    # bob has a group of his own, with his uid as its number (Debian's adduser does the same)
+    assert lab.run(["id", "-gn", "bob"]).stdout.strip() == "bob"
+    assert int(passwd_entry(lab, "bob")[3]) == bob.uid == bob.gid
+    assert lab.run(["getent", "group", "lab"]).stdout.strip() == f"lab:*:{alice.gid}:alice"
+
+
+def test_the_home_is_the_users_own_with_an_ssh_key(lab):
+    alice = next(u for u in lab.users.list() if u.name == "alice")
+    info = (lab.home / "alice").stat()
+    assert stat.S_IMODE(info.st_mode) == 0o700 and (info.st_uid, info.st_gid) == (alice.uid, alice.gid)
+    ssh = lab.home / "alice" / ".ssh"
+    assert stat.S_IMODE((ssh / "id_ed25519").stat().st_mode) == 0o600
+    assert (ssh / "id_ed25519.pub").read_text() in (ssh / "authorized_keys").read_text()
+    assert (ssh / "id_ed25519").stat().st_uid == alice.uid
+    # the hub's password: on the machine only, readable by root only
+    assert stat.S_IMODE((lab.folder.passwords / "alice").stat().st_mode) == 0o600
+    assert stat.S_IMODE(lab.sssd_conf.stat().st_mode) == 0o600
+
+
+def test_ldaps_verifies_with_the_twins_ca_and_nothing_else_listens(lab):
+    ro, ro_password = lab.settings.read_only_dn, lab.folder.read_only_password
+    ok = lab.ldap("ldapsearch", ro, ro_password, "-b", lab.settings.base_dn, "-s", "base", "dn")
+    assert ok.returncode == 0, ok.stderr
+    other_ca = lab.folder.root / "other-ca.crt"
+    other_ca.write_text(make_ca("not the twin's CA")[1])
+    refused = lab.ldap("ldapsearch", ro, ro_password, "-b", lab.settings.base_dn, "-s", "base", "dn", ca=other_ca)
+    assert refused.returncode != 0 and "Can't contact LDAP server" in refused.stderr, refused
+    for plain in ("ldap://head:636", "ldap://head:389"):
+        result = lab.ldap("ldapsearch", ro, ro_password, "-b", lab.settings.base_dn, "-s", "base", "dn", uri=plain)
+        assert result.returncode != 0, f"{plain} answered: {result.stdout}"
+    listening = lab.run(["ss", "-Hltn"]).stdout.split("\n")
+    ports = sorted({line.split()[3].rsplit(":", 1)[1] for line in listening if line.strip()})
+    assert ports == ["636"], listening
+
+
+def test_slapd_runs_as_openldap(lab):
+    status = Path(f"/proc/{lab.server.pid()}/status").read_text()
+    uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+    assert int(uid) == image_ids(lab.image, "openldap")[0]
+
+
+def test_the_read_only_user_searches_but_cannot_write(lab):
+    ro, ro_password = lab.settings.read_only_dn, lab.folder.read_only_password
+    found = lab.ldap("ldapsearch", ro, ro_password, "-LLL", "-b", lab.settings.people_dn, "(uid=alice)", "uidNumber")
+    assert found.returncode == 0 and "uidNumber:" in found.stdout, found
+    change = f"dn: {lab.settings.user_dn('alice')}\nchangetype: modify\nreplace: loginShell\nloginShell: /bin/sh\n"
+    refused = lab.ldap("ldapmodify", ro, ro_password, input_text=change)
+    assert refused.returncode == 50, refused  # LDAP_INSUFFICIENT_ACCESS
+    assert passwd_entry(lab, "alice")[6] == "/bin/bash"
+
+
+def test_no_one_reads_a_password_hash_and_a_wrong_password_is_refused(lab):
+    alice_dn, bob_dn = lab.settings.user_dn("alice"), lab.settings.user_dn("bob")
+    as_alice = lab.ldap("ldapsearch", alice_dn, lab.folder.passwords / "alice", "-LLL", "-b", bob_dn, "-s", "base",
+                        "uid", "userPassword")
+    assert as_alice.returncode == 0 and "uid: bob" in as_alice.stdout, as_alice
+    assert "userPassword" not in as_alice.stdout
+    as_reader = lab.ldap("ldapsearch", lab.settings.read_only_dn, lab.folder.read_only_password, "-LLL",
+                         "-b", lab.settings.people_dn, "userPassword")
+    assert as_reader.returncode == 0 and "userPassword" not in as_reader.stdout, as_reader
+    # the hash itself is argon2, as slapd made it from the password-modify operation
+    stored = lab.server.tool("ldapsearch", ["-LLL", "-b", alice_dn, "-s", "base", "userPassword"]).stdout
+    assert "userPassword::" in stored
+    wrong = lab.folder.root / "wrong-password"
+    write_atomic(wrong, "not-alices-password", mode=0o600)
+    refused = lab.ldap("ldapwhoami", alice_dn, wrong)
+    assert refused.returncode == 49, refused  # LDAP_INVALID_CREDENTIALS
+
+
+def test_bad_reserved_and_duplicate_names_are_refused(lab):
+    for name, words in (("root", "reserved"), ("openldap", "reserved"), ("alice", "already exists"),
+                        ("Alice", "lower case"), ("al ice", "not a valid name"), ("a" * 33, "at most 32")):
+        with pytest.raises(UsageError) as error:
+            lab.users.add(name)
+        assert words in str(error.value), (name, str(error.value))
+    with pytest.raises(UsageError, match="already exists"):
+        lab.users.add("lab")  # a group of that name exists: not a user's own group
+    assert sorted(u.name for u in lab.users.list()) == ["alice", "bob"]
+
+
+def test_a_removed_user_stops_resolving(lab):
+    bob = next(u for u in lab.users.list() if u.name == "bob")
+    assert passwd_entry(lab, "bob")[2] == str(bob.uid)  # cached by SSSD now
+    lab.users.remove("bob")
+    expire_sssd_cache(lab.host.exec_argv)
+    gone = lab.run(["getent", "passwd", "bob"])
+    assert gone.returncode == 2, gone.stdout
+    assert lab.run(["getent", "group", "bob"]).returncode == 2  # his own group went with him
+    assert [u.name for u in lab.users.list()] == ["alice"]
+    assert (lab.home / "bob").is_dir()  # the home stays, as in AD
+    assert not (lab.folder.passwords / "bob").exists()
+    assert passwd_entry(lab, "alice")[0] == "alice"
+
+
+def test_a_second_start_keeps_the_directory(lab):
+    assert lab.server.prepare(["head"], ["127.0.0.1"]) is False
+    pid = lab.server.pid()
+    assert lab.server.start("127.0.0.1", 636) == pid  # a running slapd is kept
+    assert lab.server.stop() is True and lab.server.pid() is None
+    lab.server.start("127.0.0.1", 636)
+    assert [u.name for u in lab.users.list()] == ["alice"]
