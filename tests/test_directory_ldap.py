@@ -32,12 +32,14 @@ from hpctool.twin.directory_run import (
     expire_sssd_cache,
     image_ids,
     start_sssd,
+    stop_sssd,
 )
 from hpctool.twin.directory_users import DirectoryUsers
 from hpctool.twin.image import default_image
 from hpctool.twin.tls import make_ca
 from hpctool.twin.usernames import local_names
 from support.bare_host import BareHost
+from support.pam_auth import PAM_AUTH
 
 pytestmark = pytest.mark.directory
 
@@ -100,8 +102,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         lab = Lab(host, folder, server, users, settings, home, sssd_conf, image)
         users.add("alice", group="lab")
         users.add("bob")
-        start_sssd(host.exec_argv, base / "sssd.log")
+        start_sssd(host.exec_argv, base / "sssd.log", pid_file=base / "sssd.pid")
         yield lab
+        assert stop_sssd(base / "sssd.pid") is True
     finally:
         host.end()
 
@@ -187,6 +190,17 @@ def test_no_one_reads_a_password_hash_and_a_wrong_password_is_refused(lab):
     write_atomic(wrong, "not-alices-password", mode=0o600)
     refused = lab.ldap("ldapwhoami", alice_dn, wrong)
     assert refused.returncode == 49, refused  # LDAP_INVALID_CREDENTIALS
+
+
+def test_a_user_logs_in_through_pam_with_the_hub_password(lab):
+    """pam_sss in the image's PAM stacks (sshd's service): the password is checked by a bind to
+    slapd over LDAPS, as the hub's PAM authenticator will check it."""
+    password = (lab.folder.passwords / "alice").read_text()
+    assert lab.run(["python3", "-c", PAM_AUTH, "alice", "sshd"], input_text=password).returncode == 0
+    wrong = lab.run(["python3", "-c", PAM_AUTH, "alice", "sshd"], input_text="not-" + password)
+    assert wrong.returncode == 7, wrong  # PAM_AUTH_ERR
+    stranger = lab.run(["python3", "-c", PAM_AUTH, "nobody-here", "sshd"], input_text=password)
+    assert stranger.returncode != 0
 
 
 def test_bad_reserved_and_duplicate_names_are_refused(lab):

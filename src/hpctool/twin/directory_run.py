@@ -162,6 +162,9 @@ class DirectoryServer:
         config_file = self.folder.root / "config.ldif"
         new = not stamp.exists()
         if new:
+            # A new tree: passwords set in an older one mean nothing to it.
+            self.folder.read_only_password.unlink(missing_ok=True)
+            shutil.rmtree(self.folder.passwords, ignore_errors=True)
             shutil.rmtree(self.folder.data_dir, ignore_errors=True)
             self.folder.data_dir.mkdir(mode=0o700)  # slapadd -n0 checks olcDbDirectory exists
         if new or not config_file.exists() or config_file.read_text() != config:
@@ -198,8 +201,12 @@ class DirectoryServer:
         argv = self.on_head(["slapd", "-d", "stats", "-F", str(self.folder.config_dir), "-h", listen,
                              "-u", "openldap", "-g", "openldap"])
         process = daemons.spawn(argv, self.folder.log)
-        daemons.wait_until(self.ready, name="slapd", log_file=self.folder.log, timeout=timeout,
-                           alive=lambda: process.poll() is None)
+        try:
+            daemons.wait_until(self.ready, name="slapd", log_file=self.folder.log, timeout=timeout,
+                               alive=lambda: process.poll() is None)
+        except TwinError:
+            process.kill()  # one that hangs in its start would hold the port for the next try
+            raise
         write_atomic(self.folder.pid_file, f"{process.pid}\n")
         if not self.folder.read_only_password.exists():
             self.set_password(self.settings.read_only_dn, self.folder.read_only_password)
@@ -229,10 +236,13 @@ def sssd_argv(config: str = SSSD_CONF) -> list[str]:
     return ["sssd", "-i", "--logger=stderr", "-c", config]
 
 
-def start_sssd(on_host: OnHost, log_file: Path, timeout: float = 30) -> subprocess.Popen:
+def start_sssd(on_host: OnHost, log_file: Path, pid_file: Path | None = None,
+               timeout: float = 30) -> subprocess.Popen:
     """Start SSSD on a host whose ``/etc/sssd/sssd.conf`` (mode 0600, root's) is in place; return
-    when its NSS responder answers."""
+    when its NSS responder answers (its PID in ``pid_file``, when given, for :func:`stop_sssd`)."""
     process = daemons.spawn(on_host(sssd_argv()), log_file)
+    if pid_file is not None:
+        write_atomic(pid_file, f"{process.pid}\n")
 
     def answering() -> bool:
         return subprocess.run(on_host(["test", "-S", "/var/lib/sss/pipes/nss"]), capture_output=True,
@@ -241,6 +251,13 @@ def start_sssd(on_host: OnHost, log_file: Path, timeout: float = 30) -> subproce
     daemons.wait_until(answering, name="sssd", log_file=log_file, timeout=timeout,
                        alive=lambda: process.poll() is None)
     return process
+
+
+def stop_sssd(pid_file: Path) -> bool:
+    """Stop the SSSD a PID file names (its monitor ends its responders and providers)."""
+    stopped = daemons.stop_pid(daemons.read_pid(pid_file), name="sssd")
+    pid_file.unlink(missing_ok=True)
+    return stopped
 
 
 def expire_sssd_cache(on_host: OnHost) -> None:

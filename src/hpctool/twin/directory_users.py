@@ -33,10 +33,8 @@ from hpctool.twin.usernames import validate_group_name, validate_user_name
 HOME_SCRIPT = r"""
 set -eu
 home=$4
-if [ ! -d "$home" ]; then
-  mkdir -m 0700 "$home"
-  chown "$2:$3" "$home"
-fi
+[ -d "$home" ] || mkdir -m 0700 "$home"
+chown "$2:$3" "$home"
 if [ ! -e "$home/.ssh/id_ed25519" ]; then
   mkdir -p -m 0700 "$home/.ssh"
   ssh-keygen -q -t ed25519 -N '' -C "$1@twin" -f "$home/.ssh/id_ed25519"
