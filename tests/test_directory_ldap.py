@@ -36,9 +36,9 @@ from hpctool.twin.directory_run import (
 )
 from hpctool.twin.directory_users import DirectoryUsers
 from hpctool.twin.image import default_image
-from hpctool.twin.tls import make_ca
+from hpctool.twin.tls import ensure_tls, make_ca
 from hpctool.twin.usernames import local_names
-from support.bare_host import BareHost
+from support.bare_host import BareHost, connect
 from support.pam_auth import PAM_AUTH
 
 pytestmark = pytest.mark.directory
@@ -46,9 +46,13 @@ pytestmark = pytest.mark.directory
 URI = "ldaps://head:636"
 
 
+HEAD_ADDRESS, COMPUTE_ADDRESS = "192.0.2.10", "192.0.2.11"  # TEST-NET-1: only inside the two hosts
+
+
 @dataclass
 class Lab:
-    host: BareHost
+    host: BareHost  # the head node: slapd, sssd
+    compute: BareHost  # a compute node: sssd only, reaching the head over LDAPS
     folder: DirectoryFolder
     server: DirectoryServer
     users: DirectoryUsers
@@ -76,36 +80,44 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("directory")
     folder = DirectoryFolder(base / "directory")
     folder.root.mkdir()
+    owner = image_ids(image, "openldap")
+    ensure_tls(folder.tls, ["head"], [HEAD_ADDRESS], key_owner=owner)  # the CA exists before hosts boot
     home = base / "home"
     home.mkdir()
     etc_sssd = base / "etc-sssd"
     (etc_sssd / "conf.d").mkdir(parents=True)
     os.chmod(etc_sssd, 0o711)
     hosts = base / "hosts"
-    hosts.write_text("127.0.0.1 localhost head\n")
+    hosts.write_text(f"127.0.0.1 localhost\n{HEAD_ADDRESS} head\n{COMPUTE_ADDRESS} compute-1\n")
     nsswitch = base / "nsswitch.conf"
     nsswitch.write_text(render_nsswitch((image / "etc/nsswitch.conf").read_text()))
-    # What the twin binds into each host: its folder at its own path, /home, /etc/sssd, the
-    # hosts file and nsswitch.conf.
-    host = BareHost(image, base / "host", {str(folder.root): folder.root, "/home": home, "/etc/sssd": etc_sssd,
-                                           "/etc/hosts": hosts, "/etc/nsswitch.conf": nsswitch})
-    host.boot()
+    settings = settings_from_config(None, uri=URI)
+    # What the twin binds into every host: /home, /etc/sssd, the hosts file, nsswitch.conf and
+    # the CA at sssd.conf's ldap_tls_cacert; the head also sees the directory's folder.
+    every = {"/home": home, "/etc/sssd": etc_sssd, "/etc/hosts": hosts, "/etc/nsswitch.conf": nsswitch,
+             settings.ca_cert: folder.tls.ca_cert}
+    host = BareHost(image, base / "head", {**every, str(folder.root): folder.root}, hostname="head")
+    compute = BareHost(image, base / "compute", every, hostname="compute-1")
     try:
-        settings = settings_from_config(None, uri=URI, ca_cert=str(folder.tls.ca_cert))
-        server = DirectoryServer(folder, settings, host.exec_argv, image_ids(image, "openldap"))
-        assert server.prepare(["head"], ["127.0.0.1"]) is True
-        server.start("127.0.0.1", 636)
+        host.boot()
+        compute.boot()
+        connect(host, compute, HEAD_ADDRESS, COMPUTE_ADDRESS)
+        server = DirectoryServer(folder, settings, host.exec_argv, owner)
+        assert server.prepare(["head"], [HEAD_ADDRESS]) is True
+        server.start(HEAD_ADDRESS, 636)
         local = local_names((image / "etc/passwd").read_text()) | local_names((image / "etc/group").read_text())
         users = DirectoryUsers(server, reserved=local)
         sssd_conf = etc_sssd / "sssd.conf"
         write_atomic(sssd_conf, render_sssd_conf(settings, folder.read_only_password.read_text()), mode=0o600)
-        lab = Lab(host, folder, server, users, settings, home, sssd_conf, image)
+        lab = Lab(host, compute, folder, server, users, settings, home, sssd_conf, image)
         users.add("alice", group="lab")
         users.add("bob")
-        start_sssd(host.exec_argv, base / "sssd.log", pid_file=base / "sssd.pid")
+        start_sssd(host.exec_argv, base / "sssd-head.log", pid_file=base / "sssd-head.pid")
+        start_sssd(compute.exec_argv, base / "sssd-compute.log", pid_file=base / "sssd-compute.pid")
         yield lab
-        assert stop_sssd(base / "sssd.pid") is True
+        assert stop_sssd(base / "sssd-head.pid") is True
     finally:
+        compute.end()
         host.end()
 
 
@@ -127,6 +139,16 @@ def test_a_user_resolves_through_sssd_with_its_uid_group_and_home(lab):
     assert lab.run(["id", "-gn", "bob"]).stdout.strip() == "bob"
     assert int(passwd_entry(lab, "bob")[3]) == bob.uid == bob.gid
     assert lab.run(["getent", "group", "lab"]).stdout.strip() == f"lab:*:{alice.gid}:alice"
+
+
+def test_a_compute_node_sees_the_same_user_over_ldaps_from_the_head(lab):
+    on_head = lab.run(["getent", "passwd", "alice"]).stdout
+    on_compute = lab.compute.run(["getent", "passwd", "alice"])
+    assert on_compute.returncode == 0 and on_compute.stdout == on_head, on_compute
+    assert lab.compute.run(["id", "alice"]).stdout == lab.run(["id", "alice"]).stdout
+    # the shared /home: the same folder, owned by the same user, on every node
+    assert lab.compute.run(["stat", "-c", "%U:%G %a", "/home/alice"]).stdout.strip() == "alice:lab 700"
+    assert lab.compute.run(["hostname"]).stdout.strip() == "compute-1"
 
 
 def test_the_home_is_the_users_own_with_an_ssh_key(lab):
@@ -217,10 +239,12 @@ def test_bad_reserved_and_duplicate_names_are_refused(lab):
 def test_a_removed_user_stops_resolving(lab):
     bob = next(u for u in lab.users.list() if u.name == "bob")
     assert passwd_entry(lab, "bob")[2] == str(bob.uid)  # cached by SSSD now
+    assert lab.compute.run(["getent", "passwd", "bob"]).returncode == 0
     lab.users.remove("bob")
-    expire_sssd_cache(lab.host.exec_argv)
-    gone = lab.run(["getent", "passwd", "bob"])
-    assert gone.returncode == 2, gone.stdout
+    for host in (lab.host, lab.compute):
+        expire_sssd_cache(host.exec_argv)
+        gone = host.run(["getent", "passwd", "bob"])
+        assert gone.returncode == 2, (host.hostname, gone.stdout)
     assert lab.run(["getent", "group", "bob"]).returncode == 2  # his own group went with him
     assert [u.name for u in lab.users.list()] == ["alice"]
     assert (lab.home / "bob").is_dir()  # the home stays, as in AD

@@ -1,8 +1,8 @@
 """A host made the way :class:`hpctool.twin.hosts.Hosts` makes one, without a twin: mount, network
-(loopback only) and hostname namespaces held by a keeper, the node image as the lower layer of an
-overlay root, ``/proc``, ``/sys`` and ``/dev`` bound in, and folders bound at paths of our choice.
-For tests of what will run in the twin's hosts (the directory) while the machine's twin is
-someone else's."""
+and hostname namespaces held by a keeper, the node image as the lower layer of an overlay root,
+``/proc``, ``/sys`` and ``/dev`` bound in, and folders bound at paths of our choice; two hosts can
+be wired to each other (:func:`connect`, a veth pair, no bridge). For tests of what will run in
+the twin's hosts (the directory) while the machine's twin is someone else's."""
 
 from __future__ import annotations
 
@@ -93,3 +93,17 @@ class BareHost:
         except ChildProcessError:
             pass
         self.keeper = None
+
+
+def connect(first: BareHost, second: BareHost, first_address: str, second_address: str, prefix: int = 24) -> None:
+    """A veth pair between two booted hosts, ``eth0`` in each with its address: the twin's
+    bridge in miniature, touching no interface of the machine's (the pair leaves it at once)."""
+    assert first.keeper is not None and second.keeper is not None, "boot both hosts first"
+    name = f"bh{first.keeper % 100000}"
+    subprocess.run(["ip", "link", "add", f"{name}a", "netns", str(first.keeper), "type", "veth",
+                    "peer", "name", f"{name}b", "netns", str(second.keeper)], check=True, capture_output=True)
+    for host, end, address in ((first, f"{name}a", first_address), (second, f"{name}b", second_address)):
+        script = (f"ip link set {end} name eth0 && ip addr add {address}/{prefix} dev eth0 && "
+                  "ip link set eth0 up")
+        subprocess.run(["nsenter", "-t", str(host.keeper), "-n", "--", "sh", "-c", script], check=True,
+                       capture_output=True)
