@@ -112,11 +112,12 @@ class DirectoryServer:
     """slapd on the head node, for one twin's directory folder."""
 
     def __init__(self, folder: DirectoryFolder, settings: DirectorySettings, on_head: OnHost,
-                 owner: tuple[int, int]) -> None:
+                 owner: tuple[int, int], log_file: Path | None = None) -> None:
         self.folder = folder
         self.settings = settings
         self.on_head = on_head
         self.owner = owner  # the image's openldap (uid, gid)
+        self.log = log_file or folder.log  # the twin: log/slapd.log, beside its other daemons
 
     # -- the LDAP tools, as root over ldapi:// --------------------------------------------------
     def tool(self, program: str, args: Sequence[str], input_text: str | None = None,
@@ -200,9 +201,9 @@ class DirectoryServer:
         # "stats" level: connections, binds, operations; never passwords) to the log file.
         argv = self.on_head(["slapd", "-d", "stats", "-F", str(self.folder.config_dir), "-h", listen,
                              "-u", "openldap", "-g", "openldap"])
-        process = daemons.spawn(argv, self.folder.log)
+        process = daemons.spawn(argv, self.log)
         try:
-            daemons.wait_until(self.ready, name="slapd", log_file=self.folder.log, timeout=timeout,
+            daemons.wait_until(self.ready, name="slapd", log_file=self.log, timeout=timeout,
                                alive=lambda: process.poll() is None)
         except TwinError:
             process.kill()  # one that hangs in its start would hold the port for the next try
