@@ -236,6 +236,24 @@ def test_bad_reserved_and_duplicate_names_are_refused(lab):
     assert sorted(u.name for u in lab.users.list()) == ["alice", "bob"]
 
 
+def test_ids_skip_local_ones_and_a_shared_group_gains_members(lab):
+    listing = lab.users.listing()
+    used = {u.uid for u in listing.users} | {g.gid for g in listing.groups}
+    next_free = min(set(range(20000, 20100)) - used)
+    users = DirectoryUsers(lab.server, taken_ids={next_free})  # a machine user has that uid
+    carol = users.add("carol", group="lab")
+    assert carol.user.uid not in used | {next_free} and carol.created_group is False
+    lab_gid = next(g.gid for g in listing.groups if g.name == "lab")
+    assert carol.user.gid == lab_gid
+    # SSSD answers a group it has cached (id alice cached lab) until its cache is expired: the
+    # twin expires every host's cache after a change, as after a removal
+    assert lab.compute.run(["getent", "group", "lab"]).stdout.strip() == f"lab:*:{lab_gid}:alice"
+    expire_sssd_cache(lab.compute.exec_argv)
+    assert lab.compute.run(["getent", "group", "lab"]).stdout.strip() == f"lab:*:{lab_gid}:alice,carol"
+    users.remove("carol")
+    assert next(g for g in users.listing().groups if g.name == "lab").members == ("alice",)
+
+
 def test_a_removed_user_stops_resolving(lab):
     bob = next(u for u in lab.users.list() if u.name == "bob")
     assert passwd_entry(lab, "bob")[2] == str(bob.uid)  # cached by SSSD now
@@ -253,9 +271,9 @@ def test_a_removed_user_stops_resolving(lab):
 
 
 def test_a_second_start_keeps_the_directory(lab):
-    assert lab.server.prepare(["head"], ["127.0.0.1"]) is False
+    assert lab.server.prepare(["head"], [HEAD_ADDRESS]) is False
     pid = lab.server.pid()
-    assert lab.server.start("127.0.0.1", 636) == pid  # a running slapd is kept
+    assert lab.server.start(HEAD_ADDRESS, 636) == pid  # a running slapd is kept
     assert lab.server.stop() is True and lab.server.pid() is None
-    lab.server.start("127.0.0.1", 636)
+    lab.server.start(HEAD_ADDRESS, 636)
     assert [u.name for u in lab.users.list()] == ["alice"]

@@ -12,7 +12,9 @@ never printed) and stored in the directory only as slapd's argon2 hash.
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
+import contextlib
+import fcntl
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,6 +114,13 @@ class DirectoryUsers:
         self.reserved = set(reserved)  # local names on the nodes (image, machine users)
         self.taken_ids = set(taken_ids)  # local uids and gids on the nodes
 
+    @contextlib.contextmanager
+    def _exclusive(self) -> Iterator[None]:
+        """One change at a time: two `users add` at once would pick the same free uid."""
+        with open(self.server.folder.root / "users.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
     def listing(self) -> Listing:
         s = self.settings
         people = self.server.tool("ldapsearch", ["-LLL", "-o", "ldif-wrap=no", "-b", s.people_dn,
@@ -142,6 +151,10 @@ class DirectoryUsers:
     def add(self, name: str, group: str | None = None) -> AddedUser:
         """A new user, its primary group (``group``, made when missing; else a group of its own,
         of the same name and number, as Debian's adduser makes), home, key and hub password."""
+        with self._exclusive():
+            return self._add(name, group)
+
+    def _add(self, name: str, group: str | None) -> AddedUser:
         listing = self.listing()
         validate_user_name(name, self.reserved, [u.name for u in listing.users])
         existing = {g.name: g for g in listing.groups}
@@ -177,6 +190,10 @@ class DirectoryUsers:
         """The user's entry, its memberships and its own group (when nobody else is in it) leave
         the directory; its home stays (as a user removed from AD keeps theirs), its hub password
         file goes."""
+        with self._exclusive():
+            return self._remove(name)
+
+    def _remove(self, name: str) -> DirectoryUser:
         listing = self.listing()
         user = next((u for u in listing.users if u.name == name), None)
         if user is None:
