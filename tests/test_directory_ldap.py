@@ -30,12 +30,11 @@ from hpctool.twin.directory_run import (
     DirectoryFolder,
     DirectoryServer,
     expire_sssd_cache,
-    image_ids,
     start_sssd,
     stop_sssd,
 )
 from hpctool.twin.directory_users import DirectoryUsers
-from hpctool.twin.image import default_image
+from hpctool.twin.image import default_image, image_user
 from hpctool.twin.tls import ensure_tls, make_ca
 from hpctool.twin.usernames import local_names
 from support.bare_host import BareHost, connect
@@ -80,7 +79,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     base = tmp_path_factory.mktemp("directory")
     folder = DirectoryFolder(base / "directory")
     folder.root.mkdir()
-    owner = image_ids(image, "openldap")
+    owner = image_user(image, "openldap")
     ensure_tls(folder.tls, ["head"], [HEAD_ADDRESS], key_owner=owner)  # the CA exists before hosts boot
     home = base / "home"
     home.mkdir()
@@ -183,7 +182,7 @@ def test_ldaps_verifies_with_the_twins_ca_and_nothing_else_listens(lab):
 def test_slapd_runs_as_openldap(lab):
     status = Path(f"/proc/{lab.server.pid()}/status").read_text()
     uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
-    assert int(uid) == image_ids(lab.image, "openldap")[0]
+    assert int(uid) == image_user(lab.image, "openldap")[0]
 
 
 def test_the_read_only_user_searches_but_cannot_write(lab):

@@ -276,7 +276,7 @@ class DirectoryUser:
     uid: int
     gid: int
     home: str = ""
-    shell: str = SHELL
+    login_shell: str = SHELL
 
     @property
     def home_dir(self) -> str:
@@ -290,7 +290,7 @@ def render_user(settings: DirectorySettings, user: DirectoryUser) -> str:
         ("objectClass", "inetOrgPerson"), ("objectClass", "posixAccount"), ("objectClass", "shadowAccount"),
         ("uid", user.name), ("cn", user.name), ("sn", user.name),
         ("uidNumber", str(user.uid)), ("gidNumber", str(user.gid)),
-        ("homeDirectory", user.home_dir), ("loginShell", user.shell), ("gecos", user.name),
+        ("homeDirectory", user.home_dir), ("loginShell", user.login_shell), ("gecos", user.name),
     ])
 
 

@@ -129,7 +129,7 @@ class DirectoryUsers:
         groups = self.server.tool("ldapsearch", ["-LLL", "-o", "ldif-wrap=no", "-b", s.groups_dn,
                                                  "(objectClass=posixGroup)", "cn", "gidNumber", "memberUid"]).stdout
         users = [DirectoryUser(name=e["uid"][0], uid=_first_int(e, "uidNumber"), gid=_first_int(e, "gidNumber"),
-                               home=e.get("homedirectory", [""])[0], shell=e.get("loginshell", [""])[0])
+                               home=e.get("homedirectory", [""])[0], login_shell=e.get("loginshell", [""])[0])
                  for e in parse_ldif(people) if e.get("uid")]
         found = [DirectoryGroup(name=e["cn"][0], gid=_first_int(e, "gidNumber"),
                                 members=tuple(sorted(e.get("memberuid", []))))

@@ -230,5 +230,19 @@ def _size_mb(root: Path) -> int:
     return total // (1024 * 1024)
 
 
+def image_user(root: Path, name: str) -> tuple[int, int]:
+    """A system user's uid and gid in the node image (the machine may have no such user): the
+    daemons that drop root in the hosts (munged, slapd) own their files by these numbers."""
+    try:
+        lines = (root / "etc/passwd").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split(":")
+        if fields[0] == name and len(fields) > 3:
+            return int(fields[2]), int(fields[3])
+    raise SetupError(f"the node image has no {name} user", "rebuild it: `hpctool local image build`")
+
+
 def default_image() -> NodeImage:
     return NodeImage(image_dir())
