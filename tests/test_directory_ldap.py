@@ -179,6 +179,14 @@ def test_ldaps_verifies_with_the_twins_ca_and_nothing_else_listens(lab):
     assert ports == ["636"], listening
 
 
+def test_only_root_on_the_head_reaches_ldapi(lab):
+    as_root = lab.run(["ldapwhoami", "-Q", "-Y", "EXTERNAL", "-H", lab.folder.ldapi_uri])
+    assert as_root.stdout.strip() == f"dn:{lab.settings.admin_dn}", as_root
+    as_nobody = lab.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                         "ldapwhoami", "-Q", "-Y", "EXTERNAL", "-H", lab.folder.ldapi_uri])
+    assert as_nobody.returncode != 0 and "Can't contact LDAP server" in as_nobody.stderr, as_nobody
+
+
 def test_slapd_runs_as_openldap(lab):
     status = Path(f"/proc/{lab.server.pid()}/status").read_text()
     uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
