@@ -15,7 +15,7 @@ import yaml
 from cryptography import x509
 
 from hpctool.configs.render import VALUES_DIR, render_values
-from hpctool.errors import ConfigError, UsageError
+from hpctool.errors import ConfigError, SetupError, TwinError, UsageError
 from hpctool.twin.directory import (
     DirectorySettings,
     DirectoryUser,
@@ -33,6 +33,7 @@ from hpctool.twin.directory import (
     settings_from_config,
     split_dn,
 )
+from hpctool.twin.directory_run import DirectoryFolder, DirectoryServer
 from hpctool.twin.directory_users import parse_ldif
 from hpctool.twin.tls import TlsFiles, ensure_tls, make_ca, make_server_cert, server_cert_current
 from hpctool.twin.usernames import MAX_LENGTH, local_names, validate_group_name, validate_user_name
@@ -245,3 +246,27 @@ def test_ensure_tls_makes_the_ca_once_keys_0600_and_reissues_for_new_names(tmp_p
     ensure_tls(other, ["head"], ["10.0.0.11"])
     files.ca_cert.write_text(other.ca_cert.read_text())  # the CA changed under the certificate
     assert not server_cert_current(files, ["head"], ["10.0.0.11"])
+
+
+# -- the server's folder, before anything runs ---------------------------------------------------------
+def never_on_head(argv: list[str]) -> list[str]:
+    raise AssertionError(f"nothing may run on the head: {argv}")
+
+
+def test_a_folder_made_for_another_domain_is_refused_before_anything_runs(tmp_path):
+    folder = DirectoryFolder(tmp_path / "directory")
+    folder.root.mkdir()
+    (folder.root / "base-dn").write_text("dc=corp,dc=example,dc=com\n")
+    server = DirectoryServer(folder, DirectorySettings(), never_on_head, (os.getuid(), os.getgid()))
+    with pytest.raises(TwinError, match="holds dc=corp,dc=example,dc=com, not dc=twin,dc=hpctool") as error:
+        server.prepare(["head"], ["10.0.0.10"])
+    assert "down --purge" in error.value.hint
+    assert stat.S_IMODE(folder.socket.parent.stat().st_mode) == 0o700
+
+
+def test_a_socket_path_too_long_for_ldapi_is_refused(tmp_path):
+    folder = DirectoryFolder(tmp_path / ("d" * 120))
+    server = DirectoryServer(folder, DirectorySettings(), never_on_head, (os.getuid(), os.getgid()))
+    with pytest.raises(SetupError, match="longer than 107 bytes"):
+        server.prepare(["head"])
+    assert folder.ldapi_uri.startswith("ldapi://%2F") and "/" not in folder.ldapi_uri[len("ldapi://"):]

@@ -159,7 +159,10 @@ class DirectoryServer:
             self.folder.data_dir.mkdir(mode=0o700)  # slapadd -n0 checks olcDbDirectory exists
         if new or not config_file.exists() or config_file.read_text() != config:
             # cn=config is rebuilt whole from its LDIF (an hpctool upgrade, a moved folder); the
-            # data, the users, stay.
+            # data, the users, stay. Never under a running slapd: it holds the old one.
+            if self.pid() is not None:
+                raise TwinError("slapd's configuration changed while it runs",
+                                "`hpctool local down`, then `hpctool local up` starts it with the new one")
             write_atomic(config_file, config, mode=0o644)
             shutil.rmtree(self.folder.config_dir, ignore_errors=True)
             self.folder.config_dir.mkdir(mode=0o750)
