@@ -33,7 +33,7 @@ from hpctool.twin.directory_run import (
     start_sssd,
     stop_sssd,
 )
-from hpctool.twin.directory_users import DirectoryUsers
+from hpctool.twin.directory_users import DirectoryUsers, parse_ldif
 from hpctool.twin.image import default_image, image_user
 from hpctool.twin.tls import ensure_tls, make_ca
 from hpctool.twin.usernames import local_names
@@ -214,7 +214,9 @@ def test_no_one_reads_a_password_hash_and_a_wrong_password_is_refused(lab):
     assert as_reader.returncode == 0 and "userPassword" not in as_reader.stdout, as_reader
     # the hash itself is argon2, as slapd made it from the password-modify operation
     stored = lab.server.tool("ldapsearch", ["-LLL", "-b", alice_dn, "-s", "base", "userPassword"]).stdout
-    assert "userPassword::" in stored
+    hashed = parse_ldif(stored)[0]["userpassword"][0]
+    assert hashed.startswith("{ARGON2}$argon2"), hashed[:16]
+    assert (lab.folder.passwords / "alice").read_text() not in stored
     wrong = lab.folder.root / "wrong-password"
     write_atomic(wrong, "not-alices-password", mode=0o600)
     refused = lab.ldap("ldapwhoami", alice_dn, wrong)
