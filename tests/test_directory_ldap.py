@@ -36,7 +36,7 @@ from hpctool.twin.directory_run import (
 from hpctool.twin.directory_users import DirectoryUsers, parse_ldif
 from hpctool.twin.image import default_image, image_user
 from hpctool.twin.tls import ensure_tls, make_ca
-from hpctool.twin.usernames import local_names
+from hpctool.twin.usernames import local_ids, local_names
 from support.bare_host import BareHost, connect
 from support.pam_auth import PAM_AUTH
 
@@ -104,8 +104,9 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         server = DirectoryServer(folder, settings, host.exec_argv, owner)
         assert server.prepare(["head"], [HEAD_ADDRESS]) is True
         server.start(HEAD_ADDRESS, 636)
-        local = local_names((image / "etc/passwd").read_text()) | local_names((image / "etc/group").read_text())
-        users = DirectoryUsers(server, reserved=local)
+        files = [(image / "etc/passwd").read_text(), (image / "etc/group").read_text()]
+        users = DirectoryUsers(server, reserved=set().union(*map(local_names, files)),
+                               taken_ids=set().union(*map(local_ids, files)))
         sssd_conf = etc_sssd / "sssd.conf"
         write_atomic(sssd_conf, render_sssd_conf(settings, folder.read_only_password.read_text()), mode=0o600)
         lab = Lab(host, compute, folder, server, users, settings, home, sssd_conf, image)

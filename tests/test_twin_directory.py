@@ -36,7 +36,13 @@ from hpctool.twin.directory import (
 from hpctool.twin.directory_run import DirectoryFolder, DirectoryServer
 from hpctool.twin.directory_users import parse_ldif
 from hpctool.twin.tls import TlsFiles, ensure_tls, make_ca, make_server_cert, server_cert_current
-from hpctool.twin.usernames import MAX_LENGTH, local_names, validate_group_name, validate_user_name
+from hpctool.twin.usernames import (
+    MAX_LENGTH,
+    local_ids,
+    local_names,
+    validate_group_name,
+    validate_user_name,
+)
 from support.golden import assert_golden
 
 GOLDEN = Path(__file__).parent / "golden" / "twin" / "directory"
@@ -213,6 +219,8 @@ def test_local_and_existing_names_are_refused():
         validate_user_name("alice", taken=["alice"])
     with pytest.raises(UsageError, match="group 'lab' already exists"):
         validate_group_name("lab", taken=["lab"])
+    assert local_names(passwd) == {"root", "messagebus"}
+    assert local_ids(passwd + "# a comment\nbroken line\njdoe:x:20000:20000::/home/jdoe:/bin/sh\n") == {0, 100, 20000}
 
 
 # -- certificates -------------------------------------------------------------------------------------

@@ -70,3 +70,14 @@ def validate_group_name(name: str, reserved: Iterable[str] = (), taken: Iterable
 def local_names(text: str) -> set[str]:
     """The names of a ``passwd`` or ``group`` file (the first field of each line)."""
     return {line.split(":", 1)[0] for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def local_ids(text: str) -> set[int]:
+    """The numbers of a ``passwd`` or ``group`` file (the third field): the directory's uids and
+    gids skip them (``DirectoryUsers(taken_ids=...)``), so no file on a node changes owner."""
+    ids = set()
+    for line in text.splitlines():
+        fields = line.split(":")
+        if len(fields) > 2 and fields[2].isdigit():
+            ids.add(int(fields[2]))
+    return ids
