@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 
 from hpctool.atomic import write_atomic
 from hpctool.errors import UsageError
+from hpctool.twin import daemons
 from hpctool.twin.directory import (
     DirectorySettings,
     render_nsswitch,
@@ -233,6 +235,47 @@ def test_a_user_logs_in_through_pam_with_the_hub_password(lab):
     assert wrong.returncode == 7, wrong  # PAM_AUTH_ERR
     stranger = lab.run(["python3", "-c", PAM_AUTH, "nobody-here", "sshd"], input_text=password)
     assert stranger.returncode != 0
+
+
+SSHD_CONFIG = f"""\
+ListenAddress {HEAD_ADDRESS}:22
+HostKey /etc/ssh/ssh_host_ed25519_key
+AuthorizedKeysFile .ssh/authorized_keys
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+UsePAM yes
+PidFile /run/sshd-directory.pid
+"""
+
+
+def test_a_user_reaches_the_head_with_its_key_from_a_compute_node(lab, tmp_path):
+    """What `hpctool local ssh --user` and ssh between nodes rest on: sshd on the head finds the
+    user through SSSD, its key in the shared home, its account through PAM (pam_sss)."""
+    key = "/etc/ssh/ssh_host_ed25519_key"
+    made = lab.run(["sh", "-c", f"mkdir -p /run/sshd && {{ test -e {key} || ssh-keygen -q -t ed25519 -N '' -f {key}; }}"])
+    assert made.returncode == 0, made
+    assert lab.run(["sh", "-c", "cat > /etc/ssh/sshd_config.directory"], input_text=SSHD_CONFIG).returncode == 0
+    sshd = daemons.spawn(lab.host.exec_argv(["/usr/sbin/sshd", "-D", "-e", "-f", "/etc/ssh/sshd_config.directory"]),
+                         tmp_path / "sshd.log")
+    try:
+        login = ["runuser", "-u", "alice", "--", "ssh", "-i", "/home/alice/.ssh/id_ed25519", "-o", "BatchMode=yes",
+                 "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                 "-o", "ConnectTimeout=5", "alice@head", "id -un; hostname; pwd"]
+        for _ in range(50):  # sshd binds within a moment of its start
+            result = lab.compute.run(login)
+            if result.returncode != 255 or "refused" not in result.stderr:
+                break
+            time.sleep(0.1)
+        assert result.returncode == 0, (result, (tmp_path / "sshd.log").read_text()[-800:])
+        assert result.stdout.split() == ["alice", "head", "/home/alice"]
+        # a user the directory does not know has no way in
+        stranger = lab.compute.run(["ssh", "-i", "/home/alice/.ssh/id_ed25519", "-o", "BatchMode=yes",
+                                    "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                                    "-o", "ConnectTimeout=5", "mallory@head", "true"])
+        assert stranger.returncode == 255 and "Permission denied" in stranger.stderr, stranger
+    finally:
+        sshd.kill()
+        sshd.wait()
 
 
 def test_bad_reserved_and_duplicate_names_are_refused(lab):
