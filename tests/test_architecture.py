@@ -156,6 +156,14 @@ LAYERS = {
                           "hpctool.twin.conf", "hpctool.twin.layout", "hpctool.twin.head", "hpctool.twin.hosts",
                           "hpctool.twin.image", "hpctool.twin.machine", "hpctool.home", "hpctool.twin.nodes"},
     "hpctool.twin.imds": set(),
+    # The directory: renderers, names and certificates below; runners over an on-host callable.
+    "hpctool.twin.usernames": {"hpctool.errors"},
+    "hpctool.twin.tls": {"hpctool.atomic"},
+    "hpctool.twin.directory": {"hpctool.errors"},
+    "hpctool.twin.directory_run": {"hpctool.atomic", "hpctool.errors", "hpctool.twin.daemons",
+                                   "hpctool.twin.directory", "hpctool.twin.tls"},
+    "hpctool.twin.directory_users": {"hpctool.errors", "hpctool.twin.daemons", "hpctool.twin.directory",
+                                     "hpctool.twin.directory_run", "hpctool.twin.usernames"},
 }
 
 

@@ -101,8 +101,9 @@ def run_quiet(argv: Sequence[str], *, env: dict[str, str] | None = None, timeout
               input_text: str | None = None) -> subprocess.CompletedProcess[str]:
     """Run a helper command (install, client) to completion; raise TwinError with its output."""
     try:
+        # errors="replace": a failing tool may print bytes that are not UTF-8 (slapadd does)
         result = subprocess.run(list(argv), env=env, input=input_text, capture_output=True,
-                                text=True, timeout=timeout, check=False)
+                                text=True, errors="replace", timeout=timeout, check=False)
     except subprocess.TimeoutExpired as exc:
         raise TwinError(f"{argv[0]} did not finish within {timeout:.0f} s", "see the twin's logs") from exc
     if result.returncode != 0:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from hpctool.atomic import write_atomic
-from hpctool.errors import SetupError, TwinError
+from hpctool.errors import TwinError
 from hpctool.slurm.client import Slurm
 from hpctool.twin import access, daemons
 from hpctool.twin.accounting import Accounting
@@ -23,7 +23,7 @@ from hpctool.twin.conf import (
     render_slurmdbd_conf,
 )
 from hpctool.twin.hosts import Hosts, Network
-from hpctool.twin.image import NodeImage
+from hpctool.twin.image import NodeImage, image_user
 from hpctool.twin.layout import TwinLayout
 
 
@@ -153,12 +153,3 @@ def start_sshd(twin: Twin) -> None:
     daemons.wait_until(lambda: access.sshd_answers(twin.network.address(0)), name="sshd", log_file=log,
                        timeout=15, alive=lambda: process.poll() is None)
     write_atomic(twin.run_dir / "sshd.pid", f"{process.pid}\n")
-
-
-def image_user(root: Path, name: str) -> tuple[int, int]:
-    """A system user's uid and gid in the node image (the machine may have no such user)."""
-    for line in (root / "etc/passwd").read_text().splitlines():
-        fields = line.split(":")
-        if fields[0] == name and len(fields) > 3:
-            return int(fields[2]), int(fields[3])
-    raise SetupError(f"the node image has no {name} user", "rebuild it: `hpctool local image build`")

@@ -31,11 +31,14 @@ SUITE = "trixie"
 SLURM_LINE = "24.11"
 # What every node of the twin needs: Slurm's daemons and clients, munge, the accounting database
 # (only the head node starts it), Lmod and the workflow tools (the bootstrap's modules, the
-# germline rules), sshd (hpctool local ssh, hpctool remote), and what the hosts run at boot.
+# germline rules), sshd (hpctool local ssh, hpctool remote), the directory (OpenLDAP's slapd on the
+# head node; sssd with its LDAP provider, NSS and PAM modules on every node, as ParallelCluster's
+# DirectoryService sets up: hpctool.twin.directory), and what the hosts run at boot.
 PACKAGES = (
     "slurmctld", "slurmd", "slurmdbd", "slurm-client", "munge", "mariadb-server",
     "lmod", "openssh-server", "openssh-client", "rsync",
     "bwa", "samtools", "bcftools", "tabix",
+    "slapd", "ldap-utils", "sssd-ldap", "sssd-tools", "libnss-sss", "libpam-sss",
     "python3", "procps", "iproute2", "libnss-extrausers", "sudo",
 )
 IMAGE_FORMAT = 2  # bump when the post-build steps change
@@ -225,6 +228,20 @@ def _size_mb(root: Path) -> int:
             except OSError:
                 pass
     return total // (1024 * 1024)
+
+
+def image_user(root: Path, name: str) -> tuple[int, int]:
+    """A system user's uid and gid in the node image (the machine may have no such user): the
+    daemons that drop root in the hosts (munged, slapd) own their files by these numbers."""
+    try:
+        lines = (root / "etc/passwd").read_text().splitlines()
+    except OSError:
+        lines = []
+    for line in lines:
+        fields = line.split(":")
+        if fields[0] == name and len(fields) > 3:
+            return int(fields[2]), int(fields[3])
+    raise SetupError(f"the node image has no {name} user", "rebuild it: `hpctool local image build`")
 
 
 def default_image() -> NodeImage:
