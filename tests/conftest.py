@@ -43,7 +43,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if _module(item) in twin_modules:
             item.add_marker(pytest.mark.xdist_group(TWIN_GROUP))
-    if config.getvalue("dist") == "loadgroup":
+    if config.getoption("dist", None) == "loadgroup":  # None without pytest-xdist (-p no:xdist)
         items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable
 
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qsl, urlencode
 from xml.sax.saxutils import escape
 
 from hpctool import aws
@@ -116,8 +116,8 @@ class FaultFront:
         if environ.get("REQUEST_METHOD") != "POST" or "x-www-form-urlencoded" not in environ.get("CONTENT_TYPE", ""):
             return self.app(environ, start_response)  # not EC2's query protocol (DynamoDB is JSON)
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-        environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
-        form = {key: values[0] for key, values in parse_qs(body.decode("utf-8", "replace")).items()}
+        pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
+        form = dict(pairs)
         action = form.get("Action")
         if action in ("RunInstances", "CreateFleet"):
             template = next((value for key, value in form.items() if key.endswith("LaunchTemplateName")), None)
@@ -127,11 +127,17 @@ class FaultFront:
                                 else _create_fleet_error(code, template or "", form))
                 start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(text)))])
                 return [text]
+        if action == "RunInstances" and "MaxCount" in form:
+            # EC2 with capacity to spare launches MaxCount instances; moto launches MinCount
+            # (resume's best-effort launch asks MinCount=1 and would get one node of N).
+            body = urlencode([(k, form["MaxCount"] if k == "MinCount" else v) for k, v in pairs]).encode()
+            environ["CONTENT_LENGTH"] = str(len(body))
+        environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
         return self.app(environ, start_response)
 
 
 def _message(code: str, template: str) -> str:
-    return f"{code}: no capacity for launch template {template} (a fault the twin injects; hpctool.twin.ec2)"
+    return f"Insufficient capacity for launch template {template} (a fault injected by the twin, hpctool.twin.ec2)"
 
 
 def _run_instances_error(code: str, template: str) -> tuple[str, bytes]:

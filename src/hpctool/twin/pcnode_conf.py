@@ -227,19 +227,37 @@ def render_fleet_status_manager_conf(paths: PcnodePaths, cluster: str = CLUSTER_
     })
 
 
+# Loggers the daemons write apart from their main log (ParallelCluster's own logging configs):
+# (logger name, qualified name, file in the log folder).
+_SIDE_LOGS = {
+    "slurm_resume": [("events", "slurm_plugin.resume.events", "slurm_resume.events")],
+    "clustermgtd": [("events", "slurm_plugin.clustermgtd.events", "clustermgtd.events"),
+                    ("console", "slurm_plugin.clustermgtd.console_output", "compute_console_output.log")],
+}
+
+
 def render_logging_conf(daemon: str, paths: PcnodePaths) -> str:
-    """A daemon's Python logging config, to the twin's log folder instead of /var/log."""
-    return "\n".join([
-        f"# Written by hpctool local up: {daemon}'s log in the twin's log folder.",
-        "[loggers]", "keys=root", "",
-        "[handlers]", "keys=fileHandler", "",
-        "[formatters]", "keys=defaultFormatter", "",
-        "[logger_root]", "level=INFO", "handlers=fileHandler", "",
-        "[formatter_defaultFormatter]",
-        "format=%(asctime)s - %(process)d - [%(name)s:%(funcName)s] - %(levelname)s - %(message)s", "",
-        "[handler_fileHandler]", "class=FileHandler", "level=INFO", "formatter=defaultFormatter",
-        f"args=({str(paths.log(daemon))!r},)", "",
-    ])
+    """A daemon's Python logging config (logging.config.fileConfig), its logs in the twin's log
+    folder instead of /var/log/parallelcluster."""
+    side = _SIDE_LOGS.get(daemon, [])
+    lines = [f"# Written by hpctool local up: {daemon}'s logs in the twin's log folder.",
+             "[loggers]", "keys=" + ",".join(["root", *(name for name, _, _ in side)]), "",
+             "[handlers]", "keys=" + ",".join(["fileHandler", *(f"{name}Handler" for name, _, _ in side)]), "",
+             "[formatters]", "keys=defaultFormatter" + (",messageFormatter" if side else ""), "",
+             "[logger_root]", "level=INFO", "handlers=fileHandler", "",
+             "[formatter_defaultFormatter]",
+             "format=%(asctime)s - %(process)d - [%(name)s:%(funcName)s] - %(levelname)s - %(message)s", "",
+             "[handler_fileHandler]", "class=FileHandler", "level=INFO", "formatter=defaultFormatter",
+             f"args=({str(paths.log(daemon))!r},)", ""]
+    if side:
+        lines += ["[formatter_messageFormatter]", "format=%(message)s", ""]
+    for name, qualname, file in side:
+        level = "WARNING" if name == "events" else "INFO"  # as ParallelCluster: events from warnings up
+        lines += [f"[logger_{name}]", f"level={level}", f"handlers={name}Handler", "propagate=0",
+                  f"qualname={qualname}", "",
+                  f"[handler_{name}Handler]", "class=FileHandler", f"level={level}", "formatter=messageFormatter",
+                  f"args=({str(paths.log_dir / file)!r}, 'a', None, False)", ""]
+    return "\n".join(lines)
 
 
 def _json(data: Any) -> str:
