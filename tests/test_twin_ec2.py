@@ -1,0 +1,265 @@
+"""The twin's EC2 and DynamoDB (hpctool.twin.ec2): moto in server mode started here on 127.0.0.1,
+seeded as ParallelCluster's stacks leave an account, and ParallelCluster's own node daemon code
+(aws-parallelcluster-node 3.16.1 in .tools/pcnode, a process of its own) launching instances through
+it, with and without capacity faults injected by the fault front. No Slurm: node addresses are not
+pushed to scontrol (see support/pcnode_driver.py)."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from hpctool import aws
+from hpctool.cluster.queues import load_cluster
+from hpctool.errors import SetupError
+from hpctool.twin import daemons
+from hpctool.twin.conf import TwinPaths
+from hpctool.twin.ec2 import (
+    CAPACITY_CODES,
+    Ec2Server,
+    Seeded,
+    clear_faults,
+    fleet_status,
+    fleet_status_item,
+    mark_fault,
+    read_faults,
+    seed,
+)
+from hpctool.twin.hosts import Network
+from hpctool.twin.layout import plan_layout
+from hpctool.twin.pcnode_conf import REGION, HeadInstance, PcnodePaths, render_all
+from support.pcnode import PCNODE_PYTHON, aws_env, run_driver
+from support.sshd_lab import free_port
+
+NETWORK = Network(bridge="hpct-abcdef", subnet="10.210.7.0/24")
+CLUSTER = load_cluster()
+LAYOUT = plan_layout(CLUSTER.queues, "cluster-configs/default.yaml", base=16817, real_memory_mb=24000,
+                     scaledown_idletime_min=CLUSTER.scaledown_idletime_min, time_scale=0.02)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ec2Server]:
+    instance = Ec2Server(tmp_path_factory.mktemp("ec2"), "127.0.0.1", free_port())
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="module")
+def seeded(server: Ec2Server) -> Seeded:
+    return seed(server.endpoint, LAYOUT, CLUSTER.queues, NETWORK)
+
+
+@pytest.fixture(scope="module")
+def twin_files(server: Ec2Server, seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> PcnodePaths:
+    """The daemons' files as `up` would write them, for the seeded subnet and head instance."""
+    paths = PcnodePaths(TwinPaths(tmp_path_factory.mktemp("twin-home")))
+    head = HeadInstance(NETWORK.address(0), "head", seeded.head_instance_id)
+    for path, text in render_all(LAYOUT, CLUSTER.queues, paths, head, seeded.subnet_id).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    paths.log_dir.mkdir(parents=True, exist_ok=True)
+    return paths
+
+
+@pytest.fixture
+def no_faults(server: Ec2Server) -> Iterator[Path]:
+    clear_faults(server.faults_file)
+    yield server.faults_file
+    clear_faults(server.faults_file)
+
+
+def ec2(server: Ec2Server):
+    return aws.local_client("ec2", server.endpoint, REGION)
+
+
+def launch(server: Ec2Server, paths: PcnodePaths, *nodes: str) -> dict:
+    return run_driver("launch", str(paths.conf("slurm_resume")), *nodes, endpoint=server.endpoint)
+
+
+def tags_of(instance: dict) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in instance.get("Tags", [])}
+
+
+def instances_of(server: Ec2Server, queue: str, resource: str) -> list[dict]:
+    return aws.describe_instances(ec2(server), [
+        {"Name": "tag:parallelcluster:queue-name", "Values": [queue]},
+        {"Name": "tag:parallelcluster:compute-resource-name", "Values": [resource]},
+        {"Name": "instance-state-name", "Values": ["pending", "running"]}])
+
+
+# -- the faults file -------------------------------------------------------------------------------
+def test_faults_are_marked_expire_and_clear(tmp_path):
+    faults = tmp_path / "faults.json"
+    assert read_faults(faults) == {}  # no file: no fault
+    mark_fault(faults, "twin-compute-c7i4xl")
+    mark_fault(faults, "twin-spot-mixed16", "SpotMaxPriceTooLow", seconds=30)
+    assert read_faults(faults) == {"twin-compute-c7i4xl": "InsufficientInstanceCapacity",
+                                   "twin-spot-mixed16": "SpotMaxPriceTooLow"}
+    until = json.loads(faults.read_text())["twin-spot-mixed16"]["until"]
+    assert read_faults(faults, now=until + 1) == {"twin-compute-c7i4xl": "InsufficientInstanceCapacity"}
+    clear_faults(faults, "twin-compute-c7i4xl")
+    assert set(read_faults(faults)) == {"twin-spot-mixed16"}
+    clear_faults(faults)
+    assert read_faults(faults) == {} and not list(tmp_path.glob(".faults.json.tmp*"))
+    with pytest.raises(SetupError, match="not a capacity error"):
+        mark_fault(faults, "twin-compute-c7i4xl", "AccessDenied")
+    faults.write_text("{half a file")
+    assert read_faults(faults) == {}
+
+
+# -- the server ------------------------------------------------------------------------------------
+def test_the_server_runs_detached_with_its_pid_file_and_refuses_a_taken_port(server):
+    pid = daemons.read_pid(server.pid_file)
+    assert server.running() and daemons.runs_program(pid, "hpctool.twin.ec2")
+    server.start()  # running: nothing new
+    assert daemons.read_pid(server.pid_file) == pid
+    other = Ec2Server(server.folder / "other", server.host, server.port)
+    with pytest.raises(SetupError, match=f"port {server.port}"):
+        other.start()
+    assert not other.running() and not other.stop()
+
+
+def test_a_stopped_server_is_gone_and_its_log_kept(tmp_path):
+    instance = Ec2Server(tmp_path, "127.0.0.1", free_port())
+    instance.start()
+    pid = daemons.read_pid(instance.pid_file)
+    assert aws.describe_instances(ec2(instance), []) == []  # a fresh moto answers
+    assert instance.stop()
+    assert not daemons.pid_alive(pid) and not instance.pid_file.exists() and not instance.running()
+    assert "POST / HTTP/1.1" in instance.log_file.read_text()
+
+
+# -- seeding -----------------------------------------------------------------------------------------
+def test_seeding_leaves_what_parallelclusters_stacks_leave(server, seeded):
+    client = ec2(server)
+    subnet = client.describe_subnets(SubnetIds=[seeded.subnet_id])["Subnets"][0]
+    assert (subnet["CidrBlock"], subnet["VpcId"]) == (NETWORK.subnet, seeded.vpc_id)
+    assert client.describe_vpcs(VpcIds=[seeded.vpc_id])["Vpcs"][0]["CidrBlock"] == "10.210.0.0/16"
+    head = aws.describe_instances(client, [{"Name": "tag:parallelcluster:node-type", "Values": ["HeadNode"]}])
+    assert [(i["InstanceId"], i["PrivateIpAddress"]) for i in head] == [(seeded.head_instance_id, NETWORK.address(0))]
+    expected = {f"twin-{q.name}-{r.name}" for q in CLUSTER.queues for r in q.compute_resources}
+    assert set(seeded.launch_templates) == expected
+    data = client.describe_launch_template_versions(LaunchTemplateName="twin-spot-mixed16")[
+        "LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert data["InstanceMarketOptions"]["MarketType"] == "spot"
+    tags = {t["Key"]: t["Value"] for spec in data["TagSpecifications"] if spec["ResourceType"] == "instance"
+            for t in spec["Tags"]}
+    assert tags["parallelcluster:compute-resource-name"] == "mixed16" and tags["parallelcluster:node-type"] == "Compute"
+    single = client.describe_launch_template_versions(LaunchTemplateName="twin-compute-c7i4xl")[
+        "LaunchTemplateVersions"][0]["LaunchTemplateData"]
+    assert single["InstanceType"] == "c7i.4xlarge" and "InstanceMarketOptions" not in single
+
+    dynamodb = aws.local_client("dynamodb", server.endpoint, REGION)
+    table = dynamodb.describe_table(TableName="parallelcluster-slurm-twin")["Table"]
+    assert table["KeySchema"] == [{"AttributeName": "Id", "KeyType": "HASH"}]
+    assert [(i["IndexName"], i["KeySchema"][0]["AttributeName"]) for i in table["GlobalSecondaryIndexes"]] == [
+        ("InstanceId", "InstanceId")]
+    assert fleet_status(server.endpoint) == "RUNNING"
+    assert seed(server.endpoint, LAYOUT, CLUSTER.queues, NETWORK) == seeded  # again: the same resources
+
+
+# -- ParallelCluster's own launches ------------------------------------------------------------------
+def test_resume_launches_instances_in_the_twins_subnet_with_parallelclusters_tags(server, seeded, twin_files,
+                                                                                   no_faults):
+    nodes = ["compute-dy-c7i4xl-1", "compute-dy-c7i4xl-2", "spot-dy-mixed16-1"]
+    answer = launch(server, twin_files, *nodes)
+    assert answer["failed"] == {}
+    assert "Launching instances with run_instances API" in answer["log"]
+    assert "Launching instances with create_fleet API" in answer["log"]
+    run = instances_of(server, "compute", "c7i4xl")
+    fleet = instances_of(server, "spot", "mixed16")
+    assert (len(run), len(fleet)) == (2, 1)  # both nodes of the RunInstances batch (moto alone: MinCount)
+    for instance in run + fleet:
+        assert instance["SubnetId"] == seeded.subnet_id
+        assert ipaddress.ip_address(instance["PrivateIpAddress"]) in ipaddress.ip_network(NETWORK.subnet)
+        assert instance["PrivateIpAddress"] != NETWORK.address(0)  # the head node keeps its own
+        tags = tags_of(instance)
+        assert tags["parallelcluster:cluster-name"] == "twin" and tags["parallelcluster:node-type"] == "Compute"
+    assert {i["InstanceType"] for i in run} == {"c7i.4xlarge"}
+    assert fleet[0]["InstanceType"] in {"c7i.4xlarge", "c6i.4xlarge", "c6a.4xlarge"}
+    assert fleet[0].get("InstanceLifecycle") == "spot"
+    # clustermgtd's view of the cluster: every compute instance, with the subnet's addresses.
+    found = {i["id"]: i["ip"] for i in answer["instances"]}
+    assert {i["InstanceId"]: i["PrivateIpAddress"] for i in run + fleet}.items() <= found.items()
+    assert seeded.head_instance_id not in found
+
+
+def test_an_injected_run_instances_fault_is_parallelclusters_insufficient_capacity(server, seeded, twin_files,
+                                                                                   no_faults):
+    mark_fault(no_faults, "twin-compute-c7i4xl")
+    before = len(instances_of(server, "compute", "c7i4xl"))
+    answer = launch(server, twin_files, "compute-dy-c7i4xl-1", "compute-dy-c7i4xl-2", "spot-dy-mixed16m-1")
+    # The code resume puts in the node's reason: (Code:InsufficientInstanceCapacity)Failure when resuming nodes
+    assert answer["failed"] == {"InsufficientInstanceCapacity": ["compute-dy-c7i4xl-1", "compute-dy-c7i4xl-2"]}
+    assert "Failed RunInstances request" in answer["log"]
+    assert len(instances_of(server, "compute", "c7i4xl")) == before  # nothing launched for it
+    assert len(instances_of(server, "spot", "mixed16m")) >= 1  # the other resources launch as before
+
+
+@pytest.mark.parametrize("code", ["InsufficientInstanceCapacity", "MaxSpotInstanceCountExceeded"])
+def test_an_injected_create_fleet_fault_comes_back_in_its_error_set(server, seeded, twin_files, no_faults, code):
+    mark_fault(no_faults, "twin-spot-mixed16", code)
+    answer = launch(server, twin_files, "spot-dy-mixed16-2")
+    assert answer["failed"] == {code: ["spot-dy-mixed16-2"]}
+    assert "Error in CreateFleet request" in answer["log"] and code in answer["log"]
+    clear_faults(no_faults)
+    assert launch(server, twin_files, "spot-dy-mixed16-2")["failed"] == {}  # cleared: capacity again
+
+
+def test_every_capacity_code_is_one_parallelcluster_treats_as_such():
+    """The front's codes are aws-parallelcluster-node's own EC2_ICE_ERROR_CODES."""
+    code = "from slurm_plugin.slurm_resources import SlurmNode; print(sorted(SlurmNode.EC2_ICE_ERROR_CODES))"
+    result = subprocess.run([str(PCNODE_PYTHON), "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout.replace("'", '"')) == sorted(CAPACITY_CODES)
+
+
+def test_resume_records_assigned_nodes_where_compute_nodes_look_them_up(server, seeded, twin_files, no_faults):
+    """resume's DynamoDB write, read back as a compute node does at boot (the InstanceId index)."""
+    answer = launch(server, twin_files, "storage-dy-i4i4xl-1")
+    assert answer["failed"] == {}
+    instance = instances_of(server, "storage", "i4i4xl")[0]["InstanceId"]
+    run_driver("assign", str(twin_files.conf("slurm_resume")), f"storage-dy-i4i4xl-1={instance}",
+               endpoint=server.endpoint)
+    dynamodb = aws.local_client("dynamodb", server.endpoint, REGION)
+    found = dynamodb.query(TableName="parallelcluster-slurm-twin", IndexName="InstanceId",
+                           KeyConditionExpression="InstanceId = :id",
+                           ExpressionAttributeValues={":id": {"S": instance}})["Items"]
+    assert [item["Id"]["S"] for item in found] == ["storage-dy-i4i4xl-1"]
+
+
+# -- the compute fleet status ------------------------------------------------------------------------
+def test_pclusters_fleet_status_reads_and_writes_the_seeded_item(server, seeded):
+    """pcluster's own JsonComputeFleetStatusManager (what `pcluster describe-compute-fleet` and
+    `update-compute-fleet` use) against the twin's table."""
+    script = ("import sys; from pcluster.models.compute_fleet_status_manager import "
+              "JsonComputeFleetStatusManager as M, ComputeFleetStatus as S\n"
+              "m = M('twin'); print(m.get_status())\n"
+              "m.update_status(S.STOP_REQUESTED, S.STOPPING, S.STOPPED); print(m.get_status())\n")
+    result = subprocess.run([sys.executable, "-c", script], env=aws_env(server.endpoint), capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["RUNNING", "STOP_REQUESTED"]
+    assert fleet_status(server.endpoint) == "STOP_REQUESTED"
+    aws.put_dynamodb_item(aws.local_client("dynamodb", server.endpoint, REGION), "parallelcluster-twin",
+                          fleet_status_item("RUNNING"))
+    assert fleet_status(server.endpoint) == "RUNNING"
+
+
+def test_the_fleet_status_manager_reads_a_running_fleet_without_slurm(twin_files, tmp_path):
+    """slurm_fleet_status_manager with a RUNNING status does nothing (no Slurm call); stop and start
+    requests need scontrol (the integration's part)."""
+    status = tmp_path / "status.json"
+    status.write_text(json.dumps({"status": "RUNNING", "lastStatusUpdatedTime": "2026-12-07T16:00:00.000Z"}))
+    answer = run_driver("fleet-status", str(twin_files.conf("slurm_fleet_status_manager")), str(status))
+    assert answer["exit"] == 0
+    log = twin_files.log("slurm_fleet_status_manager").read_text()
+    assert "ComputeFleet status is: RUNNING" in log and "FleetManager finished." in log
+    status.write_text("{}")  # no status: the daemon's own failure
+    assert run_driver("fleet-status", str(twin_files.conf("slurm_fleet_status_manager")), str(status))["exit"] == 1
