@@ -156,6 +156,11 @@ LAYERS = {
                           "hpctool.twin.conf", "hpctool.twin.layout", "hpctool.twin.head", "hpctool.twin.hosts",
                           "hpctool.twin.image", "hpctool.twin.machine", "hpctool.home", "hpctool.twin.nodes"},
     "hpctool.twin.imds": set(),
+    "hpctool.twin.pcnode_conf": {"hpctool.cluster.queues", "hpctool.twin.conf", "hpctool.twin.layout"},
+    # The twin's moto: seeded through hpctool.aws (boto3 stays there), run as the twin's daemons are.
+    "hpctool.twin.ec2": {"hpctool.aws", "hpctool.atomic", "hpctool.cluster.queues", "hpctool.errors",
+                         "hpctool.twin.daemons", "hpctool.twin.hosts", "hpctool.twin.layout",
+                         "hpctool.twin.pcnode_conf"},
 }
 
 

@@ -30,10 +30,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from html import escape  # &, <, > and quotes: enough for the text of our XML elements
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
-from xml.sax.saxutils import escape
 
 from hpctool import aws
 from hpctool.atomic import write_atomic
