@@ -177,9 +177,9 @@ def put_efs_lifecycle(file_system_id: str, policies: list[dict[str, str]], regio
 
 
 # -- a local stand-in for AWS: the twin's moto server (hpctool.twin.ec2) --------------------------
-# Fixed dummy credentials: a local endpoint must never be sent the user's real ones.
-_LOCAL_CREDENTIALS = {"aws_access_key_id": "hpctool-twin",
-                      "aws_secret_access_key": "hpctool-twin"}  # nosec B105 -- moto accepts any: not a secret
+# Fixed dummy credentials (moto accepts any; not a secret): a local endpoint must never be sent
+# the user's real ones.
+_LOCAL_CREDENTIALS = {"aws_access_key_id": "hpctool-twin", "aws_secret_access_key": "hpctool-twin"}  # nosec B105
 
 
 def local_client(service: str, endpoint_url: str, region: str) -> Any:
