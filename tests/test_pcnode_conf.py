@@ -10,7 +10,7 @@ from pathlib import Path
 import hostlist
 import pytest
 
-from hpctool.cluster.queues import load_cluster
+from hpctool.cluster.queues import ComputeResource, Queue, load_cluster
 from hpctool.twin.conf import HeadNode, TwinPaths, power_timings, render_slurm_conf
 from hpctool.twin.hosts import Network
 from hpctool.twin.layout import plan_layout
@@ -118,6 +118,17 @@ def test_fleet_config_launches_as_parallelcluster_chooses():
     run_instances = {(q, r) for q, rs in fleet.items() for r, e in rs.items() if e["Api"] == "run-instances"}
     assert {(q, r) for q, rs in overrides.items() for r in rs} == run_instances
     assert all(o == {"SubnetId": SUBNET} for rs in overrides.values() for o in rs.values())
+
+
+def test_a_queue_with_instances_and_no_allocation_strategy_gets_parallelclusters_default():
+    """lowest-price, as pcluster's SlurmQueue implies it (moto's spot fleets need one too)."""
+    queues = [Queue("cheap", "SPOT", (ComputeResource("flex", ("c7i.large", "c6i.large"), 0, 2, flexible=True),)),
+              Queue("block", "CAPACITY_BLOCK", (ComputeResource("cb", ("p5.48xlarge",), 0, 1, flexible=True),))]
+    layout = plan_layout(queues, "x.yaml", base=16817, real_memory_mb=24000)
+    fleet = json.loads(render_fleet_config(layout, queues, SUBNET))
+    assert fleet["cheap"]["flex"]["AllocationStrategy"] == "lowest-price"
+    assert fleet["cheap"]["flex"]["CapacityType"] == "spot"
+    assert "AllocationStrategy" not in fleet["block"]["cb"] and fleet["block"]["cb"]["CapacityType"] == "capacity-block"
 
 
 def test_launch_templates_carry_parallelclusters_tags_and_spot_options():

@@ -304,8 +304,11 @@ def render_fleet_config(layout: TwinLayout, queues: list[Queue], subnet_id: str)
                 entry.update({"Api": "create-fleet",
                               "Instances": [{"InstanceType": t} for t in resource.instance_types],
                               "Networking": {"SubnetIds": [subnet_id]}})
-                if queue.allocation_strategy:
-                    entry["AllocationStrategy"] = queue.allocation_strategy
+                # ParallelCluster's default for a queue with Instances (none for capacity blocks).
+                strategy = queue.allocation_strategy or ("" if queue.capacity_type == "CAPACITY_BLOCK"
+                                                         else "lowest-price")
+                if strategy:
+                    entry["AllocationStrategy"] = strategy
             else:
                 entry.update({"Api": "run-instances", "Instances": [{"InstanceType": resource.instance_types[0]}]})
             config[queue.name][resource.name] = entry
@@ -355,6 +358,8 @@ def launch_templates(layout: TwinLayout, queues: list[Queue], subnet_id: str, im
             if queue.is_spot:
                 data["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
                     "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+            elif queue.capacity_type == "CAPACITY_BLOCK":
+                data["InstanceMarketOptions"] = {"MarketType": "capacity-block"}
             if not resource.flexible:
                 data["InstanceType"] = resource.instance_types[0]
                 data["NetworkInterfaces"] = [{"DeviceIndex": 0, "SubnetId": subnet_id}]
