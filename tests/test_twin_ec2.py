@@ -234,6 +234,40 @@ def test_resume_records_assigned_nodes_where_compute_nodes_look_them_up(server, 
     assert [item["Id"]["S"] for item in found] == ["storage-dy-i4i4xl-1"]
 
 
+def test_clustermgtds_health_query_finds_no_unhealthy_instance(server, seeded, twin_files, no_faults):
+    """moto ignores DescribeInstanceStatus's filters and reports every instance "ok": clustermgtd
+    asks only for unhealthy ones, gets them all, and finds none failing (health faults are not
+    injected yet; docs/twin-pcnode.md)."""
+    launch(server, twin_files, "fpga-dy-f26xl-1")
+    answer = run_driver("health", str(twin_files.conf("slurm_resume")), endpoint=server.endpoint)
+    assert answer["cluster"] and answer["reported"] == answer["cluster"]  # the filter ignored (a moto gap)
+    assert answer["failing"] == []
+
+
+def test_stopping_the_fleet_terminates_compute_instances_only(tmp_path):
+    """terminate_all_compute_nodes (the fleet status manager's stop, and clustermgtd's) finds the
+    cluster's compute instances by ParallelCluster's tags: the head node stays. A server of its
+    own, so the other tests keep their instances."""
+    instance = Ec2Server(tmp_path / "ec2", "127.0.0.1", free_port())
+    instance.start()
+    try:
+        seeded = seed(instance.endpoint, LAYOUT, CLUSTER.queues, NETWORK)
+        paths = PcnodePaths(TwinPaths(tmp_path / "home"))
+        head = HeadInstance(NETWORK.address(0), "head", seeded.head_instance_id)
+        for path, text in render_all(LAYOUT, CLUSTER.queues, paths, head, seeded.subnet_id).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        assert launch(instance, paths, "compute-dy-c7i4xl-1", "spot-dy-mixed16-1")["failed"] == {}
+        answer = run_driver("terminate", str(paths.conf("slurm_resume")), endpoint=instance.endpoint)
+        assert len(answer["terminated"]) == 2 and seeded.head_instance_id not in answer["terminated"]
+        states = {i["InstanceId"]: i["State"]["Name"] for i in aws.describe_instances(ec2(instance), [])}
+        assert states.pop(seeded.head_instance_id) == "running"
+        assert set(states) == set(answer["terminated"])
+        assert set(states.values()) <= {"shutting-down", "terminated"}
+    finally:
+        instance.stop()
+
+
 # -- the compute fleet status ------------------------------------------------------------------------
 def test_pclusters_fleet_status_reads_and_writes_the_seeded_item(server, seeded):
     """pcluster's own JsonComputeFleetStatusManager (what `pcluster describe-compute-fleet` and

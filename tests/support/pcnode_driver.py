@@ -8,6 +8,10 @@ hpctool's, and prints one JSON document on stdout.
                           that failed by EC2 error code and the cluster's compute instances as
                           clustermgtd finds them (InstanceManager.get_cluster_instances).
     assign CONF NODE=INSTANCE...   the DynamoDB write resume makes for assigned nodes.
+    terminate CONF        what the fleet status manager's stop does to EC2: every compute instance
+                          of the cluster terminated (InstanceManager.terminate_all_compute_nodes).
+    health CONF           clustermgtd's EC2 health query (get_unhealthy_cluster_instance_status)
+                          over the cluster's instances, and which of them fail its checks.
     fleet-status CONF STATUS_FILE  slurm_fleet_status_manager's main with CONFIG_FILE=CONF.
     read-configs FOLDER   each daemon's own config reader on the files rendered in FOLDER: what
                           it made of them.
@@ -22,6 +26,7 @@ import logging
 import logging.config
 import os
 import sys
+from datetime import UTC
 
 
 def _manager(conf: str):
@@ -73,6 +78,25 @@ def assign(conf: str, pairs: list[str]) -> dict:
     return {"stored": sorted(nodes)}
 
 
+def terminate(conf: str) -> dict:
+    config, manager = _manager(conf)
+    before = [i.id for i in manager.get_cluster_instances()]
+    manager.terminate_all_compute_nodes(config.terminate_max_batch_size)
+    return {"terminated": sorted(before)}
+
+
+def health(conf: str) -> dict:
+    from datetime import datetime
+
+    _, manager = _manager(conf)
+    ids = [i.id for i in manager.get_cluster_instances()]
+    states = manager.get_unhealthy_cluster_instance_status(ids)
+    now = datetime.now(tz=UTC)
+    return {"cluster": sorted(ids), "reported": sorted(s.id for s in states),
+            "failing": sorted(s.id for s in states
+                              if s.fail_ec2_health_check(now, 0) or s.fail_scheduled_events_check())}
+
+
 def fleet_status(conf: str, status_file: str) -> dict:
     from slurm_plugin import fleet_status_manager
 
@@ -118,6 +142,10 @@ def main() -> None:
         result = launch(args[0], args[1:])
     elif command == "assign":
         result = assign(args[0], args[1:])
+    elif command == "terminate":
+        result = terminate(args[0])
+    elif command == "health":
+        result = health(args[0])
     elif command == "read-configs":
         result = read_configs(args[0])
     elif command == "fleet-status":
