@@ -23,6 +23,7 @@ from hpctool.twin.conf import TwinPaths
 from hpctool.twin.ec2 import (
     CAPACITY_CODES,
     Ec2Server,
+    Fault,
     Seeded,
     clear_faults,
     fleet_status,
@@ -100,16 +101,21 @@ def test_faults_are_marked_expire_and_clear(tmp_path):
     assert read_faults(faults) == {}  # no file: no fault
     mark_fault(faults, "twin-compute-c7i4xl")
     mark_fault(faults, "twin-spot-mixed16", "SpotMaxPriceTooLow", seconds=30)
-    assert read_faults(faults) == {"twin-compute-c7i4xl": "InsufficientInstanceCapacity",
-                                   "twin-spot-mixed16": "SpotMaxPriceTooLow"}
+    mark_fault(faults, "twin-fpga-f26xl", capacity=2)
+    assert read_faults(faults) == {"twin-compute-c7i4xl": Fault("InsufficientInstanceCapacity"),
+                                   "twin-spot-mixed16": Fault("SpotMaxPriceTooLow"),
+                                   "twin-fpga-f26xl": Fault("InsufficientInstanceCapacity", capacity=2)}
     until = json.loads(faults.read_text())["twin-spot-mixed16"]["until"]
-    assert read_faults(faults, now=until + 1) == {"twin-compute-c7i4xl": "InsufficientInstanceCapacity"}
+    assert set(read_faults(faults, now=until + 1)) == {"twin-compute-c7i4xl", "twin-fpga-f26xl"}
+    clear_faults(faults, "twin-fpga-f26xl")
     clear_faults(faults, "twin-compute-c7i4xl")
     assert set(read_faults(faults)) == {"twin-spot-mixed16"}
     clear_faults(faults)
     assert read_faults(faults) == {} and not list(tmp_path.glob(".faults.json.tmp*"))
     with pytest.raises(SetupError, match="not a capacity error"):
         mark_fault(faults, "twin-compute-c7i4xl", "AccessDenied")
+    with pytest.raises(SetupError, match="below 0"):
+        mark_fault(faults, "twin-compute-c7i4xl", capacity=-1)
     faults.write_text("{half a file")
     assert read_faults(faults) == {}
 
@@ -211,6 +217,21 @@ def test_an_injected_create_fleet_fault_comes_back_in_its_error_set(server, seed
     assert "Error in CreateFleet request" in answer["log"] and code in answer["log"]
     clear_faults(no_faults)
     assert launch(server, twin_files, "spot-dy-mixed16-2")["failed"] == {}  # cleared: capacity again
+
+
+@pytest.mark.parametrize(("template", "nodes"), [
+    ("twin-compute-c7i4xl", ["compute-dy-c7i4xl-1", "compute-dy-c7i4xl-2"]),  # RunInstances
+    ("twin-spot-mixed16m", ["spot-dy-mixed16m-1", "spot-dy-mixed16m-2"]),  # CreateFleet
+])
+def test_limited_capacity_launches_part_of_the_nodes(server, seeded, twin_files, no_faults, template, nodes):
+    """EC2 running low: one instance of two. Resume's best-effort launch keeps it and records the
+    other node as LimitedInstanceCapacity, as on AWS."""
+    queue, resource = template.split("-")[1:]
+    before = len(instances_of(server, queue, resource))
+    mark_fault(no_faults, template, capacity=1)
+    answer = launch(server, twin_files, *nodes)
+    assert answer["failed"] == {"LimitedInstanceCapacity": [nodes[1]]}
+    assert len(instances_of(server, queue, resource)) == before + 1
 
 
 def test_every_capacity_code_is_one_parallelcluster_treats_as_such():

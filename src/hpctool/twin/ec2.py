@@ -4,10 +4,11 @@ ParallelCluster's cluster stack leaves an account, behind a *fault front*.
 moto answers RunInstances, CreateFleet, DescribeInstances and DynamoDB as the daemons call them, but
 it has no fault injection: EC2 never runs out of capacity in moto. The fault front is a small WSGI
 application of our own around moto's server application: for a launch template marked in the
-faults file (``{"<cluster>-<queue>-<cr>": {"code": ..., "until": ...}}``, written atomically, read
-on every launch so marking needs no restart) it answers RunInstances with EC2's error body and
-CreateFleet with an ``errorSet`` entry, the two shapes in which EC2 reports missing capacity, and
-passes everything else to moto untouched. ParallelCluster then handles the failure with its own code
+faults file (``{"<cluster>-<queue>-<cr>": {"code": ..., "capacity": N, "until": ...}}``, written
+atomically, read on every launch so marking needs no restart) it answers RunInstances with EC2's
+error body and CreateFleet with an ``errorSet`` entry, the two shapes in which EC2 reports missing
+capacity, or lets through only the N instances EC2 still has; everything else goes to moto
+untouched (but for RunInstances' MinCount, see :func:`_run_instances`). ParallelCluster then handles the failure with its own code
 (``(Code:InsufficientInstanceCapacity)Failure when resuming nodes``).
 
 The server runs detached (``python -m hpctool.twin.ec2``, PID file and log in a folder of its own,
@@ -65,25 +66,35 @@ PROGRAM = "hpctool.twin.ec2"
 
 
 # -- the faults file ---------------------------------------------------------------------------------
-def read_faults(path: Path, now: float | None = None) -> dict[str, str]:
-    """Launch template name -> EC2 error code, for the faults in force at ``now`` (a missing or
+@dataclass(frozen=True)
+class Fault:
+    """A launch template EC2 is short of: ``capacity`` instances left per launch (0: none)."""
+
+    code: str
+    capacity: int = 0
+
+
+def read_faults(path: Path, now: float | None = None) -> dict[str, Fault]:
+    """Launch template name -> its fault, for the faults in force at ``now`` (a missing or
     unreadable file: none, so a half-configured twin launches rather than fails)."""
-    try:
-        raw = json.loads(Path(path).read_text())
-    except (OSError, ValueError):
-        return {}
     moment = time.time() if now is None else now
-    return {name: str(fault.get("code", CAPACITY_CODES[0])) for name, fault in raw.items()
+    return {name: Fault(str(fault.get("code", CAPACITY_CODES[0])), int(fault.get("capacity") or 0))
+            for name, fault in _raw_faults(path).items()
             if isinstance(fault, dict) and (fault.get("until") is None or float(fault["until"]) > moment)}
 
 
-def mark_fault(path: Path, template: str, code: str = CAPACITY_CODES[0], seconds: float | None = None) -> None:
-    """Make launches of ``template`` fail with ``code`` (for ``seconds``, or until cleared)."""
+def mark_fault(path: Path, template: str, code: str = CAPACITY_CODES[0], seconds: float | None = None,
+               capacity: int = 0) -> None:
+    """Make launches of ``template`` fail with ``code`` (for ``seconds``, or until cleared); with
+    ``capacity`` N, each launch still gets up to N instances, as EC2 running low."""
     if code not in CAPACITY_CODES:
         raise SetupError(f"{code} is not a capacity error ParallelCluster knows",
                          f"use one of {', '.join(CAPACITY_CODES)}")
+    if capacity < 0:
+        raise SetupError(f"capacity {capacity} is below 0", "give the instances EC2 still has, 0 for none")
     faults = _raw_faults(path)
-    faults[template] = {"code": code, "until": None if seconds is None else time.time() + seconds}
+    faults[template] = {"code": code, "capacity": capacity,
+                        "until": None if seconds is None else time.time() + seconds}
     write_atomic(path, json.dumps(faults, indent=2, sort_keys=True) + "\n")
 
 
@@ -119,21 +130,49 @@ class FaultFront:
         pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True)
         form = dict(pairs)
         action = form.get("Action")
+        changes: dict[str, str] = {}
         if action in ("RunInstances", "CreateFleet"):
-            template = next((value for key, value in form.items() if key.endswith("LaunchTemplateName")), None)
-            code = read_faults(self.faults_path).get(template or "")
-            if code is not None:
-                status, text = (_run_instances_error(code, template or "") if action == "RunInstances"
-                                else _create_fleet_error(code, template or "", form))
+            template = next((value for key, value in form.items() if key.endswith("LaunchTemplateName")), "")
+            fault = read_faults(self.faults_path).get(template)
+            if action == "RunInstances":
+                answer, changes = _run_instances(form, fault, template)
+            else:
+                answer, changes = _create_fleet(form, fault, template)
+            if answer is not None:
+                status, text = answer
                 start_response(status, [("Content-Type", "text/xml"), ("Content-Length", str(len(text)))])
                 return [text]
-        if action == "RunInstances" and "MaxCount" in form:
-            # EC2 with capacity to spare launches MaxCount instances; moto launches MinCount
-            # (resume's best-effort launch asks MinCount=1 and would get one node of N).
-            body = urlencode([(k, form["MaxCount"] if k == "MinCount" else v) for k, v in pairs]).encode()
+        if changes:
+            body = urlencode([(key, changes.get(key, value)) for key, value in pairs]).encode()
             environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
         return self.app(environ, start_response)
+
+
+Answer = tuple[str, bytes]
+
+
+def _run_instances(form: dict[str, str], fault: Fault | None, template: str) -> tuple[Answer | None, dict[str, str]]:
+    """EC2 launches as many as it can up to MaxCount, and nothing when that is below MinCount.
+    moto launches MinCount, so the front asks it for exactly what EC2 would launch."""
+    wanted, minimum = int(form.get("MaxCount") or 1), int(form.get("MinCount") or 1)
+    launch = wanted if fault is None else min(wanted, fault.capacity)
+    if fault is not None and launch < minimum:
+        return _run_instances_error(fault.code, template), {}
+    return None, {"MinCount": str(launch), "MaxCount": str(launch)}
+
+
+def _create_fleet(form: dict[str, str], fault: Fault | None, template: str) -> tuple[Answer | None, dict[str, str]]:
+    """An instant fleet launches what capacity allows, nothing below MinTargetCapacity (which moto
+    ignores): then no instances and the reason in errorSet."""
+    if fault is None:
+        return None, {}
+    total_key = "TargetCapacitySpecification.TotalTargetCapacity"
+    minimum = max(int(form.get(f"{options}.MinTargetCapacity") or 0) for options in ("SpotOptions", "OnDemandOptions"))
+    launch = min(int(form.get(total_key) or 1), fault.capacity)
+    if launch == 0 or launch < minimum:
+        return _create_fleet_error(fault.code, template, form), {}
+    return None, {total_key: str(launch)}
 
 
 def _message(code: str, template: str) -> str:
