@@ -17,7 +17,7 @@ import pytest
 
 from hpctool import aws
 from hpctool.cluster.queues import load_cluster
-from hpctool.errors import SetupError
+from hpctool.errors import AwsError, SetupError
 from hpctool.twin import daemons
 from hpctool.twin.conf import TwinPaths
 from hpctool.twin.ec2 import (
@@ -26,11 +26,16 @@ from hpctool.twin.ec2 import (
     Fault,
     Seeded,
     clear_faults,
-    fleet_status,
-    fleet_status_item,
     mark_fault,
     read_faults,
     seed,
+)
+from hpctool.twin.fleet_status import (
+    SCRIPTS,
+    fleet_status,
+    iso_time,
+    render_fleet_status_script,
+    write,
 )
 from hpctool.twin.hosts import Network
 from hpctool.twin.layout import plan_layout
@@ -302,9 +307,50 @@ def test_pclusters_fleet_status_reads_and_writes_the_seeded_item(server, seeded)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["RUNNING", "STOP_REQUESTED"]
     assert fleet_status(server.endpoint) == "STOP_REQUESTED"
-    aws.put_dynamodb_item(aws.local_client("dynamodb", server.endpoint, REGION), "parallelcluster-twin",
-                          fleet_status_item("RUNNING"))
+    write(server.endpoint, "RUNNING")
     assert fleet_status(server.endpoint) == "RUNNING"
+
+
+def test_clustermgtds_fleet_status_commands_read_and_protect_the_fleet(server, seeded, tmp_path):
+    """clustermgtd's own ComputeFleetStatusManager runs get-/update-compute-fleet-status.sh from
+    PATH: the twin's stubs answer from the seeded table."""
+    for action, name in SCRIPTS.items():
+        script = tmp_path / name
+        script.write_text(render_fleet_status_script(action, sys.executable, server.endpoint))
+        script.chmod(0o755)
+    code = ("from slurm_plugin.clustermgtd import ComputeFleetStatusManager as M\n"
+            "print(M.get_status()); M.update_status('PROTECTED'); print(M.get_status())\n")
+    env = aws_env(server.endpoint)
+    env["PATH"] = f"{tmp_path}:{env['PATH']}"
+    result = subprocess.run([str(PCNODE_PYTHON), "-c", code], env=env, capture_output=True, text=True,
+                            timeout=60, check=False)
+    try:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["RUNNING", "PROTECTED"]
+        assert fleet_status(server.endpoint) == "PROTECTED"
+        update = [str(tmp_path / SCRIPTS["update"]), "--status", "PROTECTED"]
+        assert subprocess.run(update, capture_output=True, check=False).returncode == 0  # already: nothing to do
+        write(server.endpoint, "STOPPED")
+        refused = subprocess.run(update, capture_output=True, text=True, check=False)
+        assert refused.returncode == 1 and "cannot set the compute fleet from STOPPED" in refused.stderr
+        got = json.loads(subprocess.run([str(tmp_path / SCRIPTS["get"])], capture_output=True, text=True,
+                                        check=True).stdout)
+        assert got["status"] == "STOPPED" and got["lastStatusUpdatedTime"].endswith("Z")
+    finally:
+        write(server.endpoint, "RUNNING")
+
+
+def test_a_conditional_write_loses_to_a_change_in_between(server, seeded):
+    write(server.endpoint, "RUNNING")
+    with pytest.raises(AwsError, match="ConditionalCheckFailed"):
+        write(server.endpoint, "PROTECTED", expected="STOP_REQUESTED")
+    assert fleet_status(server.endpoint) == "RUNNING"
+
+
+def test_fleet_status_times_are_printed_as_iso_utc_with_milliseconds():
+    assert iso_time("2026-12-07 16:00:00.123456+00:00") == "2026-12-07T16:00:00.123Z"
+    assert iso_time("2026-12-07 17:00:00+01:00") == "2026-12-07T16:00:00.000Z"
+    assert iso_time("2026-12-07T16:00:05") == "2026-12-07T16:00:05.000Z"
 
 
 def test_the_fleet_status_manager_reads_a_running_fleet_without_slurm(twin_files, tmp_path):

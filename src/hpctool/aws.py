@@ -283,10 +283,12 @@ def ensure_dynamodb_table(dynamodb: Any, name: str, hash_key: str, indexes: tupl
         raise _wrap(exc, f"cannot make the DynamoDB table {name}", "check the DynamoDB endpoint") from exc
 
 
-def put_dynamodb_item(dynamodb: Any, table: str, item: dict[str, Any]) -> None:
-    """PutItem of ``item`` in DynamoDB's typed form (``{"Id": {"S": "..."}}``)."""
+def put_dynamodb_item(dynamodb: Any, table: str, item: dict[str, Any], condition: dict[str, Any] | None = None) -> None:
+    """PutItem of ``item`` in DynamoDB's typed form (``{"Id": {"S": "..."}}``); ``condition``:
+    PutItem's ConditionExpression and its names and values (refused: an AwsError naming
+    ConditionalCheckFailedException)."""
     try:
-        dynamodb.put_item(TableName=table, Item=item)
+        dynamodb.put_item(TableName=table, Item=item, **(condition or {}))
     except (ClientError, BotoCoreError) as exc:
         raise _wrap(exc, f"cannot write an item to the DynamoDB table {table}", "check the DynamoDB endpoint") from exc
 

@@ -30,7 +30,6 @@ import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from html import escape  # &, <, > and quotes: enough for the text of our XML elements
 from pathlib import Path
 from typing import Any
@@ -39,8 +38,9 @@ from urllib.parse import parse_qsl, urlencode
 from hpctool import aws
 from hpctool.atomic import write_atomic
 from hpctool.cluster.queues import Queue
-from hpctool.errors import SetupError, TwinError
+from hpctool.errors import SetupError
 from hpctool.twin import daemons
+from hpctool.twin.fleet_status import fleet_status_item
 from hpctool.twin.hosts import Network
 from hpctool.twin.layout import TwinLayout
 from hpctool.twin.pcnode_conf import (
@@ -313,26 +313,6 @@ def seed(endpoint: str, layout: TwinLayout, queues: list[Queue], network: Networ
         aws.put_dynamodb_item(dynamodb, status_table(cluster), fleet_status_item("RUNNING"))
     return Seeded(vpc_id=vpc_id, subnet_id=subnet_id, image_id=image_id, head_instance_id=head_id,
                   launch_templates=templates)
-
-
-def fleet_status_item(status: str, when: datetime | None = None) -> dict[str, Any]:
-    """The COMPUTE_FLEET item in DynamoDB's typed form: ``Data.status`` and its time."""
-    moment = when or datetime.now(UTC)
-    return {"Id": {"S": FLEET_STATUS_KEY},
-            "Data": {"M": {"status": {"S": status}, "lastStatusUpdatedTime": {"S": str(moment)}}}}
-
-
-def fleet_status(endpoint: str, cluster: str = CLUSTER_NAME) -> str | None:
-    """The compute fleet status in the twin's table (None when not seeded)."""
-    dynamodb = aws.local_client("dynamodb", endpoint, REGION)
-    item = aws.get_dynamodb_item(dynamodb, status_table(cluster), {"Id": {"S": FLEET_STATUS_KEY}})
-    if item is None:
-        return None
-    try:
-        return str(item["Data"]["M"]["status"]["S"])
-    except KeyError as exc:
-        raise TwinError(f"the COMPUTE_FLEET item of {status_table(cluster)} has no Data.status: {item}",
-                        "seed the twin's tables again (hpctool.twin.ec2.seed)") from exc
 
 
 def main(argv: list[str] | None = None) -> None:
