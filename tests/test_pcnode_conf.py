@@ -60,7 +60,7 @@ def conf_values(text: str) -> dict[str, str]:
     ("parallelcluster_partition_nodelist_mapping.json", render_partition_mapping),
     ("fleet-config.json", lambda layout: render_fleet_config(layout, CLUSTER.queues, SUBNET)),
     ("run_instances_overrides.json", lambda layout: render_run_instances_overrides(layout, CLUSTER.queues, SUBNET)),
-    ("create_fleet_overrides.json", lambda layout: render_create_fleet_overrides(layout, CLUSTER.queues, SUBNET)),
+    ("create_fleet_overrides.json", lambda layout: render_create_fleet_overrides()),
     ("launch-templates.json",
      lambda layout: json.dumps(launch_templates(layout, CLUSTER.queues, SUBNET, "ami-0123456789abcdef0"), indent=2)),
 ])

@@ -145,7 +145,7 @@ def _ini(section: str, values: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _common(paths: PcnodePaths, head: HeadInstance, cluster: str) -> dict[str, Any]:
+def _common(head: HeadInstance, cluster: str) -> dict[str, Any]:
     return {
         "cluster_name": cluster,
         "region": REGION,
@@ -171,7 +171,7 @@ def render_resume_conf(layout: TwinLayout, paths: PcnodePaths, head: HeadInstanc
                        cluster: str = CLUSTER_NAME) -> str:
     timings = pcnode_timings(layout)
     return _ini("slurm_resume", {
-        **_common(paths, head, cluster),
+        **_common(head, cluster),
         "clustermgtd_heartbeat_file_path": paths.heartbeat,
         "clustermgtd_timeout": timings.clustermgtd_timeout,
         "scaling_strategy": "best-effort",
@@ -195,7 +195,7 @@ def render_suspend_conf(layout: TwinLayout, paths: PcnodePaths) -> str:
 def render_clustermgtd_conf(layout: TwinLayout, paths: PcnodePaths, head: HeadInstance,
                             cluster: str = CLUSTER_NAME) -> str:
     timings = pcnode_timings(layout)
-    common = _common(paths, head, cluster)
+    common = _common(head, cluster)
     return _ini("clustermgtd", {
         **{key: common[key] for key in ("cluster_name", "region", "proxy")},
         "heartbeat_file_path": paths.heartbeat,
@@ -323,11 +323,10 @@ def render_run_instances_overrides(layout: TwinLayout, queues: list[Queue], subn
     return _json({queue: resources for queue, resources in overrides.items() if resources})
 
 
-def render_create_fleet_overrides(layout: TwinLayout, queues: list[Queue], subnet_id: str) -> str:
-    """CreateFleet parameters per compute resource. The subnet already comes with each of resume's
-    launch template overrides (from fleet-config.json's Networking); nothing more is needed, and
-    an empty file says so rather than leaving the daemons to look for a missing one."""
-    del layout, queues, subnet_id  # same signature as the RunInstances overrides, on purpose
+def render_create_fleet_overrides() -> str:
+    """CreateFleet parameters per compute resource: none. The subnet already comes with each of
+    resume's launch template overrides (from fleet-config.json's Networking); an empty file says
+    so rather than leaving the daemons to look for a missing one."""
     return _json({})
 
 
@@ -381,7 +380,7 @@ def render_all(layout: TwinLayout, queues: list[Queue], paths: PcnodePaths, head
         paths.conf("slurm_fleet_status_manager"): render_fleet_status_manager_conf(paths, cluster),
         paths.fleet_config: render_fleet_config(layout, queues, subnet_id),
         paths.run_instances_overrides: render_run_instances_overrides(layout, queues, subnet_id),
-        paths.create_fleet_overrides: render_create_fleet_overrides(layout, queues, subnet_id),
+        paths.create_fleet_overrides: render_create_fleet_overrides(),
         paths.partition_mapping: render_partition_mapping(layout),
     }
     for daemon in DAEMONS:
