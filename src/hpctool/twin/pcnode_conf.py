@@ -117,8 +117,9 @@ def pcnode_timings(layout: TwinLayout) -> PcnodeTimings:
         health_check_timeout=max(10, round(180 * scale)),
         health_check_timeout_after_slurmdstarttime=max(10, round(180 * scale)),
         compute_console_wait_time=max(1, round(300 * scale)),
-        # clustermgtd writes its heartbeat once a loop, and a loop lasts loop_time plus a fixed
-        # 5 s sleep of its own (unscaled): below a few loops every resume would see it "down".
+        # clustermgtd writes its heartbeat once a loop, and a loop lasts at least 5 s whatever
+        # loop_time says (a fixed sleep before it reads EC2): below a few loops every resume
+        # would see it "down".
         clustermgtd_timeout=max(3 * (loop_time + 5), round(300 * scale)),
     )
 
