@@ -180,12 +180,13 @@ def test_seeding_leaves_what_parallelclusters_stacks_leave(server, seeded):
 def test_resume_launches_instances_in_the_twins_subnet_with_parallelclusters_tags(server, seeded, twin_files,
                                                                                    no_faults):
     nodes = ["compute-dy-c7i4xl-1", "compute-dy-c7i4xl-2", "spot-dy-mixed16-1"]
+    before = {i["InstanceId"] for i in aws.describe_instances(ec2(server), [])}
     answer = launch(server, twin_files, *nodes)
     assert answer["failed"] == {}
     assert "Launching instances with run_instances API" in answer["log"]
     assert "Launching instances with create_fleet API" in answer["log"]
-    run = instances_of(server, "compute", "c7i4xl")
-    fleet = instances_of(server, "spot", "mixed16")
+    run = [i for i in instances_of(server, "compute", "c7i4xl") if i["InstanceId"] not in before]
+    fleet = [i for i in instances_of(server, "spot", "mixed16") if i["InstanceId"] not in before]
     assert (len(run), len(fleet)) == (2, 1)  # both nodes of the RunInstances batch (moto alone: MinCount)
     for instance in run + fleet:
         assert instance["SubnetId"] == seeded.subnet_id
