@@ -120,6 +120,14 @@ def test_fleet_config_launches_as_parallelcluster_chooses():
     assert all(o == {"SubnetId": SUBNET} for rs in overrides.values() for o in rs.values())
 
 
+def test_a_spot_queue_with_one_instance_type_launches_spot_through_the_overrides():
+    queues = [Queue("sp", "SPOT", (ComputeResource("one", ("c7i.large",), 0, 2),))]
+    layout = plan_layout(queues, "x.yaml", base=16817, real_memory_mb=24000)
+    overrides = json.loads(render_run_instances_overrides(layout, queues, SUBNET))
+    assert overrides["sp"]["one"]["InstanceMarketOptions"]["MarketType"] == "spot"
+    assert json.loads(render_fleet_config(layout, queues, SUBNET))["sp"]["one"]["Api"] == "run-instances"
+
+
 def test_a_queue_with_instances_and_no_allocation_strategy_gets_parallelclusters_default():
     """lowest-price, as pcluster's SlurmQueue implies it (moto's spot fleets need one too)."""
     queues = [Queue("cheap", "SPOT", (ComputeResource("flex", ("c7i.large", "c6i.large"), 0, 2, flexible=True),)),

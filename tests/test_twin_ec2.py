@@ -11,12 +11,13 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from hpctool import aws
-from hpctool.cluster.queues import load_cluster
+from hpctool.cluster.queues import ComputeResource, Queue, load_cluster
 from hpctool.errors import AwsError, SetupError
 from hpctool.twin import daemons
 from hpctool.twin.conf import TwinPaths
@@ -38,7 +39,7 @@ from hpctool.twin.fleet_status import (
     write,
 )
 from hpctool.twin.hosts import Network
-from hpctool.twin.layout import plan_layout
+from hpctool.twin.layout import TwinLayout, plan_layout
 from hpctool.twin.pcnode_conf import REGION, HeadInstance, PcnodePaths, render_all
 from support.pcnode import PCNODE_PYTHON, aws_env, run_driver
 from support.sshd_lab import free_port
@@ -62,16 +63,32 @@ def seeded(server: Ec2Server) -> Seeded:
     return seed(server.endpoint, LAYOUT, CLUSTER.queues, NETWORK)
 
 
-@pytest.fixture(scope="module")
-def twin_files(server: Ec2Server, seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> PcnodePaths:
+def write_files(home: Path, layout: TwinLayout, queues: list[Queue], seeded: Seeded) -> PcnodePaths:
     """The daemons' files as `up` would write them, for the seeded subnet and head instance."""
-    paths = PcnodePaths(TwinPaths(tmp_path_factory.mktemp("twin-home")))
+    paths = PcnodePaths(TwinPaths(home))
     head = HeadInstance(NETWORK.address(0), "head", seeded.head_instance_id)
-    for path, text in render_all(LAYOUT, CLUSTER.queues, paths, head, seeded.subnet_id).items():
+    for path, text in render_all(layout, queues, paths, head, seeded.subnet_id).items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     paths.log_dir.mkdir(parents=True, exist_ok=True)
     return paths
+
+
+@contextmanager
+def own_twin(folder: Path, layout: TwinLayout, queues: list[Queue]) -> Iterator[tuple[Ec2Server, Seeded, PcnodePaths]]:
+    """A moto of its own, seeded for ``layout``: for tests whose instances must not meet the others'."""
+    instance = Ec2Server(folder / "ec2", "127.0.0.1", free_port())
+    instance.start()
+    try:
+        seeded = seed(instance.endpoint, layout, queues, NETWORK)
+        yield instance, seeded, write_files(folder / "home", layout, queues, seeded)
+    finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="module")
+def twin_files(server: Ec2Server, seeded: Seeded, tmp_path_factory: pytest.TempPathFactory) -> PcnodePaths:
+    return write_files(tmp_path_factory.mktemp("twin-home"), LAYOUT, CLUSTER.queues, seeded)
 
 
 @pytest.fixture
@@ -275,15 +292,7 @@ def test_stopping_the_fleet_terminates_compute_instances_only(tmp_path):
     """terminate_all_compute_nodes (the fleet status manager's stop, and clustermgtd's) finds the
     cluster's compute instances by ParallelCluster's tags: the head node stays. A server of its
     own, so the other tests keep their instances."""
-    instance = Ec2Server(tmp_path / "ec2", "127.0.0.1", free_port())
-    instance.start()
-    try:
-        seeded = seed(instance.endpoint, LAYOUT, CLUSTER.queues, NETWORK)
-        paths = PcnodePaths(TwinPaths(tmp_path / "home"))
-        head = HeadInstance(NETWORK.address(0), "head", seeded.head_instance_id)
-        for path, text in render_all(LAYOUT, CLUSTER.queues, paths, head, seeded.subnet_id).items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(text)
+    with own_twin(tmp_path, LAYOUT, CLUSTER.queues) as (instance, seeded, paths):
         assert launch(instance, paths, "compute-dy-c7i4xl-1", "spot-dy-mixed16-1")["failed"] == {}
         answer = run_driver("terminate", str(paths.conf("slurm_resume")), endpoint=instance.endpoint)
         assert len(answer["terminated"]) == 2 and seeded.head_instance_id not in answer["terminated"]
@@ -291,8 +300,17 @@ def test_stopping_the_fleet_terminates_compute_instances_only(tmp_path):
         assert states.pop(seeded.head_instance_id) == "running"
         assert set(states) == set(answer["terminated"])
         assert set(states.values()) <= {"shutting-down", "terminated"}
-    finally:
-        instance.stop()
+
+
+def test_a_single_type_spot_resource_launches_spot_instances(tmp_path):
+    """RunInstances ignores the launch template's market options in moto; the rendered overrides
+    carry them, so a SPOT queue with one InstanceType gets spot instances, as on EC2."""
+    queues = [Queue("sp", "SPOT", (ComputeResource("one", ("c7i.large",), 0, 2),))]
+    layout = plan_layout(queues, "x.yaml", base=16817, real_memory_mb=24000)
+    with own_twin(tmp_path, layout, queues) as (instance, _, paths):
+        assert launch(instance, paths, "sp-dy-one-1")["failed"] == {}
+        launched = instances_of(instance, "sp", "one")
+        assert [(i["InstanceType"], i.get("InstanceLifecycle")) for i in launched] == [("c7i.large", "spot")]
 
 
 # -- the compute fleet status ------------------------------------------------------------------------

@@ -197,16 +197,17 @@ def _local_hint(ec2: Any) -> str:
 
 def ensure_vpc_subnet(ec2: Any, vpc_cidr: str, subnet_cidr: str, tags: dict[str, str]) -> tuple[str, str]:
     """The VPC with ``vpc_cidr`` and its subnet ``subnet_cidr`` (made when missing): their ids."""
-    tag_list = [{"Key": k, "Value": v} for k, v in tags.items()]
+    def tagged(kind: str) -> dict[str, Any]:  # EC2 refuses an empty tag specification
+        return {"TagSpecifications": [{"ResourceType": kind, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+                } if tags else {}
+
     try:
         vpcs = ec2.describe_vpcs(Filters=[{"Name": "cidr", "Values": [vpc_cidr]}])["Vpcs"]
-        vpc_id = vpcs[0]["VpcId"] if vpcs else ec2.create_vpc(
-            CidrBlock=vpc_cidr, TagSpecifications=[{"ResourceType": "vpc", "Tags": tag_list}])["Vpc"]["VpcId"]
+        vpc_id = vpcs[0]["VpcId"] if vpcs else ec2.create_vpc(CidrBlock=vpc_cidr, **tagged("vpc"))["Vpc"]["VpcId"]
         subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
                                                 {"Name": "cidr-block", "Values": [subnet_cidr]}])["Subnets"]
         subnet_id = subnets[0]["SubnetId"] if subnets else ec2.create_subnet(
-            VpcId=vpc_id, CidrBlock=subnet_cidr,
-            TagSpecifications=[{"ResourceType": "subnet", "Tags": tag_list}])["Subnet"]["SubnetId"]
+            VpcId=vpc_id, CidrBlock=subnet_cidr, **tagged("subnet"))["Subnet"]["SubnetId"]
     except (ClientError, BotoCoreError) as exc:
         raise _wrap(exc, f"cannot make the VPC {vpc_cidr} and subnet {subnet_cidr}", _local_hint(ec2)) from exc
     return vpc_id, subnet_id

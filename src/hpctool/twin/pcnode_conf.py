@@ -286,6 +286,11 @@ def render_partition_mapping(layout: TwinLayout) -> str:
     return _json(mapping)
 
 
+# ParallelCluster's spot market options (launch_template_utils): one-time, terminated when reclaimed.
+_SPOT_MARKET = {"MarketType": "spot",
+                "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+
+
 def _queue_models(layout: TwinLayout, queues: list[Queue]) -> list[Queue]:
     by_name = {q.name: q for q in queues}
     return [by_name[row["name"]] for row in layout.queues]
@@ -317,11 +322,19 @@ def render_fleet_config(layout: TwinLayout, queues: list[Queue], subnet_id: str)
 
 
 def render_run_instances_overrides(layout: TwinLayout, queues: list[Queue], subnet_id: str) -> str:
-    """RunInstances parameters per compute resource: the twin's subnet, which moto takes only from
-    the call (it ignores the launch template's network interface)."""
-    overrides = {q.name: {r.name: {"SubnetId": subnet_id} for r in q.compute_resources if not r.flexible}
-                 for q in _queue_models(layout, queues)}
-    return _json({queue: resources for queue, resources in overrides.items() if resources})
+    """RunInstances parameters per compute resource: what moto takes only from the call, not from
+    the launch template: the twin's subnet (it ignores the template's network interface) and, on
+    SPOT queues, the spot market options (without them the instance is on-demand)."""
+    overrides: dict[str, dict[str, Any]] = {}
+    for queue in _queue_models(layout, queues):
+        for resource in queue.compute_resources:
+            if resource.flexible:
+                continue  # CreateFleet: the subnet comes in each override, the market from the request
+            entry: dict[str, Any] = {"SubnetId": subnet_id}
+            if queue.is_spot:
+                entry["InstanceMarketOptions"] = _SPOT_MARKET
+            overrides.setdefault(queue.name, {})[resource.name] = entry
+    return _json(overrides)
 
 
 def render_create_fleet_overrides() -> str:
@@ -356,8 +369,7 @@ def launch_templates(layout: TwinLayout, queues: list[Queue], subnet_id: str, im
                 ],
             }
             if queue.is_spot:
-                data["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
-                    "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+                data["InstanceMarketOptions"] = _SPOT_MARKET
             elif queue.capacity_type == "CAPACITY_BLOCK":
                 data["InstanceMarketOptions"] = {"MarketType": "capacity-block"}
             if not resource.flexible:
