@@ -18,7 +18,7 @@ import pytest
 
 from hpctool import aws
 from hpctool.cluster.queues import ComputeResource, Queue, load_cluster
-from hpctool.errors import AwsError, SetupError
+from hpctool.errors import AwsError, SetupError, TwinError
 from hpctool.twin import daemons
 from hpctool.twin.conf import TwinPaths
 from hpctool.twin.ec2 import (
@@ -162,6 +162,13 @@ def test_a_stopped_server_is_gone_and_its_log_kept(tmp_path):
     assert instance.stop()
     assert not daemons.pid_alive(pid) and not instance.pid_file.exists() and not instance.running()
     assert "POST / HTTP/1.1" in instance.log_file.read_text()
+
+
+def test_a_server_that_dies_at_start_says_so_and_leaves_no_pid_file(tmp_path):
+    instance = Ec2Server(tmp_path, "127.0.0.1", free_port())
+    with pytest.raises(TwinError, match="exited during start-up"):
+        instance.start(python="/bin/false")
+    assert not instance.pid_file.exists() and not instance.running()
 
 
 # -- seeding -----------------------------------------------------------------------------------------

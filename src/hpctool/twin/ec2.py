@@ -8,8 +8,9 @@ faults file (``{"<cluster>-<queue>-<cr>": {"code": ..., "capacity": N, "until": 
 atomically, read on every launch so marking needs no restart) it answers RunInstances with EC2's
 error body and CreateFleet with an ``errorSet`` entry, the two shapes in which EC2 reports missing
 capacity, or lets through only the N instances EC2 still has; everything else goes to moto
-untouched (but for RunInstances' MinCount, see :func:`_run_instances`). ParallelCluster then handles the failure with its own code
-(``(Code:InsufficientInstanceCapacity)Failure when resuming nodes``).
+untouched (but for RunInstances' MinCount, see :func:`_run_instances`). ParallelCluster then
+handles the failure with its own code (``(Code:InsufficientInstanceCapacity)Failure when resuming
+nodes``).
 
 The server runs detached (``python -m hpctool.twin.ec2``, PID file and log in a folder of its own,
 stopped by PID only, as the twin's other daemons); seeding goes through :mod:`hpctool.aws` (the one
@@ -38,7 +39,7 @@ from urllib.parse import parse_qsl, urlencode
 from hpctool import aws
 from hpctool.atomic import write_atomic
 from hpctool.cluster.queues import Queue
-from hpctool.errors import SetupError
+from hpctool.errors import HpctoolError, SetupError, TwinError
 from hpctool.twin import daemons
 from hpctool.twin.fleet_status import fleet_status_item
 from hpctool.twin.hosts import Network
@@ -244,8 +245,12 @@ class Ec2Server:
         process = daemons.spawn([python, "-m", PROGRAM, "--host", self.host, "--port", str(self.port),
                                  "--faults", str(self.faults_file)], self.log_file)
         write_atomic(self.pid_file, f"{process.pid}\n")
-        daemons.wait_until(lambda: _accepts(self.host, self.port), name="the twin's EC2 endpoint (moto)",
-                           log_file=self.log_file, timeout=timeout, alive=lambda: process.poll() is None)
+        try:
+            daemons.wait_until(lambda: _accepts(self.host, self.port), name="the twin's EC2 endpoint (moto)",
+                               log_file=self.log_file, timeout=timeout, alive=lambda: process.poll() is None)
+        except TwinError:
+            self.stop()  # never leave a server behind that did not come up
+            raise
 
     def stop(self) -> bool:
         stopped = daemons.stop_pid(daemons.read_pid(self.pid_file), name="moto", program=PROGRAM)
@@ -315,14 +320,19 @@ def seed(endpoint: str, layout: TwinLayout, queues: list[Queue], network: Networ
                   launch_templates=templates)
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {PROGRAM}", description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--faults", type=Path, required=True)
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.faults)
+    try:
+        serve(args.host, args.port, args.faults)
+    except HpctoolError as error:  # in the log, which Ec2Server.start shows when the server dies
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
