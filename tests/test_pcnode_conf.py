@@ -175,7 +175,7 @@ def test_the_daemons_own_config_readers_take_the_rendered_files(tmp_path):
     resume, mgtd = read["slurm_resume"], read["clustermgtd"]
     assert (resume["cluster_name"], resume["dynamodb_table"], resume["head_node_private_ip"]) == (
         "twin", "parallelcluster-slurm-twin", HEAD.address)
-    assert resume["job_level_scaling"] is False and resume["scaling_strategy"] == "best-effort"
+    assert resume["job_level_scaling"] is True and resume["scaling_strategy"] == "all-or-nothing"  # PC's defaults
     assert resume["fleet_config"] == json.loads(render_fleet_config(layout, CLUSTER.queues, SUBNET))
     assert resume["run_instances_overrides"]["compute"]["c7i4xl"] == {"SubnetId": SUBNET}
     assert resume["clustermgtd_heartbeat_file_path"] == str(paths.heartbeat)

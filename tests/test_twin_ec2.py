@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import hostlist
 import pytest
 
 from hpctool import aws
@@ -40,7 +42,13 @@ from hpctool.twin.fleet_status import (
 )
 from hpctool.twin.hosts import Network
 from hpctool.twin.layout import TwinLayout, plan_layout
-from hpctool.twin.pcnode_conf import REGION, HeadInstance, PcnodePaths, render_all
+from hpctool.twin.pcnode_conf import (
+    REGION,
+    HeadInstance,
+    PcnodePaths,
+    render_all,
+    render_resume_conf,
+)
 from support.pcnode import PCNODE_PYTHON, aws_env, run_driver
 from support.sshd_lab import free_port
 
@@ -102,8 +110,28 @@ def ec2(server: Ec2Server):
     return aws.local_client("ec2", server.endpoint, REGION)
 
 
-def launch(server: Ec2Server, paths: PcnodePaths, *nodes: str) -> dict:
-    return run_driver("launch", str(paths.conf("slurm_resume")), *nodes, endpoint=server.endpoint)
+def launch(server: Ec2Server, paths: PcnodePaths, *jobs: str | list[str], conf: Path | None = None) -> dict:
+    """Resume's launch for ``jobs`` (a node name: a one-node job; a list: one job on those nodes),
+    with the resume file slurmctld would write for them (Slurm 24.11's fields)."""
+    nodes_of = [[job] if isinstance(job, str) else job for job in jobs]
+    every = [node for nodes in nodes_of for node in nodes]
+    resume = {"all_nodes_resume": hostlist.collect_hostlist(every), "jobs": [
+        {"extra": None, "features": None, "job_id": 1000 + index, "nodes_alloc": hostlist.collect_hostlist(nodes),
+         "nodes_resume": hostlist.collect_hostlist(nodes), "oversubscribe": "NO" if len(nodes) > 1 else "OK",
+         "partition": nodes[0].split("-")[0], "reservation": None} for index, nodes in enumerate(nodes_of)]}
+    resume_file = paths.twin.run / f"resume-{secrets.token_hex(4)}.json"
+    resume_file.parent.mkdir(parents=True, exist_ok=True)
+    resume_file.write_text(json.dumps(resume))
+    return run_driver("launch", str(conf or paths.conf("slurm_resume")), "--resume-file", str(resume_file), *every,
+                      endpoint=server.endpoint)
+
+
+def resume_conf(paths: PcnodePaths, seeded: Seeded, name: str, **options: object) -> Path:
+    """A resume conf with other scaling options (the config's ScalingStrategy, job-level scaling)."""
+    conf = paths.plugin_dir / f"{name}.conf"
+    head = HeadInstance(NETWORK.address(0), "head", seeded.head_instance_id)
+    conf.write_text(render_resume_conf(LAYOUT, paths, head, **options))  # type: ignore[arg-type]
+    return conf
 
 
 def tags_of(instance: dict) -> dict[str, str]:
@@ -203,9 +231,9 @@ def test_seeding_leaves_what_parallelclusters_stacks_leave(server, seeded):
 # -- ParallelCluster's own launches ------------------------------------------------------------------
 def test_resume_launches_instances_in_the_twins_subnet_with_parallelclusters_tags(server, seeded, twin_files,
                                                                                    no_faults):
-    nodes = ["compute-dy-c7i4xl-1", "compute-dy-c7i4xl-2", "spot-dy-mixed16-1"]
     before = {i["InstanceId"] for i in aws.describe_instances(ec2(server), [])}
-    answer = launch(server, twin_files, *nodes)
+    # A two-node job all-or-nothing (ParallelCluster's default) and a one-node spot job.
+    answer = launch(server, twin_files, ["compute-dy-c7i4xl-1", "compute-dy-c7i4xl-2"], "spot-dy-mixed16-1")
     assert answer["failed"] == {}
     assert "Launching instances with run_instances API" in answer["log"]
     assert "Launching instances with create_fleet API" in answer["log"]
@@ -253,15 +281,36 @@ def test_an_injected_create_fleet_fault_comes_back_in_its_error_set(server, seed
     ("twin-compute-c7i4xl", ["compute-dy-c7i4xl-1", "compute-dy-c7i4xl-2"]),  # RunInstances
     ("twin-spot-mixed16m", ["spot-dy-mixed16m-1", "spot-dy-mixed16m-2"]),  # CreateFleet
 ])
-def test_limited_capacity_launches_part_of_the_nodes(server, seeded, twin_files, no_faults, template, nodes):
-    """EC2 running low: one instance of two. Resume's best-effort launch keeps it and records the
-    other node as LimitedInstanceCapacity, as on AWS."""
+@pytest.mark.parametrize("strategy", ["all-or-nothing", "best-effort"])
+def test_limited_capacity_as_each_scaling_strategy_takes_it(server, seeded, twin_files, no_faults, template, nodes,
+                                                            strategy):
+    """EC2 running low: one instance for a two-node job. All-or-nothing (MinCount 2, or
+    MinTargetCapacity 2) launches nothing and the job's nodes fail for capacity; best-effort keeps
+    the one and records the other node as LimitedInstanceCapacity, as on AWS."""
     queue, resource = template.split("-")[1:]
     before = len(instances_of(server, queue, resource))
     mark_fault(no_faults, template, capacity=1)
-    answer = launch(server, twin_files, *nodes)
-    assert answer["failed"] == {"LimitedInstanceCapacity": [nodes[1]]}
-    assert len(instances_of(server, queue, resource)) == before + 1
+    conf = resume_conf(twin_files, seeded, strategy, scaling_strategy=strategy)
+    answer = launch(server, twin_files, nodes, conf=conf)
+    if strategy == "all-or-nothing":
+        assert answer["failed"] == {"InsufficientInstanceCapacity": nodes}
+        assert len(instances_of(server, queue, resource)) == before
+    else:
+        assert answer["failed"] == {"LimitedInstanceCapacity": [nodes[1]]}
+        assert len(instances_of(server, queue, resource)) == before + 1
+
+
+def test_without_job_level_scaling_resume_launches_its_node_list(server, seeded, twin_files, no_faults):
+    """job_level_scaling off (what Slurm 26.05 needs with 3.16.1): the node list alone, no resume file."""
+    conf = resume_conf(twin_files, seeded, "node-list", job_level_scaling=False, scaling_strategy="best-effort")
+    before = len(instances_of(server, "fpga", "f26xl"))
+    answer = run_driver("launch", str(conf), "fpga-dy-f26xl-1", "fpga-dy-f26xl-2", endpoint=server.endpoint)
+    assert answer["config"]["job_level_scaling"] is False and answer["failed"] == {}
+    assert len(instances_of(server, "fpga", "f26xl")) == before + 2
+    # With job-level scaling and no resume file, ParallelCluster launches nothing (its own check).
+    default = run_driver("launch", str(twin_files.conf("slurm_resume")), "fpga-dy-f26xl-1", endpoint=server.endpoint)
+    assert "Slurm resume file content is empty" in default["log"]
+    assert len(instances_of(server, "fpga", "f26xl")) == before + 2
 
 
 def test_every_capacity_code_is_one_parallelcluster_treats_as_such():

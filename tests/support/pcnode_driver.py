@@ -2,11 +2,13 @@
 twin's moto, for tests/test_twin_ec2.py. It runs on that venv's Python, so it imports nothing of
 hpctool's, and prints one JSON document on stdout.
 
-    launch CONF NODE...   resume's launch, as slurm_resume's _resume builds it from CONF (read by
-                          ParallelCluster's own SlurmResumeConfig), without Slurm: node addresses
-                          are not pushed to scontrol (update_node_address off). Prints the nodes
-                          that failed by EC2 error code and the cluster's compute instances as
-                          clustermgtd finds them (InstanceManager.get_cluster_instances).
+    launch CONF [--resume-file FILE] NODE...
+                          resume's launch, as slurm_resume's _resume builds it from CONF (read by
+                          ParallelCluster's own SlurmResumeConfig) and Slurm's resume file (FILE,
+                          what slurmctld hands ResumeProgram in SLURM_RESUME_FILE), without Slurm:
+                          node addresses are not pushed to scontrol (update_node_address off).
+                          Prints the nodes that failed by EC2 error code and the cluster's compute
+                          instances as clustermgtd finds them (InstanceManager.get_cluster_instances).
     assign CONF NODE=INSTANCE...   the DynamoDB write resume makes for assigned nodes.
     terminate CONF        what the fleet status manager's stop does to EC2: every compute instance
                           of the cluster terminated (InstanceManager.terminate_all_compute_nodes).
@@ -45,11 +47,16 @@ def _manager(conf: str):
     return config, manager
 
 
-def launch(conf: str, nodes: list[str]) -> dict:
+def launch(conf: str, args: list[str]) -> dict:
     from slurm_plugin.common import ScalingStrategy
 
+    slurm_resume = None
+    if args[:1] == ["--resume-file"]:
+        with open(args[1], encoding="utf-8") as file:
+            slurm_resume = json.load(file)
+        args = args[2:]
     config, manager = _manager(conf)
-    manager.add_instances(node_list=nodes, launch_batch_size=config.launch_max_batch_size,
+    manager.add_instances(node_list=args, slurm_resume=slurm_resume, launch_batch_size=config.launch_max_batch_size,
                           assign_node_batch_size=config.assign_node_max_batch_size,
                           terminate_batch_size=config.terminate_max_batch_size, update_node_address=False,
                           scaling_strategy=ScalingStrategy(config.scaling_strategy))

@@ -168,17 +168,19 @@ def _launch(paths: PcnodePaths) -> dict[str, Any]:
     }
 
 
-def render_resume_conf(layout: TwinLayout, paths: PcnodePaths, head: HeadInstance,
-                       cluster: str = CLUSTER_NAME) -> str:
+def render_resume_conf(layout: TwinLayout, paths: PcnodePaths, head: HeadInstance, cluster: str = CLUSTER_NAME,
+                       *, scaling_strategy: str = "all-or-nothing", job_level_scaling: bool = True) -> str:
+    """``scaling_strategy``: the config's Scheduling.ScalingStrategy (ParallelCluster's default
+    all-or-nothing; best-effort, greedy-all-or-nothing). ``job_level_scaling`` (3.16.1's default):
+    launches per job from Slurm's resume file; 3.16.1 builds SlurmResumeJob(**job) from each job,
+    which Slurm 26.05's extra fields break, so a twin on 26.05 must turn it off (node-list scaling)."""
     timings = pcnode_timings(layout)
     return _ini("slurm_resume", {
         **_common(head, cluster),
         "clustermgtd_heartbeat_file_path": paths.heartbeat,
         "clustermgtd_timeout": timings.clustermgtd_timeout,
-        "scaling_strategy": "best-effort",
-        # 3.16.1's job-level scaling reads the resume file into SlurmResumeJob(**job), which a newer
-        # Slurm's extra fields break (docs/twin-pcnode.md); node-list scaling needs none of it.
-        "job_level_scaling": False,
+        "scaling_strategy": scaling_strategy,
+        "job_level_scaling": job_level_scaling,
         "update_node_address": True,
         **_launch(paths),
         "logging_config": paths.logging_conf("slurm_resume"),
