@@ -159,9 +159,11 @@ LAYERS = {
     "hpctool.twin.pcnode_conf": {"hpctool.cluster.queues", "hpctool.twin.conf", "hpctool.twin.layout"},
     # The twin's moto: seeded through hpctool.aws (boto3 stays there), run as the twin's daemons are.
     "hpctool.twin.ec2": {"hpctool.aws", "hpctool.atomic", "hpctool.cluster.queues", "hpctool.errors",
-                         "hpctool.twin.daemons", "hpctool.twin.fleet_status", "hpctool.twin.hosts",
+                         "hpctool.twin.daemons", "hpctool.twin.ec2_health", "hpctool.twin.fleet_status",
+                         "hpctool.twin.hosts",
                          "hpctool.twin.layout", "hpctool.twin.pcnode_conf"},
     "hpctool.twin.fleet_status": {"hpctool.aws", "hpctool.errors", "hpctool.twin.pcnode_conf"},
+    "hpctool.twin.ec2_health": {"hpctool.atomic", "hpctool.errors"},
 }
 
 

@@ -11,6 +11,7 @@ import json
 import secrets
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -33,6 +34,7 @@ from hpctool.twin.ec2 import (
     read_faults,
     seed,
 )
+from hpctool.twin.ec2_health import clear_health, mark_unhealthy, request_filters
 from hpctool.twin.fleet_status import (
     SCRIPTS,
     fleet_status,
@@ -334,14 +336,42 @@ def test_resume_records_assigned_nodes_where_compute_nodes_look_them_up(server, 
     assert [item["Id"]["S"] for item in found] == ["storage-dy-i4i4xl-1"]
 
 
-def test_clustermgtds_health_query_finds_no_unhealthy_instance(server, seeded, twin_files, no_faults):
-    """moto ignores DescribeInstanceStatus's filters and reports every instance "ok": clustermgtd
-    asks only for unhealthy ones, gets them all, and finds none failing (health faults are not
-    injected yet; docs/twin-pcnode.md)."""
-    launch(server, twin_files, "fpga-dy-f26xl-1")
+def test_clustermgtds_health_query_sees_only_the_instances_marked_unhealthy(server, seeded, twin_files, no_faults):
+    """moto alone reports every instance "ok" and ignores the status filters; through the front,
+    clustermgtd's query (impaired instance or system status, scheduled events) gets exactly the
+    instances marked in the health file, and its own checks fail them."""
+    clear_health(server.health_file)
+    assert launch(server, twin_files, ["fpga-dy-f26xl-1", "fpga-dy-f26xl-2"])["failed"] == {}
     answer = run_driver("health", str(twin_files.conf("slurm_resume")), endpoint=server.endpoint)
-    assert answer["cluster"] and answer["reported"] == answer["cluster"]  # the filter ignored (a moto gap)
-    assert answer["failing"] == []
+    assert answer["cluster"] and answer["reported"] == [] and answer["failing"] == []  # all healthy
+    first, second = (i["InstanceId"] for i in instances_of(server, "fpga", "f26xl")[:2])
+    try:
+        mark_unhealthy(server.health_file, first, since=time.time() - 3600)
+        mark_unhealthy(server.health_file, second, instance="ok", event="instance-retirement")
+        answer = run_driver("health", str(twin_files.conf("slurm_resume")), endpoint=server.endpoint)
+        assert answer["reported"] == sorted([first, second]) and answer["failing"] == sorted([first, second])
+        statuses = ec2(server).describe_instance_status(InstanceIds=[first, second])["InstanceStatuses"]
+        by_id = {s["InstanceId"]: s for s in statuses}
+        assert by_id[first]["InstanceStatus"]["Status"] == "impaired"
+        assert by_id[first]["InstanceStatus"]["Details"][0]["ImpairedSince"].timestamp() < time.time() - 3000
+        assert [e["Code"] for e in by_id[second]["Events"]] == ["instance-retirement"]
+        running = ec2(server).describe_instance_status(Filters=[
+            {"Name": "instance-state-name", "Values": ["running"]},
+            {"Name": "system-status.status", "Values": ["ok"]}])["InstanceStatuses"]
+        assert {first, second} <= {s["InstanceId"] for s in running}  # filters AND, values OR
+    finally:
+        clear_health(server.health_file)
+    assert run_driver("health", str(twin_files.conf("slurm_resume")), endpoint=server.endpoint)["reported"] == []
+
+
+def test_health_marks_are_checked_and_filters_read_as_ec2_sends_them(tmp_path):
+    with pytest.raises(SetupError, match="not EC2's"):
+        mark_unhealthy(tmp_path / "h.json", "i-1", instance="sick")
+    with pytest.raises(SetupError, match="scheduled event"):
+        mark_unhealthy(tmp_path / "h.json", "i-1", event="party")
+    form = {"Action": "DescribeInstanceStatus", "Filter.1.Name": "event.code", "Filter.1.Value.1": "instance-stop",
+            "Filter.1.Value.2": "system-reboot", "Filter.2.Name": "instance-state-name", "Filter.2.Value.1": "running"}
+    assert request_filters(form) == {"event.code": {"instance-stop", "system-reboot"}, "instance-state-name": {"running"}}
 
 
 def test_stopping_the_fleet_terminates_compute_instances_only(tmp_path):

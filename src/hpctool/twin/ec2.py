@@ -40,7 +40,7 @@ from hpctool import aws
 from hpctool.atomic import write_atomic
 from hpctool.cluster.queues import Queue
 from hpctool.errors import HpctoolError, SetupError, TwinError
-from hpctool.twin import daemons
+from hpctool.twin import daemons, ec2_health
 from hpctool.twin.fleet_status import fleet_status_item
 from hpctool.twin.hosts import Network
 from hpctool.twin.layout import TwinLayout
@@ -120,9 +120,10 @@ WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 class FaultFront:
     """WSGI middleware: capacity errors for marked launch templates, moto for everything else."""
 
-    def __init__(self, app: WsgiApp, faults_path: Path) -> None:
+    def __init__(self, app: WsgiApp, faults_path: Path, health_path: Path | None = None) -> None:
         self.app = app
         self.faults_path = Path(faults_path)
+        self.health_path = Path(health_path) if health_path is not None else None
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST" or "x-www-form-urlencoded" not in environ.get("CONTENT_TYPE", ""):
@@ -132,6 +133,8 @@ class FaultFront:
         form = dict(pairs)
         action = form.get("Action")
         changes: dict[str, str] = {}
+        if action == "DescribeInstanceStatus" and self.health_path is not None:
+            return self._instance_status(environ, start_response, pairs, form)
         if action in ("RunInstances", "CreateFleet"):
             template = next((value for key, value in form.items() if key.endswith("LaunchTemplateName")), "")
             fault = read_faults(self.faults_path).get(template)
@@ -148,6 +151,29 @@ class FaultFront:
             environ["CONTENT_LENGTH"] = str(len(body))
         environ["wsgi.input"] = io.BytesIO(body)  # moto reads it again
         return self.app(environ, start_response)
+
+    def _instance_status(self, environ: dict[str, Any], start_response: Callable[..., Any],
+                         pairs: list[tuple[str, str]], form: dict[str, str]) -> Iterable[bytes]:
+        """moto's answer without filters (it ignores the status ones), then EC2's (ec2_health)."""
+        assert self.health_path is not None
+        body = urlencode(ec2_health.without_filters(pairs)).encode()
+        inner = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+        seen: dict[str, Any] = {}
+
+        def keep(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+            seen.update(status=status, headers=headers)
+
+        result = self.app(inner, keep)
+        try:
+            moto_answer = b"".join(result)
+        finally:
+            getattr(result, "close", lambda: None)()
+        if not str(seen.get("status", "")).startswith("200"):  # moto's own error: as it is
+            start_response(seen["status"], seen["headers"])
+            return [moto_answer]
+        text = ec2_health.answer(moto_answer, form, self.health_path)
+        start_response("200 OK", [("Content-Type", "text/xml"), ("Content-Length", str(len(text)))])
+        return [text]
 
 
 Answer = tuple[str, bytes]
@@ -228,6 +254,10 @@ class Ec2Server:
     def faults_file(self) -> Path:
         return self.folder / "ec2-faults.json"
 
+    @property
+    def health_file(self) -> Path:
+        return self.folder / "ec2-health.json"
+
     def running(self) -> bool:
         pid = daemons.read_pid(self.pid_file)
         return daemons.pid_alive(pid) and pid is not None and daemons.runs_program(pid, PROGRAM)
@@ -243,7 +273,8 @@ class Ec2Server:
         if not self.faults_file.exists():
             clear_faults(self.faults_file)
         process = daemons.spawn([python, "-m", PROGRAM, "--host", self.host, "--port", str(self.port),
-                                 "--faults", str(self.faults_file)], self.log_file)
+                                 "--faults", str(self.faults_file), "--health", str(self.health_file)],
+                                self.log_file)
         write_atomic(self.pid_file, f"{process.pid}\n")
         try:
             daemons.wait_until(lambda: _accepts(self.host, self.port), name="the twin's EC2 endpoint (moto)",
@@ -266,7 +297,7 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
-def serve(host: str, port: int, faults: Path) -> None:
+def serve(host: str, port: int, faults: Path, health: Path | None = None) -> None:
     """Run moto's server application behind the fault front (the process ``Ec2Server`` starts)."""
     try:
         from moto.moto_server.werkzeug_app import (
@@ -279,7 +310,7 @@ def serve(host: str, port: int, faults: Path) -> None:
         raise SetupError("moto (with its server extra) is not installed",
                          "run `make setup` (uv sync installs the dev group with moto[server])") from exc
     os.environ.setdefault("MOTO_PORT", str(port))  # moto builds some URLs from it
-    app = FaultFront(DomainDispatcherApplication(create_backend_app), faults)
+    app = FaultFront(DomainDispatcherApplication(create_backend_app), faults, health)
     run_simple(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 
 
@@ -325,9 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--faults", type=Path, required=True)
+    parser.add_argument("--health", type=Path)
     args = parser.parse_args(argv)
     try:
-        serve(args.host, args.port, args.faults)
+        serve(args.host, args.port, args.faults, args.health)
     except HpctoolError as error:  # in the log, which Ec2Server.start shows when the server dies
         print(f"error: {error}", file=sys.stderr)
         return 1
