@@ -34,7 +34,7 @@ from hpctool.twin.ec2 import (
     read_faults,
     seed,
 )
-from hpctool.twin.ec2_health import clear_health, mark_unhealthy, request_filters
+from hpctool.twin.ec2_health import EVENT_CODES, clear_health, mark_unhealthy, request_filters
 from hpctool.twin.fleet_status import (
     SCRIPTS,
     fleet_status,
@@ -315,11 +315,13 @@ def test_without_job_level_scaling_resume_launches_its_node_list(server, seeded,
     assert len(instances_of(server, "fpga", "f26xl")) == before + 2
 
 
-def test_every_capacity_code_is_one_parallelcluster_treats_as_such():
-    """The front's codes are aws-parallelcluster-node's own EC2_ICE_ERROR_CODES."""
-    code = "from slurm_plugin.slurm_resources import SlurmNode; print(sorted(SlurmNode.EC2_ICE_ERROR_CODES))"
+def test_the_fronts_codes_are_the_ones_parallelcluster_acts_on():
+    """Capacity codes: aws-parallelcluster-node's EC2_ICE_ERROR_CODES; scheduled events: its
+    EC2_SCHEDULED_EVENT_CODES."""
+    code = ("import json; from slurm_plugin.slurm_resources import SlurmNode, EC2_SCHEDULED_EVENT_CODES as E\n"
+            "print(json.dumps([sorted(SlurmNode.EC2_ICE_ERROR_CODES), sorted(E)]))")
     result = subprocess.run([str(PCNODE_PYTHON), "-c", code], capture_output=True, text=True, check=True)
-    assert json.loads(result.stdout.replace("'", '"')) == sorted(CAPACITY_CODES)
+    assert json.loads(result.stdout) == [sorted(CAPACITY_CODES), sorted(EVENT_CODES)]
 
 
 def test_resume_records_assigned_nodes_where_compute_nodes_look_them_up(server, seeded, twin_files, no_faults):

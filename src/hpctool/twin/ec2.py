@@ -8,7 +8,8 @@ faults file (``{"<cluster>-<queue>-<cr>": {"code": ..., "capacity": N, "until": 
 atomically, read on every launch so marking needs no restart) it answers RunInstances with EC2's
 error body and CreateFleet with an ``errorSet`` entry, the two shapes in which EC2 reports missing
 capacity, or lets through only the N instances EC2 still has; everything else goes to moto
-untouched (but for RunInstances' MinCount, see :func:`_run_instances`). ParallelCluster then
+untouched (but for RunInstances' MinCount, see :func:`_run_instances`, and DescribeInstanceStatus,
+answered as EC2 does with health faults: :mod:`hpctool.twin.ec2_health`). ParallelCluster then
 handles the failure with its own code (``(Code:InsufficientInstanceCapacity)Failure when resuming
 nodes``).
 
