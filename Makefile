@@ -10,9 +10,9 @@ setup:
 demo: setup
 	@bash scripts/demo.sh
 
-# Two workers: the twin's tests in one (they share one cluster), the rest beside them (tests/conftest.py).
+# Three workers: the twin's tests split over two twins of their own, the rest beside them (tests/conftest.py).
 test: setup
-	$(VENV)/pytest -n 2 --dist loadgroup
+	$(VENV)/pytest -n 3 --dist loadgroup
 
 bench: setup
 	$(VENV)/python -m benchmarks

@@ -4,7 +4,9 @@ Run as root with the twin up and idle (`sudo .venv/bin/python scripts/capture_sl
 it submits a few short jobs, drains and requeues, and writes what Slurm printed, unedited, so
 the pasted output comes from the Slurm the twin runs (the node image's) and can be made again.
 A twin up from a config without accounting (no SlurmSettings.Database) gives the output of a
-cluster without slurmdbd instead, into <version>/no-accounting/.
+cluster without slurmdbd instead, into <version>/no-accounting/. With the argument
+`associations`, only the accounting tree (two group accounts, a user in each) into
+<version>/associations/.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from hpctool.slurm.associations import ASSOC_FIELDS, SSHARE_FIELDS
 from hpctool.slurm.client import KNOWN_JOBS
 from hpctool.slurm.parse import SACCT_FIELDS, SINFO_NODE_FORMAT
 from hpctool.twin import Twin
@@ -50,6 +53,10 @@ def main() -> int:
 
     layout = twin.layout()
     assert layout is not None
+    if sys.argv[1:] == ["associations"]:
+        out = out / "associations"
+        out.mkdir(exist_ok=True)
+        return capture_associations(slurm, save)
     if not layout.accounting:
         out = out / "no-accounting"
         out.mkdir(exist_ok=True)
@@ -120,5 +127,21 @@ def capture_without_accounting(slurm, save, wait_state, cwd: str) -> int:
     return 0
 
 
+def capture_associations(slurm, save) -> int:
+    """Two group accounts under root, a user in each (one with 2 shares), then removed again."""
+    slurm("sacctmgr", "-i", "add", "account", "genomics,imaging", "parent=root", "Description=group",
+          "Organization=hpctool")
+    slurm("sacctmgr", "-i", "add", "user", "alice", "account=genomics", "DefaultAccount=genomics")
+    slurm("sacctmgr", "-i", "add", "user", "bob", "account=imaging", "DefaultAccount=imaging", "Fairshare=2")
+    try:
+        save("sacctmgr-show-assoc.txt", slurm("sacctmgr", "-n", "-P", "show", "assoc", f"format={','.join(ASSOC_FIELDS)}"))
+        save("sshare.txt", slurm("sshare", "-a", "-n", "-P", "-o", ",".join(SSHARE_FIELDS)))
+    finally:
+        slurm("sacctmgr", "-i", "delete", "user", "name=alice,bob", check=False)
+        slurm("sacctmgr", "-i", "delete", "account", "name=genomics,imaging", check=False)
+    return 0
+
+
 if __name__ == "__main__":
     raise SystemExit(main())
+

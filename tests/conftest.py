@@ -1,6 +1,7 @@
 """Shared fixtures. Tests that need Slurm use ``twin``: the suite starts the real local twin
-itself, once per session, and holds a lock so two test runs on one machine never share it
-while one of them drains or kills nodes."""
+itself, once per session (per pytest-xdist worker: each worker that runs twin tests has a twin of
+its own), and holds a lock so two test runs on one machine never share a twin while one of them
+drains or kills nodes."""
 
 from __future__ import annotations
 
@@ -12,7 +13,9 @@ import pytest
 
 from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG
 from hpctool.slurm.client import Slurm
+from hpctool.home import home as default_home
 from hpctool.twin import Twin, machine
+from hpctool.twin.core import port_base
 from hpctool.twin.image import default_image
 from support import REPO
 from support.data import make_test_data
@@ -25,6 +28,12 @@ def repo() -> Path:
 
 
 TWIN_GROUP = "twin"
+# The twin modules split over two twins (two xdist groups, each on a worker and a twin of its own),
+# about half the twin time each (measured: docs/benchmarks.md, "The suite"). The rest: TWIN_GROUP.
+SECOND_TWIN_GROUP = "twin-2"
+SECOND_TWIN_MODULES = {"tests/test_germline_twin.py", "tests/test_remote_twin.py", "tests/test_notebook_twin.py",
+                       "tests/test_jobs_twin.py", "tests/test_cost_twin.py", "tests/test_jobs_errors_twin.py",
+                       "tests/test_spot_handler_twin.py"}
 
 
 def _module(item: pytest.Item) -> str:
@@ -33,16 +42,17 @@ def _module(item: pytest.Item) -> str:
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups into the test ids
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make test` runs two pytest-xdist workers (``--dist loadgroup``): every test of a module that
-    uses the twin (its marker or fixture) goes to one worker, one after another, as the twin is
-    one machine-wide cluster; the other worker runs the rest meanwhile. Whole modules, because a
-    twin module's other tests may touch the same daemons or /etc/slurm. The twin's tests come
-    first: they are the long pole, and xdist hands out work in collection order."""
+    """`make test` runs three pytest-xdist workers (``--dist loadgroup``): the modules that use the
+    twin (its marker or fixture) form two groups, each run one test after another by one worker on
+    its own twin; the third worker runs the rest meanwhile. Whole modules, because a twin module's
+    other tests may touch the same daemons. The twins' tests come first: they are the long pole,
+    and xdist hands out work in collection order."""
     twin_modules = {_module(item) for item in items
                     if item.get_closest_marker("twin") or "twin" in getattr(item, "fixturenames", ())}
     for item in items:
         if _module(item) in twin_modules:
-            item.add_marker(pytest.mark.xdist_group(TWIN_GROUP))
+            group = SECOND_TWIN_GROUP if _module(item) in SECOND_TWIN_MODULES else TWIN_GROUP
+            item.add_marker(pytest.mark.xdist_group(group))
     if config.getoption("dist", None) == "loadgroup":  # None without pytest-xdist (-p no:xdist)
         items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable
 
@@ -59,9 +69,22 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                                 "check the pytest / pytest-xdist versions in pyproject.toml")
 
 
+def _worker_twin_home() -> None:
+    """The first worker (or a run without xdist) uses the default twin; worker N one of its own
+    home and ports (hub), so two workers run twin tests side by side. Set for the whole worker:
+    the CLI the tests run finds the same twin."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    number = int(worker[2:]) if worker[2:].isdigit() else 0
+    if number:
+        base = default_home()
+        os.environ["HPCTOOL_HOME"] = str(base.with_name(f"{base.name}-suite-{number}"))
+        os.environ["HPCTOOL_TWIN_PORT_BASE"] = str(port_base() + 1000 * number)
+
+
 @pytest.fixture(scope="session")
 def twin() -> Iterator[Twin]:
     """The real local twin, up and with every node idle (static) or powered down (dynamic)."""
+    _worker_twin_home()
     instance = Twin()
     with instance.exclusive_use():
         bring_up(instance, DEFAULT_CLUSTER_CONFIG, **SUITE_TWIN_OPTIONS)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hpctool.errors import SlurmError
+from hpctool.slurm.associations import parse_associations, parse_sshare, users_by_account
 from hpctool.slurm.parse import (
     job_active,
     job_finished,
@@ -267,3 +268,33 @@ def test_24_11_sinfo_lists_powered_down_dynamic_nodes():
     assert all(n.cpus == 4 for n in nodes)
     rows = parse_delimited((V24 / "sinfo-nodes.txt").read_text(), ["node", "state"])
     assert {r["node"]: r["state"] for r in rows}["spot-st-mixed16m-1"] == "drained"
+
+
+# -- the accounting tree (sacctmgr show assoc, sshare), Slurm 24.11 ---------------------------
+ASSOCIATIONS = SLURM_DATA / "24.11" / "associations"
+
+
+def test_associations_are_read_as_accounts_under_root_and_users_in_accounts():
+    rows = parse_associations((ASSOCIATIONS / "sacctmgr-show-assoc.txt").read_text())
+    accounts = {r.account: r.parent for r in rows if not r.user}
+    assert accounts["genomics"] == "root" and accounts["imaging"] == "root" and accounts["root"] == ""
+    bob = next(r for r in rows if r.user == "bob")
+    assert (bob.account, bob.shares) == ("imaging", 2)
+    tree = users_by_account(rows)
+    assert tree["genomics"] == ["alice"] and tree["imaging"] == ["bob"] and "root" in tree["root"]
+
+
+def test_sshare_gives_each_users_shares_without_the_accounts_rows():
+    shares = {s.user: s for s in parse_sshare((ASSOCIATIONS / "sshare.txt").read_text())}
+    assert shares["bob"].account == "imaging" and shares["bob"].raw_shares == 2  # indentation stripped
+    assert shares["alice"].account == "genomics" and shares["alice"].raw_usage >= 0
+    assert all(0.0 <= s.fair_share <= 1.0 for s in shares.values())
+    assert "" not in shares
+
+
+def test_an_association_line_of_another_shape_is_a_slurm_error():
+    with pytest.raises(SlurmError):
+        parse_associations("genomics|alice|1\n")
+    with pytest.raises(SlurmError) as error:
+        parse_sshare(" genomics|alice|lots|0.5|0|0|1.0\n")
+    assert "RawShares" in error.value.message

@@ -39,7 +39,7 @@ def default_layout(**options):
     cluster = load_cluster()
     return plan_layout(cluster.queues, "cluster-configs/default.yaml", base=16817, real_memory_mb=24000,
                        scaledown_idletime_min=cluster.scaledown_idletime_min,
-                       service_ports=SpotServices().ports, **options)
+                       service_ports=SpotServices().ports, priority=cluster.priority, **options)
 
 
 def test_slurm_conf_of_the_default_twin_matches_golden():
@@ -51,6 +51,23 @@ def test_slurm_conf_of_the_default_twin_matches_golden():
 def test_slurm_conf_of_the_test_twin_matches_golden():
     layout = default_layout(static_per_queue=2, max_dynamic=1, time_scale=0.02)
     assert_golden(render_slurm_conf(layout, PATHS, HEAD, addresses(layout)), GOLDEN / "slurm-static.conf")
+
+
+def test_the_configs_priority_weights_reach_the_twins_slurm_conf(tmp_path):
+    """Fair share as the cluster has it: the config's Priority* CustomSlurmSettings, nothing else of them."""
+    assert dict(load_cluster().priority) == {"PriorityWeightFairshare": "10000", "PriorityWeightAge": "1000"}
+    conf = render_slurm_conf(default_layout(), PATHS, HEAD, addresses(default_layout())).splitlines()
+    assert "PriorityWeightFairshare=10000" in conf and "PriorityWeightAge=1000" in conf
+    assert not [line for line in conf if line.startswith("TaskProlog")]  # only the priority settings are carried
+    config = yaml.safe_load(Path(DEFAULT_CLUSTER_CONFIG).read_text())
+    config["Scheduling"]["SlurmSettings"]["CustomSlurmSettings"] = [{"JobRequeue": 1}]
+    plain = tmp_path / "fifo.yaml"
+    plain.write_text(yaml.safe_dump(config))
+    cluster = load_cluster(plain)
+    assert cluster.priority == ()
+    layout = plan_layout(cluster.queues, str(plain), base=16817, real_memory_mb=24000, priority=cluster.priority)
+    assert not [line for line in render_slurm_conf(layout, PATHS, HEAD, addresses(layout)).splitlines()
+                if line.startswith("PriorityWeight")]
 
 
 def test_a_config_without_accounting_gives_a_twin_without_it(tmp_path):

@@ -128,6 +128,8 @@ class Cluster:
     # Slurm accounting (slurmdbd): ParallelCluster sets it up only for SlurmSettings.Database
     # (its own slurmdbd) or ExternalSlurmdbd; without either, sacct has nothing to read.
     accounting: bool = False
+    # The config's CustomSlurmSettings that weigh job priority (fair share): (key, value).
+    priority: tuple[tuple[str, str], ...] = ()
 
 
 def load_cluster(path: str | Path | None = None) -> Cluster:
@@ -139,7 +141,13 @@ def load_cluster(path: str | Path | None = None) -> Cluster:
                   f"{path}: Scheduling.SlurmSettings.ScaledownIdletime", minimum=1)
     accounting = isinstance(settings, dict) and bool(settings.get("Database") or settings.get("ExternalSlurmdbd"))
     return Cluster(queues=queues, scaledown_idletime_min=idle, shared_storage=_shared_storage(config, str(path)),
-                   accounting=accounting)
+                   accounting=accounting, priority=_priority_settings(settings))
+
+
+def _priority_settings(settings: Any) -> tuple[tuple[str, str], ...]:
+    custom = settings.get("CustomSlurmSettings") if isinstance(settings, dict) else None
+    return tuple((str(key), str(value)) for entry in _list(custom) if isinstance(entry, dict)
+                 for key, value in entry.items() if str(key).lower().startswith("priority"))
 
 
 def _shared_storage(config: dict[str, Any], source: str) -> tuple[tuple[str, str, str], ...]:

@@ -13,6 +13,14 @@ import time
 from collections.abc import Sequence
 
 from hpctool.errors import SlurmError
+from hpctool.slurm.associations import (
+    ASSOC_FIELDS,
+    SSHARE_FIELDS,
+    Association,
+    FairShare,
+    parse_associations,
+    parse_sshare,
+)
 from hpctool.slurm.parse import (
     SACCT_FIELDS,
     SINFO_NODE_FORMAT,
@@ -214,5 +222,24 @@ class Slurm:
         """The accounts ``user`` has an association with."""
         return self.run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={user}", "format=account"]).stdout.split()
 
-    def add_user(self, user: str, account: str) -> None:
-        self.run(["sacctmgr", "-i", "add", "user", user, f"account={account}"])
+    def add_user(self, user: str, account: str, *, default: bool = False, shares: int | None = None) -> None:
+        """An association of ``user`` under ``account`` (``default``: the account its jobs go to)."""
+        argv = ["sacctmgr", "-i", "add", "user", user, f"account={account}"]
+        argv += [f"DefaultAccount={account}"] if default else []
+        argv += [f"Fairshare={shares}"] if shares is not None else []
+        self.run(argv)
+
+    def associations(self) -> list[Association]:
+        return parse_associations(self.run(["sacctmgr", "-n", "-P", "show", "assoc",
+                                            f"format={','.join(ASSOC_FIELDS)}"]).stdout)
+
+    def add_account(self, account: str, *, parent: str = "root", description: str = "") -> None:
+        self.run(["sacctmgr", "-i", "add", "account", account, f"parent={parent}",
+                  f"Description={description or account}", f"Organization={account}"])
+
+    def remove_user(self, user: str) -> None:
+        """Every association of ``user`` (Slurm refuses while the user has jobs running)."""
+        self.run(["sacctmgr", "-i", "delete", "user", f"name={user}"])
+
+    def fair_share(self) -> list[FairShare]:
+        return parse_sshare(self.run(["sshare", "-a", "-n", "-P", "-o", ",".join(SSHARE_FIELDS)]).stdout)

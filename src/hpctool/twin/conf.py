@@ -148,6 +148,8 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, head: HeadNode, addr
         *(_accounting_lines(layout, head) if layout.accounting else [
             # As ParallelCluster without SlurmSettings.Database: no slurmdbd, sacct has nothing.
             "AccountingStorageType=accounting_storage/none"]),
+        # The config's priority weights (CustomSlurmSettings: fair share), as ParallelCluster appends them.
+        *(f"{key}={value}" for key, value in layout.priority),
         "",
         ("# Power saving as ParallelCluster writes it (timings x the twin's time scale "
         f"{layout.time_scale:g}): dynamic nodes boot for jobs and power down when idle."),

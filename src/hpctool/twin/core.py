@@ -50,7 +50,6 @@ from hpctool.twin.layout import (
     plan_layout,
 )
 
-MACHINE_USE_LOCK = Path("/run/lock/hpctool-twin.use.lock")
 DEFAULT_PORT_BASE = 16817  # the twin's services on the machine (the notebook hub)
 CORE_DAEMONS = ("slurmctld",)
 ACCOUNTING_DAEMONS = ("mariadbd", "slurmdbd")  # only when the config has accounting
@@ -143,21 +142,24 @@ class Twin:
         return layout is not None and self._core_alive(layout) and self.slurm.ping()
 
     @contextlib.contextmanager
-    def _exclusive(self) -> Iterator[None]:
-        """One `up` or `down` at a time per twin (a user's shell, the test suite, the demo). The
-        lock file sits beside the folder, which `down --purge` deletes."""
-        self.home.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.home.parent / f".{self.home.name}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    def locked(self) -> Iterator[None]:
+        """One change of the twin's daemons at a time (`up`, `down`, `update`, from a user's shell,
+        the test suite or the demo). The lock file sits beside the folder, which `down --purge` deletes."""
+        with self._lock(f".{self.home.name}.lock"):
             yield
 
     @contextlib.contextmanager
     def exclusive_use(self) -> Iterator[None]:
         """Hold the twin for one user at a time: a test session or a benchmark that drains, kills
-        or restarts nodes must not share it with another one (they wait here instead). The lock is
-        per machine, not per home: every twin shares munged and ``/etc/slurm/slurm.conf``."""
-        MACHINE_USE_LOCK.parent.mkdir(parents=True, exist_ok=True)
-        with open(MACHINE_USE_LOCK, "w") as lock:
+        or restarts nodes must not share it with another one (they wait here instead). Per twin:
+        two twins (two homes) share nothing but the node image, which no host writes."""
+        with self._lock(f".{self.home.name}.use.lock"):
+            yield
+
+    @contextlib.contextmanager
+    def _lock(self, name: str) -> Iterator[None]:
+        self.home.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.home.parent / name, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             yield
 
@@ -170,7 +172,8 @@ class Twin:
                            max_dynamic=max_dynamic, base=port_base(), time_scale=time_scale,
                            scaledown_idletime_min=cluster.scaledown_idletime_min,
                            service_ports=self._service_ports, instance_store=nodes.has_instance_store,
-                           shared_storage=[list(s) for s in cluster.shared_storage], accounting=cluster.accounting)
+                           shared_storage=[list(s) for s in cluster.shared_storage], accounting=cluster.accounting,
+                           priority=cluster.priority)
 
     def up(self, config: str | Path | None = None, *, static_per_queue: int | None = None,
            max_dynamic: int | None = None, time_scale: float | None = None) -> dict[str, Any]:
@@ -190,7 +193,7 @@ class Twin:
         wanted = self.plan(config, static_per_queue=static_per_queue or 0,
                            max_dynamic=DEFAULT_MAX_DYNAMIC if max_dynamic is None else max_dynamic,
                            time_scale=time_scale or DEFAULT_TIME_SCALE)
-        with self._exclusive():
+        with self.locked():
             started = self._up(wanted)
         result = self.status()
         result["started"] = started
@@ -306,7 +309,7 @@ class Twin:
 
     def down(self, purge: bool = False) -> list[str]:
         """Stop the daemons this twin started (by PID file); with ``purge`` delete its folder."""
-        with self._exclusive():
+        with self.locked():
             return self._down(purge)
 
     def _down(self, purge: bool) -> list[str]:

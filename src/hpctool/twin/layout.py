@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,6 +65,7 @@ class TwinLayout:
     # slurmdbd and its database, as the config's SlurmSettings ask (True: layouts saved before
     # the field always had them).
     accounting: bool = True
+    priority: list[list[str]] = field(default_factory=list)  # [key, value] of the config's Priority* settings
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -89,8 +90,9 @@ class TwinLayout:
 
     def same_cluster(self, other: TwinLayout) -> bool:
         """Same partitions, nodes and timings: a running twin that already is what ``up`` wants."""
-        return ((self.queues, self.nodes, self.time_scale, self.shared_storage, self.accounting)
-                == (other.queues, other.nodes, other.time_scale, other.shared_storage, other.accounting))
+        return ((self.queues, self.nodes, self.time_scale, self.shared_storage, self.accounting, self.priority)
+                == (other.queues, other.nodes, other.time_scale, other.shared_storage, other.accounting,
+                    other.priority))
 
 
 def machine_memory_mb() -> int:
@@ -101,7 +103,8 @@ def plan_layout(queues: list[Queue], config: str, *, static_per_queue: int = 0,
                 max_dynamic: int = DEFAULT_MAX_DYNAMIC, base: int, time_scale: float = DEFAULT_TIME_SCALE,
                 scaledown_idletime_min: int = 10, service_ports: PortPlanner | None = None,
                 real_memory_mb: int | None = None, instance_store: Callable[[str], bool] | None = None,
-                shared_storage: list[list[str]] | None = None, accounting: bool = True) -> TwinLayout:
+                shared_storage: list[list[str]] | None = None, accounting: bool = True,
+                priority: Sequence[Sequence[str]] = ()) -> TwinLayout:
     """Name the nodes as ParallelCluster does: per compute resource, ``MinCount`` static nodes
     ``<queue>-st-<cr>-<n>`` and ``MaxCount - MinCount`` dynamic ones ``<queue>-dy-<cr>-<n>``
     (both capped for one machine). ``static_per_queue`` adds static nodes to queues whose config
@@ -153,4 +156,5 @@ def plan_layout(queues: list[Queue], config: str, *, static_per_queue: int = 0,
                       cpus_per_node=CPUS_PER_NODE, memory_mb_per_node=memory_mb, ports=ports,
                       queues=queue_rows, nodes=nodes, time_scale=time_scale,
                       scaledown_idletime_min=scaledown_idletime_min,
-                      shared_storage=[list(entry) for entry in shared_storage or []], accounting=accounting)
+                      shared_storage=[list(entry) for entry in shared_storage or []], accounting=accounting,
+                      priority=[list(entry) for entry in priority])

@@ -82,7 +82,7 @@ def update(twin: Twin, new_config: str | Path) -> UpdateResult:
     result = UpdateResult(config=merged.config, strategy=diff.queue_update_strategy, changes=len(diff.changes),
                           not_modelled=[c.path for c in diff.changes if not c.path.startswith(MODELLED)])
     twin.progress(f"applying {len(diff.changes)} change(s) of {Path(new_config).name}")
-    with twin._exclusive():
+    with twin.locked():
         _apply(twin, layout, merged, diff, result)
     return result
 
