@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG
-from hpctool.slurm.client import Slurm
 from hpctool.home import home as default_home
+from hpctool.slurm.client import Slurm
 from hpctool.twin import Twin, machine
 from hpctool.twin.core import port_base
 from hpctool.twin.image import default_image
