@@ -56,6 +56,15 @@ if [[ "$(.tools/checkov/bin/checkov --version 2>/dev/null)" != "$CHECKOV_VERSION
   uv pip install --quiet --python .tools/checkov/bin/python "checkov==$CHECKOV_VERSION"
 fi
 
+# ParallelCluster's node daemons (slurm_resume, clustermgtd, ...; hpctool.twin.ec2, docs/twin-pcnode.md)
+# in a venv of their own: their top-level import names (aws, common, slurm_plugin) are generic.
+PCNODE_VERSION=3.16.1
+if [[ "$(.tools/pcnode/bin/python -c 'import importlib.metadata as m; print(m.version("aws-parallelcluster-node"))' 2>/dev/null)" != "$PCNODE_VERSION" ]]; then
+  echo "setup: installing aws-parallelcluster-node $PCNODE_VERSION into .tools/pcnode"
+  uv venv --quiet --allow-existing .tools/pcnode
+  uv pip install --quiet --python .tools/pcnode/bin/python "aws-parallelcluster-node==$PCNODE_VERSION"
+fi
+
 # JupyterHub's proxy, from npm, into the checkout (.npm/, gitignored): no global install.
 CHP_VERSION=5.3.0
 if [[ "$(cat .npm/chp-version 2>/dev/null)" != "$CHP_VERSION" || ! -x .npm/bin/configurable-http-proxy ]]; then

@@ -53,7 +53,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if _module(item) in twin_modules:
             group = SECOND_TWIN_GROUP if _module(item) in SECOND_TWIN_MODULES else TWIN_GROUP
             item.add_marker(pytest.mark.xdist_group(group))
-    if config.getoption("dist", None) == "loadgroup":  # None: run with -p no:xdist
+    if config.getoption("dist", None) == "loadgroup":  # None without pytest-xdist (-p no:xdist)
         items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable
 
 

@@ -62,10 +62,10 @@ def test_errors_depend_on_nothing_of_ours():
     assert not {n for n in _imports(PACKAGE / "errors.py") if n.startswith("hpctool")}
 
 
-@pytest.mark.parametrize("low", ["errors", "slurm/parse", "slurm/runner", "slurm/client", "aws"])
+@pytest.mark.parametrize("low", ["errors", "slurm/parse", "slurm/associations", "slurm/runner", "slurm/client", "aws"])
 def test_low_layers_import_only_errors_and_parsers(low):
     ours = {n for n in _imports(PACKAGE / f"{low}.py") if n.startswith("hpctool.")}
-    allowed = ("hpctool.errors", "hpctool.slurm.parse", "hpctool.slurm.runner")
+    allowed = ("hpctool.errors", "hpctool.slurm.parse", "hpctool.slurm.associations", "hpctool.slurm.runner")
     assert all(n.startswith(allowed) for n in ours), ours
 
 
@@ -150,7 +150,7 @@ LAYERS = {
     # The head node and hosts are the core's parts; the instance-store lookup reads ParallelCluster's
     # instance data through the config feature's catalogue.
     "hpctool.twin.nodes": {"hpctool.slurm.client", "hpctool.slurm.parse", "hpctool.twin.daemons", "hpctool.twin.machine",
-                           "hpctool.twin.conf", "hpctool.twin.hosts", "hpctool.twin.layout", "hpctool.configs.instances"},
+                           "hpctool.twin.conf", "hpctool.twin.head", "hpctool.twin.hosts", "hpctool.twin.layout", "hpctool.configs.instances"},
     "hpctool.twin.core": {"hpctool.atomic", "hpctool.cluster.queues", "hpctool.errors", "hpctool.polling", "hpctool.slurm.client",
                           "hpctool.slurm.parse", "hpctool.twin.daemons", "hpctool.twin.accounting",
                           "hpctool.twin.conf", "hpctool.twin.layout", "hpctool.twin.head", "hpctool.twin.hosts",
@@ -164,6 +164,14 @@ LAYERS = {
                                    "hpctool.twin.directory", "hpctool.twin.tls"},
     "hpctool.twin.directory_users": {"hpctool.errors", "hpctool.twin.daemons", "hpctool.twin.directory",
                                      "hpctool.twin.directory_run", "hpctool.twin.usernames"},
+    "hpctool.twin.pcnode_conf": {"hpctool.cluster.queues", "hpctool.twin.conf", "hpctool.twin.layout"},
+    # The twin's moto: seeded through hpctool.aws (boto3 stays there), run as the twin's daemons are.
+    "hpctool.twin.ec2": {"hpctool.aws", "hpctool.atomic", "hpctool.cluster.queues", "hpctool.errors",
+                         "hpctool.twin.daemons", "hpctool.twin.ec2_health", "hpctool.twin.fleet_status",
+                         "hpctool.twin.hosts",
+                         "hpctool.twin.layout", "hpctool.twin.pcnode_conf"},
+    "hpctool.twin.fleet_status": {"hpctool.aws", "hpctool.errors", "hpctool.twin.pcnode_conf"},
+    "hpctool.twin.ec2_health": {"hpctool.atomic", "hpctool.errors"},
 }
 
 

@@ -174,3 +174,129 @@ def put_efs_lifecycle(file_system_id: str, policies: list[dict[str, str]], regio
     except (ClientError, BotoCoreError) as exc:
         raise _wrap(exc, f"EFS {file_system_id}: cannot set the lifecycle",
                     "check the file system id and elasticfilesystem:PutLifecycleConfiguration") from exc
+
+
+# -- a local stand-in for AWS: the twin's moto server (hpctool.twin.ec2) --------------------------
+# Fixed dummy credentials (moto accepts any; not a secret): a local endpoint must never be sent
+# the user's real ones.
+_LOCAL_CREDENTIALS = {"aws_access_key_id": "hpctool-twin", "aws_secret_access_key": "hpctool-twin"}  # nosec B105
+
+
+def local_client(service: str, endpoint_url: str, region: str) -> Any:
+    """A client of a local AWS stand-in at ``endpoint_url`` (moto in server mode)."""
+    try:
+        return boto3.session.Session(region_name=region, **_LOCAL_CREDENTIALS).client(
+            service, endpoint_url=endpoint_url)
+    except BotoCoreError as exc:
+        raise _wrap(exc, f"cannot make a {service} client for {endpoint_url}", "check the endpoint's address") from exc
+
+
+def _local_hint(ec2: Any) -> str:
+    return f"is the twin's EC2 endpoint ({ec2.meta.endpoint_url}) running? see its log (hpctool.twin.ec2)"
+
+
+def ensure_vpc_subnet(ec2: Any, vpc_cidr: str, subnet_cidr: str, tags: dict[str, str]) -> tuple[str, str]:
+    """The VPC with ``vpc_cidr`` and its subnet ``subnet_cidr`` (made when missing): their ids."""
+    def tagged(kind: str) -> dict[str, Any]:  # EC2 refuses an empty tag specification
+        return {"TagSpecifications": [{"ResourceType": kind, "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}]
+                } if tags else {}
+
+    try:
+        vpcs = ec2.describe_vpcs(Filters=[{"Name": "cidr", "Values": [vpc_cidr]}])["Vpcs"]
+        vpc_id = vpcs[0]["VpcId"] if vpcs else ec2.create_vpc(CidrBlock=vpc_cidr, **tagged("vpc"))["Vpc"]["VpcId"]
+        subnets = ec2.describe_subnets(Filters=[{"Name": "vpc-id", "Values": [vpc_id]},
+                                                {"Name": "cidr-block", "Values": [subnet_cidr]}])["Subnets"]
+        subnet_id = subnets[0]["SubnetId"] if subnets else ec2.create_subnet(
+            VpcId=vpc_id, CidrBlock=subnet_cidr, **tagged("subnet"))["Subnet"]["SubnetId"]
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, f"cannot make the VPC {vpc_cidr} and subnet {subnet_cidr}", _local_hint(ec2)) from exc
+    return vpc_id, subnet_id
+
+
+def first_image_id(ec2: Any) -> str:
+    """An AMI the endpoint knows (moto ships Amazon's): launch templates need one."""
+    try:
+        images = ec2.describe_images(Owners=["amazon"])["Images"]
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, "cannot list AMIs", _local_hint(ec2)) from exc
+    if not images:
+        raise AwsError(f"{ec2.meta.endpoint_url} knows no Amazon AMI", "use moto, which ships Amazon's AMIs")
+    return min(image["ImageId"] for image in images)
+
+
+def ensure_launch_template(ec2: Any, name: str, data: dict[str, Any]) -> str:
+    """The launch template ``name`` (created with ``data`` when missing): its id."""
+    try:
+        found = ec2.describe_launch_templates(Filters=[{"Name": "launch-template-name", "Values": [name]}])
+        if found["LaunchTemplates"]:
+            return found["LaunchTemplates"][0]["LaunchTemplateId"]
+        return ec2.create_launch_template(LaunchTemplateName=name, LaunchTemplateData=data)[
+            "LaunchTemplate"]["LaunchTemplateId"]
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, f"cannot make the launch template {name}", _local_hint(ec2)) from exc
+
+
+def ensure_instance(ec2: Any, *, image_id: str, instance_type: str, subnet_id: str, address: str,
+                    tags: dict[str, str]) -> str:
+    """A running instance at ``address`` with ``tags`` (launched when none has them): its id."""
+    filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()] + [
+        {"Name": "private-ip-address", "Values": [address]},
+        {"Name": "instance-state-name", "Values": ["pending", "running"]}]
+    try:
+        for reservation in ec2.describe_instances(Filters=filters)["Reservations"]:
+            for instance in reservation["Instances"]:
+                return str(instance["InstanceId"])
+        launched = ec2.run_instances(
+            ImageId=image_id, InstanceType=instance_type, MinCount=1, MaxCount=1, SubnetId=subnet_id,
+            PrivateIpAddress=address,
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}])
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, f"cannot launch the instance at {address}", _local_hint(ec2)) from exc
+    return str(launched["Instances"][0]["InstanceId"])
+
+
+def describe_instances(ec2: Any, filters: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every instance matching ``filters`` (DescribeInstances, all pages)."""
+    try:
+        return [instance for page in ec2.get_paginator("describe_instances").paginate(Filters=filters)
+                for reservation in page["Reservations"] for instance in reservation["Instances"]]
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, "cannot describe instances", "check the EC2 endpoint and ec2:DescribeInstances") from exc
+
+
+def ensure_dynamodb_table(dynamodb: Any, name: str, hash_key: str, indexes: tuple[str, ...] = ()) -> None:
+    """A pay-per-request table keyed on the string ``hash_key``, with a global secondary index
+    (projecting everything) per name in ``indexes``, keyed on the attribute of that name."""
+    definitions = [{"AttributeName": key, "AttributeType": "S"} for key in (hash_key, *indexes)]
+    options: dict[str, Any] = {}
+    if indexes:
+        options["GlobalSecondaryIndexes"] = [
+            {"IndexName": index, "KeySchema": [{"AttributeName": index, "KeyType": "HASH"}],
+             "Projection": {"ProjectionType": "ALL"}} for index in indexes]
+    try:
+        dynamodb.create_table(TableName=name, AttributeDefinitions=definitions,
+                              KeySchema=[{"AttributeName": hash_key, "KeyType": "HASH"}],
+                              BillingMode="PAY_PER_REQUEST", **options)
+    except ClientError as exc:
+        if _error_code(exc) != "ResourceInUseException":  # there already: what we wanted
+            raise _wrap(exc, f"cannot make the DynamoDB table {name}", "check the DynamoDB endpoint") from exc
+    except BotoCoreError as exc:
+        raise _wrap(exc, f"cannot make the DynamoDB table {name}", "check the DynamoDB endpoint") from exc
+
+
+def put_dynamodb_item(dynamodb: Any, table: str, item: dict[str, Any], condition: dict[str, Any] | None = None) -> None:
+    """PutItem of ``item`` in DynamoDB's typed form (``{"Id": {"S": "..."}}``); ``condition``:
+    PutItem's ConditionExpression and its names and values (refused: an AwsError naming
+    ConditionalCheckFailedException)."""
+    try:
+        dynamodb.put_item(TableName=table, Item=item, **(condition or {}))
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, f"cannot write an item to the DynamoDB table {table}", "check the DynamoDB endpoint") from exc
+
+
+def get_dynamodb_item(dynamodb: Any, table: str, key: dict[str, Any]) -> dict[str, Any] | None:
+    """The item with ``key`` (typed form) read consistently, or None."""
+    try:
+        return dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, f"cannot read the DynamoDB table {table}", "check the DynamoDB endpoint") from exc

@@ -23,6 +23,9 @@ class ComputeResource:
     instance_types: tuple[str, ...]
     min_count: int
     max_count: int
+    # Declared with ``Instances`` (even one): ParallelCluster launches it with CreateFleet, a
+    # single ``InstanceType`` with RunInstances.
+    flexible: bool = False
 
 
 @dataclass(frozen=True)
@@ -31,6 +34,7 @@ class Queue:
     capacity_type: str  # ONDEMAND, SPOT or CAPACITY_BLOCK, as ParallelCluster spells it
     compute_resources: tuple[ComputeResource, ...]
     tags: dict[str, str] = field(default_factory=dict)
+    allocation_strategy: str = ""  # the queue's AllocationStrategy, empty when not given
 
     @property
     def is_spot(self) -> bool:
@@ -86,7 +90,8 @@ def slurm_queues(config: Any, source: str = "config") -> list[Queue]:
                 raise ConfigError(f"{source}: {r_path} has an InstanceType that is not a string",
                                   "give instance types as names, e.g. c7i.4xlarge")
             resources.append(ComputeResource(name=str(raw["Name"]), instance_types=tuple(types),
-                                             min_count=min_count, max_count=max_count))
+                                             min_count=min_count, max_count=max_count,
+                                             flexible=not raw.get("InstanceType")))
         if not resources:
             raise ConfigError(f"{source}: {q_path}.ComputeResources is empty", "give the queue a compute resource")
         # ParallelCluster puts the cluster's Tags on every queue's instances; a queue's own Tags win.
@@ -97,6 +102,7 @@ def slurm_queues(config: Any, source: str = "config") -> list[Queue]:
                 capacity_type=str(raw_queue.get("CapacityType", "ONDEMAND")),
                 compute_resources=tuple(resources),
                 tags=tags,
+                allocation_strategy=str(raw_queue.get("AllocationStrategy") or ""),
             )
         )
     return queues
