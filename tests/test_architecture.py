@@ -150,12 +150,17 @@ LAYERS = {
     # The head node and hosts are the core's parts; the instance-store lookup reads ParallelCluster's
     # instance data through the config feature's catalogue.
     "hpctool.twin.nodes": {"hpctool.slurm.client", "hpctool.slurm.parse", "hpctool.twin.daemons", "hpctool.twin.machine",
-                           "hpctool.twin.conf", "hpctool.twin.head", "hpctool.twin.hosts", "hpctool.twin.layout", "hpctool.configs.instances"},
+                           "hpctool.twin.conf", "hpctool.twin.head", "hpctool.twin.hosts", "hpctool.twin.identity", "hpctool.twin.layout", "hpctool.configs.instances"},
     "hpctool.twin.core": {"hpctool.atomic", "hpctool.cluster.queues", "hpctool.errors", "hpctool.polling", "hpctool.slurm.client",
                           "hpctool.slurm.parse", "hpctool.twin.daemons", "hpctool.twin.accounting",
                           "hpctool.twin.conf", "hpctool.twin.layout", "hpctool.twin.head", "hpctool.twin.hosts",
                           "hpctool.twin.image", "hpctool.twin.machine", "hpctool.home", "hpctool.twin.nodes"},
     "hpctool.twin.imds": set(),
+    # The directory on the twin's hosts (a service of the twin) and its users with their Slurm associations.
+    "hpctool.twin.identity": {"hpctool.atomic", "hpctool.errors", "hpctool.slurm.client", "hpctool.twin.daemons",
+                              "hpctool.twin.conf", "hpctool.twin.directory", "hpctool.twin.directory_run",
+                              "hpctool.twin.directory_users", "hpctool.twin.head", "hpctool.twin.hosts",
+                              "hpctool.twin.image", "hpctool.twin.layout", "hpctool.twin.usernames", "hpctool.twin.tls"},
     # The directory: renderers, names and certificates below; runners over an on-host callable.
     "hpctool.twin.usernames": {"hpctool.errors"},
     "hpctool.twin.tls": {"hpctool.atomic"},

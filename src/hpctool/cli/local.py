@@ -92,9 +92,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     image.add_argument("--json", action="store_true", help="machine-readable output")
     image.set_defaults(handler=cmd_image)
 
+    from hpctool.cli.local_users import register_local_users  # the twin's directory users
     from hpctool.cli.notebook import register_local_hub  # JupyterHub on the twin
 
     register_local_hub(commands)
+    register_local_users(commands)
 
 
 def _print_status(status: dict, as_json: bool) -> None:

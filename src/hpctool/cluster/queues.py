@@ -130,6 +130,8 @@ class Cluster:
     accounting: bool = False
     # The config's CustomSlurmSettings that weigh job priority (fair share): (key, value).
     priority: tuple[tuple[str, str], ...] = ()
+    # The config's DirectoryService section as written (None: users are the nodes' own).
+    directory: dict[str, Any] | None = None
 
 
 def load_cluster(path: str | Path | None = None) -> Cluster:
@@ -141,7 +143,8 @@ def load_cluster(path: str | Path | None = None) -> Cluster:
                   f"{path}: Scheduling.SlurmSettings.ScaledownIdletime", minimum=1)
     accounting = isinstance(settings, dict) and bool(settings.get("Database") or settings.get("ExternalSlurmdbd"))
     return Cluster(queues=queues, scaledown_idletime_min=idle, shared_storage=_shared_storage(config, str(path)),
-                   accounting=accounting, priority=_priority_settings(settings))
+                   accounting=accounting, priority=_priority_settings(settings),
+                   directory=config.get("DirectoryService") if isinstance(config.get("DirectoryService"), dict) else None)
 
 
 def _priority_settings(settings: Any) -> tuple[tuple[str, str], ...]:

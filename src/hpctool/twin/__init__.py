@@ -11,7 +11,8 @@ Modules, each one job:
 - :mod:`~hpctool.twin.power`: ResumeProgram/SuspendProgram of dynamic nodes;
 - :mod:`~hpctool.twin.capacity`: injected capacity and boot faults;
 - :mod:`~hpctool.twin.manager`: the cluster manager loop (clustermgtd's recoveries);
-- :mod:`~hpctool.twin.imds`, :mod:`~hpctool.twin.spot`: the EC2 side of spot interruptions.
+- :mod:`~hpctool.twin.imds`, :mod:`~hpctool.twin.spot`: the EC2 side of spot interruptions;
+- :mod:`~hpctool.twin.identity`: slapd and SSSD of a config with a DirectoryService, its users.
 
 :class:`Twin` here is the core twin with its standard services plugged in.
 """
@@ -36,7 +37,9 @@ class Twin(core.Twin):
                  image: NodeImage | None = None) -> None:
         # Imported here, not at the top: `python -m hpctool.twin.spot` / `.manager` import this
         # package first, and must not find themselves imported already.
+        from hpctool.twin.identity import IdentityService
         from hpctool.twin.manager import ManagerService
         from hpctool.twin.spot import SpotServices
 
-        super().__init__(home, progress, services=[SpotServices(), ManagerService()], image=image)
+        # The directory first: a node's jobs may run as its users.
+        super().__init__(home, progress, services=[IdentityService(), SpotServices(), ManagerService()], image=image)

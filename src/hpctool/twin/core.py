@@ -173,7 +173,7 @@ class Twin:
                            scaledown_idletime_min=cluster.scaledown_idletime_min,
                            service_ports=self._service_ports, instance_store=nodes.has_instance_store,
                            shared_storage=[list(s) for s in cluster.shared_storage], accounting=cluster.accounting,
-                           priority=cluster.priority)
+                           priority=cluster.priority, directory=cluster.directory)
 
     def up(self, config: str | Path | None = None, *, static_per_queue: int | None = None,
            max_dynamic: int | None = None, time_scale: float | None = None) -> dict[str, Any]:
@@ -279,7 +279,8 @@ class Twin:
             nodes.wait_responding(self, [n.name for n in layout.static_nodes()])
         elif dead_nodes:
             nodes.wait_responding(self, [n.name for n in dead_nodes])
-            nodes.back_in_service(self, replaced)
+            if nodes.back_in_service(self, replaced):
+                nodes.wait_responding(self, replaced)  # slurmctld pings a resumed node once more
         if fresh or cold:  # a new cluster (or one restarted whole): dynamic nodes start powered down
             nodes.power_down_dynamic(self, layout)
         for service in self.services:

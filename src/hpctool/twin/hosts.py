@@ -218,7 +218,7 @@ class Hosts:
         for mount_point, source in sorted(spec.private.items()):
             target = q(root + mount_point)
             if source.is_file():
-                lines.append(f"[ -e {target} ] || touch {target}")
+                lines.append(f"[ -e {target} ] || {{ mkdir -p {q(str(Path(root + mount_point).parent))}; touch {target}; }}")
             else:
                 lines.append(f"mkdir -p {q(str(source))} {target}")
             lines.append(f"mount --bind {q(str(source))} {target}")

@@ -66,6 +66,7 @@ class TwinLayout:
     # the field always had them).
     accounting: bool = True
     priority: list[list[str]] = field(default_factory=list)  # [key, value] of the config's Priority* settings
+    directory: dict[str, Any] | None = None  # the config's DirectoryService (slapd and SSSD on the twin)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -90,9 +91,10 @@ class TwinLayout:
 
     def same_cluster(self, other: TwinLayout) -> bool:
         """Same partitions, nodes and timings: a running twin that already is what ``up`` wants."""
-        return ((self.queues, self.nodes, self.time_scale, self.shared_storage, self.accounting, self.priority)
+        return ((self.queues, self.nodes, self.time_scale, self.shared_storage, self.accounting, self.priority,
+                 self.directory)
                 == (other.queues, other.nodes, other.time_scale, other.shared_storage, other.accounting,
-                    other.priority))
+                    other.priority, other.directory))
 
 
 def machine_memory_mb() -> int:
@@ -104,7 +106,7 @@ def plan_layout(queues: list[Queue], config: str, *, static_per_queue: int = 0,
                 scaledown_idletime_min: int = 10, service_ports: PortPlanner | None = None,
                 real_memory_mb: int | None = None, instance_store: Callable[[str], bool] | None = None,
                 shared_storage: list[list[str]] | None = None, accounting: bool = True,
-                priority: Sequence[Sequence[str]] = ()) -> TwinLayout:
+                priority: Sequence[Sequence[str]] = (), directory: dict[str, Any] | None = None) -> TwinLayout:
     """Name the nodes as ParallelCluster does: per compute resource, ``MinCount`` static nodes
     ``<queue>-st-<cr>-<n>`` and ``MaxCount - MinCount`` dynamic ones ``<queue>-dy-<cr>-<n>``
     (both capped for one machine). ``static_per_queue`` adds static nodes to queues whose config
@@ -157,4 +159,4 @@ def plan_layout(queues: list[Queue], config: str, *, static_per_queue: int = 0,
                       queues=queue_rows, nodes=nodes, time_scale=time_scale,
                       scaledown_idletime_min=scaledown_idletime_min,
                       shared_storage=[list(entry) for entry in shared_storage or []], accounting=accounting,
-                      priority=[list(entry) for entry in priority])
+                      priority=[list(entry) for entry in priority], directory=directory)

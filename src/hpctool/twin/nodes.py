@@ -17,7 +17,7 @@ from hpctool.slurm.parse import (
     node_powered_down,
     node_state_flags,
 )
-from hpctool.twin import daemons, machine
+from hpctool.twin import daemons, identity, machine
 from hpctool.twin.conf import TwinPaths
 from hpctool.twin.head import HEAD
 from hpctool.twin.hosts import Hosts, HostSpec, Network
@@ -54,6 +54,7 @@ def host_spec(twin: Twin, name: str, index: int, layout: TwinLayout) -> HostSpec
         binds["/scratch"] = twin.hosts.folder(name) / "scratch"
     for storage_name, mount_dir, _ in layout.shared_storage:
         binds[mount_dir] = twin.paths.home / "storage" / storage_name
+    binds.update(identity.host_binds(twin, layout))  # SSSD's files, with a DirectoryService
     return HostSpec(name=name, address=twin.network.address(index), index=index, private=binds,
                     shared=machine.shared_folders(twin.home) + (twin.shared_run,),
                     imds=bool(entry and entry.spot))
@@ -124,14 +125,18 @@ def replace(twin: Twin, layout: TwinLayout, entry: TwinNode) -> None:
 FAILED_NODE_REASONS = ("Not responding", "Node unexpectedly rebooted")
 
 
-def back_in_service(twin: Twin, names: list[str]) -> None:
+def back_in_service(twin: Twin, names: list[str]) -> list[str]:
     """Replaced nodes take jobs again once their new slurmd answers, as after clustermgtd's
-    replacement (slurmctld keeps a node that "unexpectedly rebooted" DOWN by itself)."""
+    replacement (slurmctld keeps a node that "unexpectedly rebooted" DOWN by itself). Returns
+    the nodes resumed."""
+    resumed = []
     for name in names:
         record = twin.slurm.node(name)
         if node_out_of_service(record.get("State", "").lower()) and \
                 record.get("Reason", "").startswith(FAILED_NODE_REASONS):
             twin.slurm.update_node(name, "resume")
+            resumed.append(name)
+    return resumed
 
 
 def stuck_powered_down(state: str) -> bool:
