@@ -279,7 +279,8 @@ class Twin:
             nodes.wait_responding(self, [n.name for n in layout.static_nodes()])
         elif dead_nodes:
             nodes.wait_responding(self, [n.name for n in dead_nodes])
-            nodes.back_in_service(self, replaced)
+            if nodes.back_in_service(self, replaced):
+                nodes.wait_responding(self, replaced)  # slurmctld pings a resumed node once more
         if fresh or cold:  # a new cluster (or one restarted whole): dynamic nodes start powered down
             nodes.power_down_dynamic(self, layout)
         for service in self.services:

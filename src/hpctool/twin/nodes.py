@@ -124,14 +124,18 @@ def replace(twin: Twin, layout: TwinLayout, entry: TwinNode) -> None:
 FAILED_NODE_REASONS = ("Not responding", "Node unexpectedly rebooted")
 
 
-def back_in_service(twin: Twin, names: list[str]) -> None:
+def back_in_service(twin: Twin, names: list[str]) -> list[str]:
     """Replaced nodes take jobs again once their new slurmd answers, as after clustermgtd's
-    replacement (slurmctld keeps a node that "unexpectedly rebooted" DOWN by itself)."""
+    replacement (slurmctld keeps a node that "unexpectedly rebooted" DOWN by itself). Returns
+    the nodes resumed."""
+    resumed = []
     for name in names:
         record = twin.slurm.node(name)
         if node_out_of_service(record.get("State", "").lower()) and \
                 record.get("Reason", "").startswith(FAILED_NODE_REASONS):
             twin.slurm.update_node(name, "resume")
+            resumed.append(name)
+    return resumed
 
 
 def stuck_powered_down(state: str) -> bool:
