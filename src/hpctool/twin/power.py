@@ -124,7 +124,11 @@ def main(argv: list[str] | None = None) -> int:
     boot_parser.add_argument("--delay", type=float, default=0.0)
     boot_parser.add_argument("--hang", action="store_true")
     args = parser.parse_args(argv)
-    twin = Twin(args.home)
+    # The twin with its services: a booting node's host gets what boots with it (SSSD before its
+    # slurmd, a spot node's IMDS and handler), as an instance's own start-up brings them.
+    from hpctool.twin import Twin as TwinWithServices
+
+    twin = TwinWithServices(args.home)
     try:
         if args.action == "boot":
             boot(twin, args.node, args.delay, args.hang)
