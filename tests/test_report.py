@@ -77,13 +77,15 @@ def handmade_data(repo: Path) -> report.ReportData:
     labels = {"10": ["align"], "11": ["index"], "12": ["call"], "13": ["sort"]}
     by_queue = jobcost.summarise(items, "queue")
     by_rule = jobcost.summarise(items, "rule", labels)
+    by_user = jobcost.summarise(items, "user")
     return report.ReportData(
         title="run demo", generated="2026-11-22 00:00 UTC", price_date="2026-11-01",
         bars=report.bars_from_costs(items, labels),
         cost_by_queue=[(g.key, g.cost) for g in by_queue.groups],
         cost_by_rule=[(g.key, g.cost) for g in by_rule.groups],
         lost_cost=by_queue.lost_cost, total=by_queue.total,
-        qc_header=["sample", "reads", "mapped_pct"], qc_rows=[["S1", "2000", "99.10"], ["S2", "1800", "98.70"]])
+        qc_header=["sample", "reads", "mapped_pct"], qc_rows=[["S1", "2000", "99.10"], ["S2", "1800", "98.70"]],
+        cost_by_user=[(g.key, g.cost) for g in by_user.groups])
 
 
 def test_render_matches_golden(repo):
@@ -98,7 +100,10 @@ def test_bars_and_figures(repo):
     assert sum(b.cost for b in data.bars) == pytest.approx(data.total)
     assert dict(data.cost_by_queue) == {"compute": pytest.approx(2.4), "spot": pytest.approx(0.1)}
     assert data.lost_cost == pytest.approx(20 / 60 * 0.5 * 0.2)
+    # Each user's jobs and the interrupted runs add up to the total, as the queues do.
+    assert len(data.cost_by_user) == 2 and sum(c for _, c in data.cost_by_user) + data.lost_cost == pytest.approx(data.total)
     page = report.render(data)
+    assert page.count('<table class="by-user">') == 1 and all(f"<td>{u}</td>" in page for u, _ in data.cost_by_user)
     assert "<script" not in page and "http://" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
     assert report.render(report.ReportData("empty", "now", "d", [], [], [], 0, 0)).count("no job ran") == 1
 

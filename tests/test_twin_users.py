@@ -15,7 +15,7 @@ import yaml
 
 from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG
 from hpctool.twin.head import HEAD
-from support.twin import SUITE_TWIN_OPTIONS, bring_up, reset_twin, wait_job
+from support.twin import SUITE_TWIN_OPTIONS, bring_up, reset_twin, wait_for, wait_job
 
 pytestmark = pytest.mark.twin
 HPCTOOL = str(Path(sys.executable).with_name("hpctool"))
@@ -123,6 +123,19 @@ def test_homes_are_private_to_their_users(directory_twin):
         assert own.returncode == 0 and "id_ed25519" in own.stdout, (host, own)
 
 
+def test_a_directory_user_logs_in_over_ssh_and_on_a_node(directory_twin):
+    twin = directory_twin
+    node = next(n.name for n in twin.layout().static_nodes() if n.queue == "compute")
+    for where in ([], [node]):
+        result = subprocess.run([HPCTOOL, "local", "ssh", "--user", "alice", *where, "--", "id", "-un;", "hostname;",
+                                 "pwd"], env=twin.env(), capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split() == ["alice", where[0] if where else HEAD, "/home/alice"], result.stdout
+    unknown = subprocess.run([HPCTOOL, "local", "ssh", "--user", "mallory-nobody", "--", "true"], env=twin.env(),
+                             capture_output=True, text=True, timeout=60, check=False)
+    assert unknown.returncode == 2 and "no user 'mallory-nobody'" in unknown.stderr
+
+
 def test_fair_share_is_counted_per_group_account(directory_twin):
     shares = {s.user: s for s in directory_twin.slurm.fair_share()}
     assert shares["alice"].account == "genomics" and shares["bob"].account == "imaging"
@@ -169,3 +182,22 @@ def test_a_dynamic_node_resolves_the_users_when_it_boots(directory_twin):
     assert result.returncode == 0, result.stderr
     assert wait_job(twin.slurm, result.stdout.strip(), timeout=120) == "COMPLETED"
     assert Path("/home/alice/dynamic.out").read_text().split() == ["alice", node]
+
+
+def test_users_resolve_through_a_head_node_reboot(directory_twin):
+    """The head node (slapd, its SSSD, Slurm's daemons) reboots: a node's SSSD answers from its
+    cache meanwhile, and `local up` brings the directory back for every host."""
+    twin = directory_twin
+    node = next(n.name for n in twin.layout().static_nodes() if n.queue == "compute")
+    before = _identity(twin, node, "alice")
+    assert twin.hosts.shutdown(HEAD)
+    assert _identity(twin, node, "alice") == before  # offline: from SSSD's cache
+    heal = subprocess.run([HPCTOOL, "local", "up", "--json"], env=twin.env(), capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert heal.returncode == 0, heal.stderr
+    started = json.loads(heal.stdout)["started"]
+    assert {"host head", "slapd", f"sssd {HEAD}"} <= set(started), started
+    # SSSD on the new head node goes online with slapd within moments (the group name comes then).
+    wait_for(lambda: _identity(twin, HEAD, "alice") == before, timeout=30, what="alice's identity on the head node")
+    listed = cli(twin, "list", "--json")
+    assert listed.returncode == 0 and {u["name"] for u in json.loads(listed.stdout)} >= set(USERS)

@@ -58,6 +58,7 @@ class ReportData:
     total: float
     qc_header: list[str] = field(default_factory=list)
     qc_rows: list[list[str]] = field(default_factory=list)
+    cost_by_user: list[tuple[str, float]] = field(default_factory=list)  # every user's jobs (a cluster's many)
 
 
 def _epoch(text: str) -> float | None:
@@ -102,6 +103,7 @@ def build(run_dir: Path | None = None, *, since: str | None = None, until: str |
                                 job_ids=sorted(labels, key=cost_jobs.job_order) if labels else None, book=book)
     by_queue = jobcost.summarise(items, "queue")
     by_rule = jobcost.summarise(items, "rule", labels) if labels else None
+    by_user = jobcost.summarise(items, "user")
     qc_header, qc_rows = read_qc(run_dir) if run_dir is not None else ([], [])
     title = f"run {run_dir.name}" if run_dir is not None else f"jobs since {since}"
     return ReportData(
@@ -111,7 +113,8 @@ def build(run_dir: Path | None = None, *, since: str | None = None, until: str |
         bars=bars_from_costs(items, labels),
         cost_by_queue=[(g.key, g.cost) for g in by_queue.groups],
         cost_by_rule=[(g.key, g.cost) for g in by_rule.groups] if by_rule else [],
-        lost_cost=by_queue.lost_cost, total=by_queue.total, qc_header=qc_header, qc_rows=qc_rows)
+        lost_cost=by_queue.lost_cost, total=by_queue.total, qc_header=qc_header, qc_rows=qc_rows,
+        cost_by_user=[(g.key, g.cost) for g in by_user.groups])
 
 
 # -- rendering (pure) -----------------------------------------------------------------------------
@@ -250,6 +253,9 @@ def render(data: ReportData) -> str:
         (f'<p class="meta">{len(data.bars)} job runs on {len({b.node for b in data.bars})} nodes, '
         f"{lost_runs} interrupted</p>"),
     ]
+    if data.cost_by_user:
+        parts += ["<h2>Cost per user</h2>", bars_svg(data.cost_by_user, css_class="costs by-user"),
+                  _table(["user", "cost"], [[k, _usd(v)] for k, v in data.cost_by_user], "by-user")]
     if data.qc_header:
         parts += ["<h2>QC</h2>", _table(data.qc_header, data.qc_rows, "qc")]
     parts.append("</body></html>")

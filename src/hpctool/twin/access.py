@@ -60,10 +60,6 @@ def ensure_keys(etc: Path, run_on_head) -> None:
 
 def user_key(etc: Path, user: str, run_on_head) -> Path:
     """The twin's key for ``user`` (made on first use) and its authorized-keys entry."""
-    try:
-        pwd.getpwnam(user)
-    except KeyError as exc:
-        raise UsageError(f"no user {user!r} on this machine", "give an existing user with --user") from exc
     folder = ssh_dir(etc)
     key = folder / "users" / f"id_ed25519_{user}"
     if not key.exists():
@@ -123,6 +119,7 @@ def login_argv(twin, node: str | None, user: str, command: list[str]) -> list[st
     layout = twin.layout()
     if layout is None or not twin.hosts.alive("head"):
         raise TwinError("the twin is not running", "start it with `hpctool local up`")
+    require_user(twin, user)
     if node in (None, "head"):
         check_ssh_client()
         key = user_key(twin.etc, user, lambda argv: twin.hosts.run("head", argv))
@@ -132,13 +129,24 @@ def login_argv(twin, node: str | None, user: str, command: list[str]) -> list[st
     if not twin.hosts.alive(node):
         raise TwinError(f"{node} is not up (its host runs only while Slurm has it powered up)",
                         "log in to a node that is up, or give a job that node")
-    try:
-        pwd.getpwnam(user)
-    except KeyError as exc:
-        raise UsageError(f"no user {user!r} on this machine", "give an existing user with --user") from exc
     # As ssh does: the command's words are joined and run by the user's login shell.
     shell = ["runuser", "-l", user] + (["-c", " ".join(command)] if command else [])
     return twin.hosts.exec_argv(node, shell)
+
+
+def require_user(twin, user: str) -> None:
+    """A user of this machine (the twin's hosts get them) or of the twin's directory (found on
+    the head node through SSSD); anyone else is a clear error."""
+    try:
+        pwd.getpwnam(user)
+        return
+    except KeyError:
+        pass
+    found = subprocess.run(twin.hosts.exec_argv("head", ["getent", "passwd", user]), capture_output=True,
+                           text=True, timeout=30, check=False)
+    if found.returncode != 0:
+        raise UsageError(f"no user {user!r} on this machine or in the twin's directory",
+                         "give an existing user with --user (`hpctool local users list` shows the directory's)")
 
 
 def split_login_words(words: list[str]) -> tuple[str | None, list[str]]:
