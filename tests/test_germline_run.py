@@ -96,6 +96,7 @@ def test_a_killed_run_leaves_no_snakemake_and_resumes_without_unlock(tmp_path: P
     os.kill(child, signal.SIGKILL)  # hard: no chance to remove its lock
     run.kill()
     run.wait(timeout=10)
+    wait_for(lambda: _gone(child), timeout=30, what="the killed Snakemake to be gone")  # SIGKILL takes a moment
     assert any((out / ".snakemake" / "locks").iterdir()), log.read_text()[-3000:]
     assert launch.stale_lock(out)
 

@@ -103,7 +103,9 @@ def test_insufficient_capacity_fails_over_to_the_other_compute_resource(elastic,
 
 def test_the_manager_reenables_a_resource_after_the_capacity_timeout(elastic):
     node = dynamic_node(elastic, "storage")
-    assert cli(["local", "capacity", "storage", "--insufficient", "--for", "3"]) == 0
+    # Capacity away for 8 s: long enough for the resume to meet it on a busy machine, back well
+    # before the resource's timeout (12 s here) ends.
+    assert cli(["local", "capacity", "storage", "--insufficient", "--for", "8"]) == 0
     job = elastic.slurm.sbatch(["--partition=storage", "--constraint=dynamic", "--output=/dev/null"], wrap="true")
     wait_for(lambda: "Failure when resuming" in node_record(elastic, node).get("Reason", ""), timeout=30,
              what="the failed resume")
