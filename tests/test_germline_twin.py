@@ -387,8 +387,7 @@ def _heal() -> list[str]:
 def _cut_off(twin: Twin, node: str) -> None:
     """The node's host loses its network (its end of the link on the twin's bridge goes down);
     everything in it goes on running."""
-    index = twin.layout().node(node).index
-    subprocess.run(["ip", "link", "set", f"{twin.network.bridge[:10]}-{index}", "down"], check=True)
+    subprocess.run(["ip", "link", "set", twin.hosts.link(twin.layout().node(node).index), "down"], check=True)
 
 
 @pytest.fixture(scope="module")

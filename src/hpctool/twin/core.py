@@ -261,16 +261,10 @@ class Twin:
             for node in dead_nodes:
                 self.start_node(node.name)
             started += [f"slurmd {n.name}" for n in dead_nodes]
-        replaced: list[str] = []
-        if not fresh:
-            # A static node whose host is cut off gets a new instance, as clustermgtd replaces it.
-            running = {n.name: n for n in layout.static_nodes() if n not in dead_nodes}
-            replaced = nodes.unreachable(self, layout, list(running))
-            for name in replaced:
-                self.progress(f"replacing {name}: its host does not answer on the network")
-                nodes.replace(self, layout, running[name])
-                dead_nodes.append(running[name])
-                started.append(f"host {name}")
+        # A static node whose host is cut off gets a new instance, as clustermgtd replaces it.
+        replaced = [] if fresh else nodes.replace_unreachable(self, layout, dead_nodes, self.progress)
+        dead_nodes += [n for n in layout.static_nodes() if n.name in replaced]
+        started += [f"host {name}" for name in replaced]
         if fresh:
             nodes.wait_static_in_service(self, layout, self.resume_nodes)
         elif cold:

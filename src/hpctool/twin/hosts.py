@@ -181,8 +181,12 @@ class Hosts:
         (self.keeper_pid_file(spec.name)).write_text(f"{pid}\n")
         return pid
 
+    def link(self, index: int) -> str:
+        """The machine's end of host ``index``'s link on the bridge (down: the host is cut off)."""
+        return f"{self.network.bridge[:10]}-{index}"
+
     def _wire(self, spec: HostSpec, pid: int) -> None:
-        veth = f"{self.network.bridge[:10]}-{spec.index}"
+        veth = self.link(spec.index)
         if Path(f"/sys/class/net/{veth}").exists():  # left by a host that died uncleanly
             try:
                 _run(["ip", "link", "del", veth], f"removing the old link of host {spec.name}")

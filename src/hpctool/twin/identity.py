@@ -156,12 +156,12 @@ class IdentityService:
         return started
 
     def stop(self, twin: Twin) -> list[str]:
-        stopped = [path.name[len("sssd-"):-len(".pid")] for path in sorted(twin.run_dir.glob("sssd-*.pid"))
+        stopped = [f"sssd {path.stem[len('sssd-'):]}" for path in sorted(twin.run_dir.glob("sssd-*.pid"))
                    if stop_sssd(path)]
         layout = twin.layout()
         if layout is not None and layout.directory is not None and server(twin, layout).stop():
             stopped.append("slapd")
-        return [f"sssd {host}" if host != "slapd" else host for host in stopped]
+        return stopped
 
     def host_booted(self, twin: Twin, layout: TwinLayout, node: TwinNode) -> None:
         """A node's host came up: its SSSD, once the directory has made sssd.conf (at the twin's

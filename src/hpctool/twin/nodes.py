@@ -113,6 +113,17 @@ def unreachable(twin: Twin, layout: TwinLayout, names: list[str], timeout_s: int
     return sorted(set(result.stdout.split()) & set(names))
 
 
+def replace_unreachable(twin: Twin, layout: TwinLayout, skip: Sequence[TwinNode],
+                        progress: Callable[[str], None]) -> list[str]:
+    """Replace every static node (but ``skip``, just started) the head node cannot reach; their names."""
+    running = {n.name: n for n in layout.static_nodes() if n not in skip}
+    replaced = unreachable(twin, layout, list(running))
+    for name in replaced:
+        progress(f"replacing {name}: its host does not answer on the network")
+        replace(twin, layout, running[name])
+    return replaced
+
+
 def replace(twin: Twin, layout: TwinLayout, entry: TwinNode) -> None:
     """A new instance for a static node: its host ends (jobs, /tmp and /scratch with it) and a new
     one boots, as clustermgtd replaces an unhealthy static node. slurmd reports the boot, so
