@@ -300,3 +300,41 @@ def get_dynamodb_item(dynamodb: Any, table: str, key: dict[str, Any]) -> dict[st
         return dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
     except (ClientError, BotoCoreError) as exc:
         raise _wrap(exc, f"cannot read the DynamoDB table {table}", "check the DynamoDB endpoint") from exc
+
+
+def update_dynamodb_item(dynamodb: Any, table: str, key: dict[str, Any], update: dict[str, Any]) -> dict[str, Any] | None:
+    """UpdateItem of the item with ``key`` (typed form); ``update``: UpdateExpression, its names and
+    values and an optional ConditionExpression. The item as it now is (typed form), or None when the
+    condition failed: another writer changed the item first, which the caller decides about."""
+    try:
+        return dynamodb.update_item(TableName=table, Key=key, ReturnValues="ALL_NEW", **update).get("Attributes", {})
+    except ClientError as exc:
+        if _error_code(exc) == "ConditionalCheckFailedException":
+            return None
+        raise _wrap(exc, f"cannot update an item of the DynamoDB table {table}", "check the DynamoDB endpoint") from exc
+    except BotoCoreError as exc:
+        raise _wrap(exc, f"cannot update an item of the DynamoDB table {table}", "check the DynamoDB endpoint") from exc
+
+
+def scan_dynamodb_items(dynamodb: Any, table: str, attributes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """Every item of ``table`` (typed form; only ``attributes`` when given), all pages. A full scan:
+    for the twin's small tables, not for a cluster's."""
+    options: dict[str, Any] = {}
+    if attributes:
+        options["ProjectionExpression"] = ", ".join(f"#a{i}" for i in range(len(attributes)))
+        options["ExpressionAttributeNames"] = {f"#a{i}": name for i, name in enumerate(attributes)}
+    try:
+        return [item for page in dynamodb.get_paginator("scan").paginate(TableName=table, ConsistentRead=True, **options)
+                for item in page.get("Items", [])]
+    except (ClientError, BotoCoreError) as exc:
+        raise _wrap(exc, f"cannot read the DynamoDB table {table}", "check the DynamoDB endpoint") from exc
+
+
+# ParallelCluster's own filters for its compute instances (InstanceManager.get_cluster_instances in
+# aws-parallelcluster-node): the cluster's name tag and the Compute node type.
+def cluster_compute_instances(ec2: Any, cluster: str, states: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The compute instances of ParallelCluster cluster ``cluster`` in ``states`` (DescribeInstances'
+    instance dicts)."""
+    return describe_instances(ec2, [{"Name": "tag:parallelcluster:cluster-name", "Values": [cluster]},
+                                    {"Name": "tag:parallelcluster:node-type", "Values": ["Compute"]},
+                                    {"Name": "instance-state-name", "Values": list(states)}])

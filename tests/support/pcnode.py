@@ -27,10 +27,12 @@ def aws_env(endpoint: str | None) -> dict[str, str]:
     return env
 
 
-def run_driver(*args: str, endpoint: str | None = None, timeout: float = 120) -> dict[str, Any]:
-    """Run one driver command; its JSON answer (the driver's log is in the assertion message)."""
+def run_driver(*args: str, endpoint: str | None = None, timeout: float = 120,
+               env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run one driver command (``env``: more variables); its JSON answer (the driver's log is in
+    the assertion message)."""
     assert PCNODE_PYTHON.exists(), "scripts/setup.sh installs aws-parallelcluster-node into .tools/pcnode"
-    result = subprocess.run([str(PCNODE_PYTHON), str(DRIVER), *args], env=aws_env(endpoint),
+    result = subprocess.run([str(PCNODE_PYTHON), str(DRIVER), *args], env={**aws_env(endpoint), **(env or {})},
                             capture_output=True, text=True, timeout=timeout, check=False)
     assert result.returncode == 0, f"driver {args[0]} failed:\n{result.stderr[-4000:]}"
     answer = json.loads(result.stdout)

@@ -2,14 +2,19 @@
 twin's moto, for tests/test_twin_ec2.py. It runs on that venv's Python, so it imports nothing of
 hpctool's, and prints one JSON document on stdout.
 
-    launch CONF [--resume-file FILE] NODE...
+    launch CONF [--assign] [--resume-file FILE] NODE...
                           resume's launch, as slurm_resume's _resume builds it from CONF (read by
                           ParallelCluster's own SlurmResumeConfig) and Slurm's resume file (FILE,
                           what slurmctld hands ResumeProgram in SLURM_RESUME_FILE), without Slurm:
-                          node addresses are not pushed to scontrol (update_node_address off).
+                          node addresses are not pushed to scontrol (update_node_address off), but
+                          with --assign as resume does (the node table written, then `sudo
+                          $SLURM_BINARIES_DIR/scontrol update nodename=... nodeaddr=...`: the caller
+                          puts stand-ins for both on PATH and in SLURM_BINARIES_DIR).
                           Prints the nodes that failed by EC2 error code and the cluster's compute
                           instances as clustermgtd finds them (InstanceManager.get_cluster_instances).
     assign CONF NODE=INSTANCE...   the DynamoDB write resume makes for assigned nodes.
+    delete CONF ID...     InstanceManager.delete_instances for those instances: how clustermgtd ends
+                          an unhealthy node's instance.
     terminate CONF        what the fleet status manager's stop does to EC2: every compute instance
                           of the cluster terminated (InstanceManager.terminate_all_compute_nodes).
     health CONF           clustermgtd's EC2 health query (get_unhealthy_cluster_instance_status)
@@ -51,6 +56,9 @@ def launch(conf: str, args: list[str]) -> dict:
     from slurm_plugin.common import ScalingStrategy
 
     slurm_resume = None
+    assign_nodes = args[:1] == ["--assign"]
+    if assign_nodes:
+        args = args[1:]
     if args[:1] == ["--resume-file"]:
         with open(args[1], encoding="utf-8") as file:
             slurm_resume = json.load(file)
@@ -58,7 +66,7 @@ def launch(conf: str, args: list[str]) -> dict:
     config, manager = _manager(conf)
     manager.add_instances(node_list=args, slurm_resume=slurm_resume, launch_batch_size=config.launch_max_batch_size,
                           assign_node_batch_size=config.assign_node_max_batch_size,
-                          terminate_batch_size=config.terminate_max_batch_size, update_node_address=False,
+                          terminate_batch_size=config.terminate_max_batch_size, update_node_address=assign_nodes,
                           scaling_strategy=ScalingStrategy(config.scaling_strategy))
     instances = manager.get_cluster_instances()
     return {
@@ -83,6 +91,12 @@ def assign(conf: str, pairs: list[str]) -> dict:
                                   instance.launch_time)
     manager._store_assigned_hostnames(nodes)  # what resume does before scontrol update nodeaddr=...
     return {"stored": sorted(nodes)}
+
+
+def delete(conf: str, ids: list[str]) -> dict:
+    config, manager = _manager(conf)
+    manager.delete_instances(instance_ids_to_terminate=ids, terminate_batch_size=config.terminate_max_batch_size)
+    return {"deleted": sorted(ids)}
 
 
 def terminate(conf: str) -> dict:
@@ -149,6 +163,8 @@ def main() -> None:
         result = launch(args[0], args[1:])
     elif command == "assign":
         result = assign(args[0], args[1:])
+    elif command == "delete":
+        result = delete(args[0], args[1:])
     elif command == "terminate":
         result = terminate(args[0])
     elif command == "health":
