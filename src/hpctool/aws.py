@@ -182,6 +182,13 @@ def put_efs_lifecycle(file_system_id: str, policies: list[dict[str, str]], regio
 _LOCAL_CREDENTIALS = {"aws_access_key_id": "hpctool-twin", "aws_secret_access_key": "hpctool-twin"}  # nosec B105
 
 
+def local_credentials_env() -> dict[str, str]:
+    """The same dummy credentials as environment variables, for another process (ParallelCluster's
+    daemons) that talks to the local stand-in."""
+    return {"AWS_ACCESS_KEY_ID": _LOCAL_CREDENTIALS["aws_access_key_id"],
+            "AWS_SECRET_ACCESS_KEY": _LOCAL_CREDENTIALS["aws_secret_access_key"]}
+
+
 def local_client(service: str, endpoint_url: str, region: str) -> Any:
     """A client of a local AWS stand-in at ``endpoint_url`` (moto in server mode)."""
     try:
