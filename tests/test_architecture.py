@@ -175,7 +175,9 @@ LAYERS = {
                          "hpctool.twin.daemons", "hpctool.twin.ec2_health", "hpctool.twin.fleet_status",
                          "hpctool.twin.hosts",
                          "hpctool.twin.layout", "hpctool.twin.pcnode_conf"},
-    "hpctool.twin.fleet_status": {"hpctool.aws", "hpctool.errors", "hpctool.twin.pcnode_conf"},
+    "hpctool.twin.fleet_status": {"hpctool.aws", "hpctool.atomic", "hpctool.errors", "hpctool.twin.pcnode_conf"},
+    "hpctool.twin.instances": {"hpctool.aws", "hpctool.errors", "hpctool.twin.pcnode_conf"},
+    "hpctool.twin.pcnode_programs": {"hpctool.aws", "hpctool.twin.pcnode_conf"},
     "hpctool.twin.ec2_health": {"hpctool.atomic", "hpctool.errors"},
 }
 

@@ -323,6 +323,14 @@ def update_dynamodb_item(dynamodb: Any, table: str, key: dict[str, Any], update:
         raise _wrap(exc, f"cannot update an item of the DynamoDB table {table}", "check the DynamoDB endpoint") from exc
 
 
+def plain_dynamodb_value(typed: dict[str, Any]) -> Any:
+    """A value in DynamoDB's typed form (``{"M": {"status": {"S": "RUNNING"}}}``) as plain Python
+    (numbers become Decimal, as boto3's resource API gives them)."""
+    from boto3.dynamodb.types import TypeDeserializer
+
+    return TypeDeserializer().deserialize(typed)
+
+
 def scan_dynamodb_items(dynamodb: Any, table: str, attributes: tuple[str, ...] = ()) -> list[dict[str, Any]]:
     """Every item of ``table`` (typed form; only ``attributes`` when given), all pages. A full scan:
     for the twin's small tables, not for a cluster's."""

@@ -36,7 +36,10 @@ from hpctool.twin.pcnode_conf import REGION, PcnodePaths
 # slurm.conf key -> the ParallelCluster program slurmctld runs for it (as the cookbook's slurm.conf).
 PROGRAMS = {"ResumeProgram": "slurm_resume", "SuspendProgram": "slurm_suspend", "ResumeFailProgram": "slurm_suspend"}
 # The console scripts' entry points (aws_parallelcluster_node's entry_points.txt; a test checks them).
-ENTRY_POINTS = {"slurm_resume": "slurm_plugin.resume:main", "slurm_suspend": "slurm_plugin.suspend:main"}
+# slurm_fleet_status_manager is no slurm.conf program: the fleet status manager side
+# (hpctool.twin.fleet_status.manage_fleet_status) runs its wrapper with ``-cf <status file>``.
+ENTRY_POINTS = {"slurm_resume": "slurm_plugin.resume:main", "slurm_suspend": "slurm_plugin.suspend:main",
+                "slurm_fleet_status_manager": "slurm_plugin.fleet_status_manager:main"}
 # Settings of the caller's that must never reach the daemons: a profile or real keys would make
 # boto3 sign for, or even reach, a real account.
 _UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ROLE_ARN",
@@ -88,9 +91,10 @@ def _bootstrap(program: str) -> str:
 
 
 def render_program(program: str, paths: PcnodePaths, pcnode_venv: Path, endpoint: str) -> str:
-    """The wrapper slurmctld runs for ``program`` (``slurm_resume`` or ``slurm_suspend``), with
+    """The wrapper slurmctld runs for ``program`` (``slurm_resume`` or ``slurm_suspend``; or the
+    twin's fleet status side for ``slurm_fleet_status_manager``), with
     ``pcnode_venv`` the daemons' virtual environment and ``endpoint`` the twin's moto."""
-    keys = ", ".join(key for key, name in PROGRAMS.items() if name == program)
+    keys = ", ".join(key for key, name in PROGRAMS.items() if name == program) or "compute fleet stop/start"
     q = shlex.quote
     exports = "".join(f"export {name}={q(value)}\n" for name, value in program_env(paths, program, endpoint).items())
     return (
@@ -109,6 +113,6 @@ def render_program(program: str, paths: PcnodePaths, pcnode_venv: Path, endpoint
 
 
 def render_programs(paths: PcnodePaths, pcnode_venv: Path, endpoint: str) -> dict[Path, str]:
-    """Both wrappers by path (``up`` writes them executable, with hpctool.atomic)."""
+    """The three wrappers by path (``up`` writes them executable, with hpctool.atomic)."""
     return {program_path(paths, program): render_program(program, paths, pcnode_venv, endpoint)
-            for program in sorted(set(PROGRAMS.values()))}
+            for program in ENTRY_POINTS}
