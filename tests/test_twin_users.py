@@ -136,6 +136,91 @@ def test_a_directory_user_logs_in_over_ssh_and_on_a_node(directory_twin):
     assert unknown.returncode == 2 and "no user 'mallory-nobody'" in unknown.stderr
 
 
+def _hub_login(browser, url: str, user: str, password: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{url}/hub/login")
+    browser.find_element(By.ID, "username_input").send_keys(user)
+    browser.find_element(By.ID, "password_input").send_keys(password)
+    browser.find_element(By.ID, "login_submit").click()
+
+
+def _wait_css(browser, selector: str, timeout: float = 60):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(browser, timeout).until(expected_conditions.presence_of_element_located(
+        (By.CSS_SELECTOR, selector)))
+
+
+def test_directory_users_log_in_to_the_hub_on_the_head_node_by_their_allow_group(directory_twin, tmp_path):
+    """The hub runs on the head node, where PAM reaches the directory through SSSD: alice (in the
+    allow group, a directory group as on a cluster with AD) gets JupyterLab as a Slurm job of her own; bob (PAM accepts his password) and then
+    alice, once she has left the group, are refused."""
+    from selenium.webdriver.common.by import By
+
+    from hpctool.notebook.hub import TwinHub
+    from support.browser import headless_chromium
+
+    twin = directory_twin
+    group = "hpc-users"  # prod's access filter's group
+    passwords = {name: Path(twin.home / "directory" / "passwords" / name).read_text().strip() for name in USERS}
+    joined = cli(twin, "join", "alice", group)
+    assert joined.returncode == 0 and "joined" in joined.stdout, joined.stderr
+    assert json.loads(cli(twin, "list", "--json").stdout)[0]["groups"] == [group]
+    hub = TwinHub(twin)
+    hub.down()
+    (hub.dir / "jupyterhub.sqlite").unlink(missing_ok=True)
+    try:
+        status = hub.up(allowed_groups=(group,))
+        assert group in status["login"] and "directory user" in status["login"]
+        assert status["running"] and status["url"].startswith("http://127.0.0.1:")  # through the SSH forward
+        hub_pid = status["pid"]
+        assert Path(f"/proc/{hub_pid}/root").resolve() == twin.hosts.host_root(HEAD).resolve()  # on the head node
+        with headless_chromium(["--window-size=1280,860"], page_load_timeout=60) as browser:
+            _hub_login(browser, hub.url, "alice", passwords["alice"])
+            _wait_css(browser, "#spawn_form")
+            browser.find_element(By.CSS_SELECTOR, "input[name=queue][value=compute]").click()
+            cpus = browser.find_element(By.ID, "hpctool-cpus")
+            cpus.clear()
+            cpus.send_keys("1")
+            browser.find_element(By.CSS_SELECTOR, "#spawn_form button[type=submit]").click()
+            _wait_css(browser, "#jp-main-dock-panel", timeout=120)
+            assert "/user/alice/lab" in browser.current_url
+            browser.save_screenshot(str(tmp_path / "directory-user-jupyterlab.png"))
+        jobs = [j for j in twin.slurm.jobs() if j.get("JobName") == "jupyterlab" and j.get("JobState") == "RUNNING"]
+        assert len(jobs) == 1, jobs
+        job = jobs[0]
+        alice_uid = on_host(twin, HEAD, "id", "-u", "alice").stdout.strip()
+        # This machine's scontrol cannot name a directory user; the uid is alice's.
+        assert job["UserId"].endswith(f"({alice_uid})") and alice_uid != "0", job["UserId"]
+        assert _sacct(twin, [job["JobId"]])[0]["User"] == "alice"  # slurmdbd has the name
+        node = job["NodeList"]
+        assert node in {n.name for n in twin.layout().nodes if n.queue == "compute"}
+        server = on_host(twin, node, "pgrep", "-u", "alice", "-f", "jupyterhub-singleuser")
+        assert server.returncode == 0, f"no JupyterLab of alice's on {node}"
+
+        leave = cli(twin, "leave", "alice", group)
+        assert leave.returncode == 0, leave.stderr
+        for name in ("bob", "alice"):
+            with headless_chromium(["--window-size=1280,860"], page_load_timeout=60) as browser:
+                _hub_login(browser, hub.url, name, passwords[name])
+                error = _wait_css(browser, ".login_error")
+                assert "Invalid username or password" in error.text, name
+                browser.save_screenshot(str(tmp_path / f"refused-{name}.png"))
+        log = hub.log_file.read_text()
+        for name in ("bob", "alice"):  # PAM took the password; the allow rule refused
+            assert f"User '{name}' not allowed." in log, name
+        wrong = cli(twin, "leave", "bob", group)
+        assert wrong.returncode == 2 and "not a member" in wrong.stderr and "hint: " in wrong.stderr
+        primary = cli(twin, "leave", "alice", "genomics")
+        assert primary.returncode == 2 and "primary group" in primary.stderr
+    finally:
+        hub.down()
+        cli(twin, "leave", "alice", group)
+
+
 def test_fair_share_is_counted_per_group_account(directory_twin):
     shares = {s.user: s for s in directory_twin.slurm.fair_share()}
     assert shares["alice"].account == "genomics" and shares["bob"].account == "imaging"

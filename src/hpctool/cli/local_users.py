@@ -1,4 +1,4 @@
-"""`hpctool local users add|remove|list`: the directory users of a twin whose config has a
+"""`hpctool local users add|remove|join|leave|list`: the directory users of a twin whose config has a
 DirectoryService (hpctool.twin.identity)."""
 
 from __future__ import annotations
@@ -26,6 +26,15 @@ def register_local_users(commands: argparse._SubParsersAction) -> None:
     remove.add_argument("name", metavar="NAME")
     remove.add_argument("--json", action="store_true", help="machine-readable output")
     remove.set_defaults(handler=cmd_users_remove)
+    join = actions.add_parser("join", help="add a user to a further group (made when missing), e.g. the "
+                              "notebook hub's allow group hpctool-notebook")
+    join.add_argument("name", metavar="NAME")
+    join.add_argument("group", metavar="GROUP")
+    join.set_defaults(handler=cmd_users_join)
+    leave = actions.add_parser("leave", help="take a user out of a further group (not its primary group)")
+    leave.add_argument("name", metavar="NAME")
+    leave.add_argument("group", metavar="GROUP")
+    leave.set_defaults(handler=cmd_users_leave)
     listing = actions.add_parser("list", help="the directory's users, their groups and Slurm accounts")
     listing.add_argument("--json", action="store_true", help="machine-readable output")
     listing.set_defaults(handler=cmd_users_list)
@@ -65,6 +74,22 @@ def cmd_users_remove(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_users_join(args: argparse.Namespace) -> int:
+    from hpctool.twin import identity
+
+    joined = identity.join_group(_twin(), args.name, args.group)
+    print(f"{args.name} {'joined' if joined else 'is already in'} group {args.group}")
+    return 0
+
+
+def cmd_users_leave(args: argparse.Namespace) -> int:
+    from hpctool.twin import identity
+
+    identity.leave_group(_twin(), args.name, args.group)
+    print(f"{args.name} left group {args.group}")
+    return 0
+
+
 def cmd_users_list(args: argparse.Namespace) -> int:
     from hpctool.twin import identity
 
@@ -72,6 +97,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json(users)
         return 0
-    print_table([[u["name"], str(u["uid"]), u["group"], u["home"], ",".join(u["accounts"]) or "-"] for u in users],
-                ["USER", "UID", "GROUP", "HOME", "ACCOUNTS"])
+    print_table([[u["name"], str(u["uid"]), u["group"], ",".join(u["groups"]) or "-", u["home"],
+                  ",".join(u["accounts"]) or "-"] for u in users],
+                ["USER", "UID", "GROUP", "OTHER GROUPS", "HOME", "ACCOUNTS"])
     return 0

@@ -34,6 +34,8 @@ def register_local_hub(commands: argparse._SubParsersAction) -> None:
     up = actions.add_parser("up", help="start JupyterHub against the running twin")
     up.add_argument("--cull-timeout", type=int, default=3600, metavar="SECONDS",
                     help="stop servers idle this long (3600)")
+    up.add_argument("--allowed-group", action="append", metavar="GROUP",
+                    help="Unix or directory group allowed to log in (repeatable; default hpctool-notebook)")
     up.add_argument("--json", action="store_true")
     up.set_defaults(handler=cmd_hub_up)
     status = actions.add_parser("status", help="where to open it and how to log in")
@@ -58,8 +60,9 @@ def _print_hub(status: dict, as_json: bool) -> None:
 def cmd_hub_up(args: argparse.Namespace) -> int:
     from hpctool.notebook.hub import TwinHub
 
+    groups = {"allowed_groups": tuple(args.allowed_group)} if args.allowed_group else {}
     status = TwinHub().up(progress=progress, cull_timeout=args.cull_timeout,
-                          cull_every=max(1, min(300, args.cull_timeout // 4)))
+                          cull_every=max(1, min(300, args.cull_timeout // 4)), **groups)
     _print_hub(status, args.json)
     return 0
 

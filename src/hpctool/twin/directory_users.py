@@ -186,6 +186,43 @@ class DirectoryUsers:
                                                user.home_dir]), timeout=60)
         return AddedUser(user=user, group=group_name, password_file=password_file, created_group=created)
 
+    def join(self, name: str, group: str) -> bool:
+        """Make ``name`` a member of ``group`` (made when missing), as an admin adds a user to a
+        group in AD: the notebook hub's allow group, a project's. False: already a member."""
+        with self._exclusive():
+            listing = self.listing()
+            user = self._known(listing, name)
+            validate_group_name(group, self.reserved)
+            existing = {g.name: g for g in listing.groups}
+            if group in existing:
+                if name in existing[group].members or existing[group].gid == user.gid:
+                    return False
+                self.server.tool("ldapmodify", [], input_text=render_member_change(self.settings, group, name, True))
+            else:
+                gid = self._free_id(listing)
+                self.server.tool("ldapadd", [], input_text=render_group(self.settings, group, gid, [name]))
+            return True
+
+    def leave(self, name: str, group: str) -> None:
+        """Take ``name`` out of ``group``; its primary group cannot be left (it owns its files)."""
+        with self._exclusive():
+            listing = self.listing()
+            user = self._known(listing, name)
+            found = next((g for g in listing.groups if g.name == group), None)
+            if found is not None and found.gid == user.gid:
+                raise UsageError(f"{group} is {name}'s primary group", "a user leaves only its other groups; "
+                                 "`hpctool local users remove` removes the user")
+            if found is None or name not in found.members:
+                raise UsageError(f"{name} is not a member of {group!r}", "`hpctool local users list` shows groups")
+            self.server.tool("ldapmodify", [], input_text=render_member_change(self.settings, group, name, False))
+
+    @staticmethod
+    def _known(listing: Listing, name: str) -> DirectoryUser:
+        user = next((u for u in listing.users if u.name == name), None)
+        if user is None:
+            raise UsageError(f"no directory user {name!r}", "`hpctool local users list` shows them")
+        return user
+
     def remove(self, name: str) -> DirectoryUser:
         """The user's entry, its memberships and its own group (when nobody else is in it) leave
         the directory; its home stays (as a user removed from AD keeps theirs), its hub password
@@ -195,9 +232,7 @@ class DirectoryUsers:
 
     def _remove(self, name: str) -> DirectoryUser:
         listing = self.listing()
-        user = next((u for u in listing.users if u.name == name), None)
-        if user is None:
-            raise UsageError(f"no directory user {name!r}", "`hpctool local users list` shows them")
+        user = self._known(listing, name)
         self.server.tool("ldapdelete", [self.settings.user_dn(name)])
         for group in listing.groups:
             others = [m for m in group.members if m != name]

@@ -228,7 +228,24 @@ def list_users(twin: Twin) -> list[dict[str, Any]]:
             if row.user:
                 accounts.setdefault(row.user, []).append(row.account)
     return [{"name": u.name, "uid": u.uid, "gid": u.gid, "group": listing.group_of(u.gid) or "",
+             "groups": sorted(g.name for g in listing.groups if u.name in g.members and g.gid != u.gid),
              "home": u.home, "accounts": sorted(accounts.get(u.name, []))} for u in listing.users]
+
+
+def join_group(twin: Twin, name: str, group: str) -> bool:
+    """``name`` joins ``group`` on every node (the hub's allow group, for one); its Slurm account
+    stays its primary group's. False: it was a member already."""
+    layout, users = _users(twin)
+    joined = users.join(name, group)
+    _expire_caches(twin, layout)
+    return joined
+
+
+def leave_group(twin: Twin, name: str, group: str) -> None:
+    """``name`` leaves ``group`` on every node: a hub that allows only that group refuses it."""
+    layout, users = _users(twin)
+    users.leave(name, group)
+    _expire_caches(twin, layout)
 
 
 def add_user(twin: Twin, name: str, group: str | None = None) -> UserChange:

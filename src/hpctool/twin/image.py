@@ -33,13 +33,17 @@ SLURM_LINE = "24.11"
 # (only the head node starts it), Lmod and the workflow tools (the bootstrap's modules, the
 # germline rules), sshd (hpctool local ssh, hpctool remote), the directory (OpenLDAP's slapd on the
 # head node; sssd with its LDAP provider, NSS and PAM modules on every node, as ParallelCluster's
-# DirectoryService sets up: hpctool.twin.directory), and what the hosts run at boot.
+# DirectoryService sets up: hpctool.twin.directory), Node.js for the hub's configurable-http-proxy
+# on the head node (bootstrap/head.d installs it there), curl and the AWS CLI that the node
+# bootstrap calls (IMDS, S3; debootstrap resolves no virtual package, so awscli's cffi backend is
+# named), and what the hosts run at boot.
 PACKAGES = (
     "slurmctld", "slurmd", "slurmdbd", "slurm-client", "munge", "mariadb-server",
     "lmod", "openssh-server", "openssh-client", "rsync",
     "bwa", "samtools", "bcftools", "tabix",
     "slapd", "ldap-utils", "sssd-ldap", "sssd-tools", "libnss-sss", "libpam-sss",
     "python3", "procps", "iproute2", "libnss-extrausers", "sudo",
+    "nodejs", "curl", "awscli", "python3-cffi-backend", "ca-certificates",
 )
 IMAGE_FORMAT = 2  # bump when the post-build steps change
 DEFAULT_IMAGE_DIR = Path("/var/lib/hpctool/image")
