@@ -32,7 +32,8 @@ TWIN_GROUP = "twin"
 # about half the twin time each (measured: docs/benchmarks.md, "The suite"). The rest: TWIN_GROUP.
 SECOND_TWIN_GROUP = "twin-2"
 SECOND_TWIN_MODULES = {"tests/test_germline_twin.py", "tests/test_remote_twin.py", "tests/test_jobs_twin.py",
-                       "tests/test_cost_twin.py", "tests/test_jobs_errors_twin.py", "tests/test_spot_handler_twin.py"}
+                       "tests/test_cost_twin.py", "tests/test_jobs_errors_twin.py", "tests/test_spot_handler_twin.py",
+                       "tests/test_pcnode_twin.py"}
 
 
 def _module(item: pytest.Item) -> str:

@@ -154,7 +154,9 @@ LAYERS = {
     "hpctool.twin.core": {"hpctool.atomic", "hpctool.cluster.queues", "hpctool.errors", "hpctool.polling", "hpctool.slurm.client",
                           "hpctool.slurm.parse", "hpctool.twin.daemons", "hpctool.twin.accounting",
                           "hpctool.twin.conf", "hpctool.twin.layout", "hpctool.twin.head", "hpctool.twin.hosts",
-                          "hpctool.twin.image", "hpctool.twin.machine", "hpctool.home", "hpctool.twin.nodes"},
+                          "hpctool.twin.image", "hpctool.twin.machine", "hpctool.home", "hpctool.twin.nodes",
+                          # the pure renderers of slurm.conf's programs when ParallelCluster's daemons scale
+                          "hpctool.twin.pcnode_conf", "hpctool.twin.pcnode_programs"},
     "hpctool.twin.imds": set(),
     # The directory on the twin's hosts (a service of the twin) and its users with their Slurm associations.
     "hpctool.twin.identity": {"hpctool.atomic", "hpctool.errors", "hpctool.slurm.client", "hpctool.twin.daemons",

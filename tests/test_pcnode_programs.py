@@ -39,7 +39,7 @@ LAYOUT = plan_layout(CLUSTER.queues, "cluster-configs/default.yaml", base=16817,
                      scaledown_idletime_min=CLUSTER.scaledown_idletime_min, time_scale=0.02)
 
 
-@pytest.mark.parametrize("program", ["slurm_resume", "slurm_suspend", "slurm_fleet_status_manager"])
+@pytest.mark.parametrize("program", ["slurm_resume", "slurm_suspend", "slurm_fleet_status_manager", "clustermgtd"])
 def test_the_wrappers_match_their_golden_files(program):
     assert_golden(render_program(program, PATHS, VENV, ENDPOINT), GOLDEN / f"{program}.sh")
 
@@ -49,7 +49,8 @@ def test_resume_fail_runs_the_suspend_program_as_on_a_cluster():
     assert programs["ResumeFailProgram"] == programs["SuspendProgram"] == program_path(PATHS, "slurm_suspend")
     assert programs["ResumeProgram"] == program_path(PATHS, "slurm_resume")
     assert set(render_programs(PATHS, VENV, ENDPOINT)) == {*programs.values(),
-                                                           program_path(PATHS, "slurm_fleet_status_manager")}
+                                                           program_path(PATHS, "slurm_fleet_status_manager"),
+                                                           program_path(PATHS, "clustermgtd")}
 
 
 def test_the_entry_points_are_the_installed_console_scripts():
@@ -80,9 +81,10 @@ def install(home: Path) -> tuple[PcnodePaths, Path]:
     paths.log_dir.mkdir(parents=True, exist_ok=True)
     record = home / "scontrol.calls"
     for name, body in (("sudo", 'exec "$@"'), ("scontrol", f'echo "$*" >>{record}; env | sort >{home}/scontrol.env')):
-        (paths.twin.bin / name).parent.mkdir(parents=True, exist_ok=True)
-        (paths.twin.bin / name).write_text(f"#!/bin/sh\n{body}\n")
-        (paths.twin.bin / name).chmod(0o755)
+        (paths.path_dir / name).parent.mkdir(parents=True, exist_ok=True)
+        (paths.path_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (paths.path_dir / name).chmod(0o755)
+    (paths.path_dir.parent / "etc").symlink_to(paths.twin.etc)
     return paths, record
 
 
@@ -109,7 +111,7 @@ def test_resume_reads_the_twins_config_and_sets_the_nodes_down_without_a_heartbe
     env = dict(line.split("=", 1) for line in (tmp_path / "home" / "scontrol.env").read_text().splitlines()
                if "=" in line)
     assert env["AWS_ENDPOINT_URL"] == ENDPOINT and env["CONFIG_FILE"] == str(paths.conf("slurm_resume"))
-    assert env["SLURM_BINARIES_DIR"] == str(paths.twin.bin) and env["PATH"].startswith(f"{paths.twin.bin}:")
+    assert env["SLURM_BINARIES_DIR"] == str(paths.path_dir) and env["PATH"].startswith(f"{paths.path_dir}:")
     assert env["SLURM_RESUME_FILE"] == "/nonexistent" and "AWS_PROFILE" not in env
     assert stdio_log(paths, "slurm_resume").exists()  # opened by the wrapper: fds 0-2 were closed
 

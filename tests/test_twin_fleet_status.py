@@ -180,14 +180,15 @@ def install(home: Path, seeded: Seeded, endpoint: str) -> tuple[PcnodePaths, Pat
     files.update(render_programs(paths, PCNODE_PYTHON.parent.parent, endpoint))
     calls, state = home / "scontrol.calls", home / "partitions"
     state.mkdir(parents=True)
-    files[paths.twin.bin / "scontrol"] = STAND_IN_SCONTROL.format(calls=calls, state=state)
-    files[paths.twin.bin / "sinfo"] = STAND_IN_SINFO
-    files[paths.twin.bin / "sudo"] = '#!/bin/sh\nexec "$@"\n'
+    files[paths.path_dir / "scontrol"] = STAND_IN_SCONTROL.format(calls=calls, state=state)
+    files[paths.path_dir / "sinfo"] = STAND_IN_SINFO
+    files[paths.path_dir / "sudo"] = '#!/bin/sh\nexec "$@"\n'
     for path, text in files.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
         path.chmod(0o755)
     paths.log_dir.mkdir(parents=True, exist_ok=True)
+    (paths.path_dir.parent / "etc").symlink_to(paths.twin.etc)  # as the twin's up links it
     return paths, calls
 
 

@@ -39,3 +39,8 @@ def path(name: str) -> Path:
     if not any(top == item or top.startswith(item + "/") for item in SHIPPED):
         raise SetupError(f"{name!r} is not one of the folders hpctool ships", f"shipped: {', '.join(SHIPPED)}")
     return data_root() / top
+
+
+def checkout_root() -> Path:
+    """The repository root of a checkout (where scripts/setup.sh puts ``.tools/``)."""
+    return _CHECKOUT_ROOT

@@ -6,7 +6,7 @@ import argparse
 
 from hpctool.cli.output import print_json, print_table, progress
 from hpctool.twin import Twin
-from hpctool.twin.layout import DEFAULT_MAX_DYNAMIC, DEFAULT_TIME_SCALE
+from hpctool.twin.layout import DEFAULT_MAX_DYNAMIC, DEFAULT_TIME_SCALE, SCALINGS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,6 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     help=f"dynamic nodes per compute resource, at most (MaxCount - MinCount; {DEFAULT_MAX_DYNAMIC})")
     up.add_argument("--time-scale", type=float, metavar="F",
                     help=f"twin seconds per ParallelCluster second for idle time, timeouts ({DEFAULT_TIME_SCALE:g})")
+    up.add_argument("--scaling", choices=SCALINGS,
+                    help="who scales the nodes: the twin's own programs (twin), or ParallelCluster's node "
+                         "daemons against a local EC2 (parallelcluster; docs/twin-pcnode.md)")
     up.epilog = "Options not given are those of the twin's last start (after `down`), else the defaults."
     up.add_argument("--json", action="store_true", help="print the status as JSON")
     up.set_defaults(handler=cmd_up)
@@ -124,7 +127,8 @@ def _print_status(status: dict, as_json: bool) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     status = Twin(progress=progress).up(config=args.config, static_per_queue=args.static,
-                                        max_dynamic=args.max_dynamic, time_scale=args.time_scale)
+                                        max_dynamic=args.max_dynamic, time_scale=args.time_scale,
+                                        scaling=args.scaling)
     _print_status(status, args.json)
     return 0 if status["up"] else 1
 

@@ -193,6 +193,11 @@ class Slurm:
             argv.append(f"reason={reason}")
         self.run(argv)
 
+    def set_node_instance(self, node: str, instance_id: str, instance_type: str) -> None:
+        """The node's EC2 instance in Slurm (23.11+), as ParallelCluster's resume sets it."""
+        self.run(["scontrol", "update", f"nodename={node}", f"instanceid={instance_id}",
+                  f"instancetype={instance_type}"])
+
     def run_on_node(self, node: str, queue: str, command: str, *, timeout: float = 300,
                     job_name: str = "hpctool-exec") -> subprocess.CompletedProcess[str]:
         """``bash -c COMMAND`` as one step on one idle node (``srun -w``), waiting at most 30 s for

@@ -12,7 +12,8 @@ Modules, each one job:
 - :mod:`~hpctool.twin.capacity`: injected capacity and boot faults;
 - :mod:`~hpctool.twin.manager`: the cluster manager loop (clustermgtd's recoveries);
 - :mod:`~hpctool.twin.imds`, :mod:`~hpctool.twin.spot`: the EC2 side of spot interruptions;
-- :mod:`~hpctool.twin.identity`: slapd and SSSD of a config with a DirectoryService, its users.
+- :mod:`~hpctool.twin.identity`: slapd and SSSD of a config with a DirectoryService, its users;
+- :mod:`~hpctool.twin.pcnode`: ParallelCluster's own node daemons against moto (``--scaling parallelcluster``).
 
 :class:`Twin` here is the core twin with its standard services plugged in.
 """
@@ -39,7 +40,9 @@ class Twin(core.Twin):
         # package first, and must not find themselves imported already.
         from hpctool.twin.identity import IdentityService
         from hpctool.twin.manager import ManagerService
+        from hpctool.twin.pcnode import PcnodeService
         from hpctool.twin.spot import SpotServices
 
         # The directory first: a node's jobs may run as its users.
-        super().__init__(home, progress, services=[IdentityService(), SpotServices(), ManagerService()], image=image)
+        super().__init__(home, progress, services=[IdentityService(), SpotServices(), ManagerService(),
+                                                   PcnodeService()], image=image)

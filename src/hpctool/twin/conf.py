@@ -176,7 +176,9 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, head: HeadNode, addr
     lines.append("")
     for node in layout.nodes:
         weight = DYNAMIC_WEIGHT if node.dynamic else STATIC_WEIGHT
-        state = "CLOUD" if node.dynamic else "UNKNOWN"
+        # ParallelCluster's slurm.conf makes static nodes CLOUD too (kept up by SuspendExcNodes): srun
+        # then learns every node's address from slurmctld, as instances change it (--scaling parallelcluster).
+        state = "CLOUD" if node.dynamic or layout.pcnode else "UNKNOWN"
         lines.append(
             f"NodeName={node.name} NodeHostname={node.name} NodeAddr={addresses[node.name]} "
             f"CPUs={layout.cpus_per_node} RealMemory={layout.memory_mb_per_node} "

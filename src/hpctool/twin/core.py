@@ -32,13 +32,9 @@ from hpctool.home import home as default_home
 from hpctool.polling import poll_until
 from hpctool.slurm.client import Slurm
 from hpctool.slurm.parse import ACTIVE_JOB_STATES
-from hpctool.twin import daemons, head, machine, nodes
+from hpctool.twin import daemons, head, machine, nodes, pcnode_programs
 from hpctool.twin.accounting import Accounting
-from hpctool.twin.conf import (
-    HeadNode,
-    TwinPaths,
-    render_power_script,
-)
+from hpctool.twin.conf import HeadNode, TwinPaths, render_power_script
 from hpctool.twin.head import HEAD
 from hpctool.twin.hosts import Hosts, plan_network
 from hpctool.twin.image import NodeImage, default_image
@@ -49,6 +45,7 @@ from hpctool.twin.layout import (
     TwinNode,
     plan_layout,
 )
+from hpctool.twin.pcnode_conf import PcnodePaths
 
 DEFAULT_PORT_BASE = 16817  # the twin's services on the machine (the notebook hub)
 CORE_DAEMONS = ("slurmctld",)
@@ -164,7 +161,8 @@ class Twin:
             yield
 
     def plan(self, config: str | Path | None = None, *, static_per_queue: int = 0,
-             max_dynamic: int = DEFAULT_MAX_DYNAMIC, time_scale: float = DEFAULT_TIME_SCALE) -> TwinLayout:
+             max_dynamic: int = DEFAULT_MAX_DYNAMIC, time_scale: float = DEFAULT_TIME_SCALE,
+             scaling: str = "twin") -> TwinLayout:
         """The layout ``up`` would start for ``config`` (a bad config fails here, before anything starts)."""
         config_path = Path(config).resolve() if config is not None else DEFAULT_CLUSTER_CONFIG
         cluster = load_cluster(config_path)
@@ -173,10 +171,11 @@ class Twin:
                            scaledown_idletime_min=cluster.scaledown_idletime_min,
                            service_ports=self._service_ports, instance_store=nodes.has_instance_store,
                            shared_storage=[list(s) for s in cluster.shared_storage], accounting=cluster.accounting,
-                           priority=cluster.priority, directory=cluster.directory)
+                           priority=cluster.priority, directory=cluster.directory, scaling=scaling)
 
     def up(self, config: str | Path | None = None, *, static_per_queue: int | None = None,
-           max_dynamic: int | None = None, time_scale: float | None = None) -> dict[str, Any]:
+           max_dynamic: int | None = None, time_scale: float | None = None,
+           scaling: str | None = None) -> dict[str, Any]:
         """Start every daemon that is not running, and only those: a healthy daemon (and the jobs
         under a healthy slurmd) is never restarted. Returns :meth:`status` with ``started``.
 
@@ -190,9 +189,10 @@ class Twin:
             static_per_queue = last.static_per_queue if static_per_queue is None else static_per_queue
             max_dynamic = last.max_dynamic if max_dynamic is None else max_dynamic
             time_scale = last.time_scale if time_scale is None else time_scale
+            scaling = last.scaling if scaling is None else scaling
         wanted = self.plan(config, static_per_queue=static_per_queue or 0,
                            max_dynamic=DEFAULT_MAX_DYNAMIC if max_dynamic is None else max_dynamic,
-                           time_scale=time_scale or DEFAULT_TIME_SCALE)
+                           time_scale=time_scale or DEFAULT_TIME_SCALE, scaling=scaling or "twin")
         with self.locked():
             started = self._up(wanted)
         result = self.status()
@@ -222,7 +222,7 @@ class Twin:
             for folder in (self.etc, self.run_dir, self.log_dir, self.paths.state, self.paths.spool, self.paths.bin):
                 folder.mkdir(parents=True, exist_ok=True)
             write_atomic(self.layout_file, layout.to_json())
-        self._write_power_scripts()
+        self._write_power_scripts(layout)
         machine.write_clients(self.client_bin, self.image.root, self.slurm_conf)
         started: list[str] = []
         if machine.start_anchor(self.run_dir / "machine.pid", self.log_dir / "anchor.log"):
@@ -349,14 +349,15 @@ class Twin:
         static nodes resume, dynamic ones are reset to powered down, as clustermgtd does."""
         return nodes.resume(self, self._require_layout())
 
-    def start_node(self, node: str, boot: bool = False) -> bool:
-        """Start one node's slurmd (after the twin reclaimed it, like a new instance; or as the
-        boot of a dynamic node, ``boot=True``). Returns False when it was already running."""
+    def start_node(self, node: str, boot: bool = False, address: str | None = None,
+                   instance_id: str | None = None) -> bool:
+        """Start one node's slurmd (a new instance; ``boot``: a dynamic node's boot; ``address``,
+        ``instance_id``: an instance's, see nodes.start). False when it was already running."""
         layout = self._require_layout()
         entry = layout.node(node)
         if entry is None:
             raise TwinError(f"{node} is not a node of the twin", f"nodes: {', '.join(n.name for n in layout.nodes)}")
-        return nodes.start(self, layout, entry, boot)
+        return nodes.start(self, layout, entry, boot, address, instance_id)
 
     def stop_node(self, node: str) -> bool:
         """End one node's host, as EC2 terminating the instance would."""
@@ -419,10 +420,11 @@ class Twin:
             if name != "munged":
                 daemons.stop_pid(daemons.read_pid(pid_file), name=name)
 
-    def _write_power_scripts(self) -> None:
+    def _write_power_scripts(self, layout: TwinLayout) -> None:
         for action in ("resume", "suspend"):
             script = self.paths.bin / action
-            text = render_power_script(action, sys.executable, self.paths)
+            text = (pcnode_programs.render_power_shim(action, PcnodePaths(self.paths), self.run_dir / "machine.pid")
+                    if layout.pcnode else render_power_script(action, sys.executable, self.paths))
             if not script.exists() or script.read_text() != text:
                 # Replaced atomically: slurmctld may be running the old one (an in-place edit fails).
                 write_atomic(script, text, mode=0o755)

@@ -178,8 +178,19 @@ class Hosts:
             _kill_netns(pid)
             raise
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._address_file(spec.name).write_text(f"{spec.address}\n")
         (self.keeper_pid_file(spec.name)).write_text(f"{pid}\n")
         return pid
+
+    def _address_file(self, name: str) -> Path:
+        return self.run_dir / f"host-{name}.address"
+
+    def address(self, name: str) -> str | None:
+        """The address the host was booted at (an instance's may differ from its node's plan)."""
+        try:
+            return self._address_file(name).read_text().strip() or None
+        except OSError:
+            return None
 
     def link(self, index: int) -> str:
         """The machine's end of host ``index``'s link on the bridge (down: the host is cut off)."""

@@ -19,6 +19,10 @@ DEFAULT_MAX_DYNAMIC = 2  # dynamic nodes per compute resource (MaxCount - MinCou
 DEFAULT_TIME_SCALE = 0.1  # twin seconds per ParallelCluster second (idle 10 min -> 60 s)
 DEFAULT_BOOT_DELAY_S = 1.0  # a powered-down node's simulated boot (EC2 launch + bootstrap)
 
+# Who scales the twin: hpctool's own power programs and manager ("twin"), or ParallelCluster's node
+# daemons against moto ("parallelcluster", issue 22; hpctool.twin.pcnode).
+SCALINGS = ("twin", "parallelcluster")
+
 SLURMCTLD_PORT, SLURMD_PORT, DBD_PORT, MARIADB_PORT = 6817, 6818, 6819, 3306  # Slurm's and MariaDB's own
 
 # ParallelCluster's weights: the scheduler fills static nodes before it powers up dynamic ones.
@@ -67,6 +71,7 @@ class TwinLayout:
     accounting: bool = True
     priority: list[list[str]] = field(default_factory=list)  # [key, value] of the config's Priority* settings
     directory: dict[str, Any] | None = None  # the config's DirectoryService (slapd and SSSD on the twin)
+    scaling: str = "twin"  # one of SCALINGS
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2) + "\n"
@@ -92,9 +97,14 @@ class TwinLayout:
     def same_cluster(self, other: TwinLayout) -> bool:
         """Same partitions, nodes and timings: a running twin that already is what ``up`` wants."""
         return ((self.queues, self.nodes, self.time_scale, self.shared_storage, self.accounting, self.priority,
-                 self.directory)
+                 self.directory, self.scaling)
                 == (other.queues, other.nodes, other.time_scale, other.shared_storage, other.accounting,
-                    other.priority, other.directory))
+                    other.priority, other.directory, other.scaling))
+
+    @property
+    def pcnode(self) -> bool:
+        """ParallelCluster's own daemons scale this twin."""
+        return self.scaling == "parallelcluster"
 
 
 def machine_memory_mb() -> int:
@@ -106,7 +116,8 @@ def plan_layout(queues: list[Queue], config: str, *, static_per_queue: int = 0,
                 scaledown_idletime_min: int = 10, service_ports: PortPlanner | None = None,
                 real_memory_mb: int | None = None, instance_store: Callable[[str], bool] | None = None,
                 shared_storage: list[list[str]] | None = None, accounting: bool = True,
-                priority: Sequence[Sequence[str]] = (), directory: dict[str, Any] | None = None) -> TwinLayout:
+                priority: Sequence[Sequence[str]] = (), directory: dict[str, Any] | None = None,
+                scaling: str = "twin") -> TwinLayout:
     """Name the nodes as ParallelCluster does: per compute resource, ``MinCount`` static nodes
     ``<queue>-st-<cr>-<n>`` and ``MaxCount - MinCount`` dynamic ones ``<queue>-dy-<cr>-<n>``
     (both capped for one machine). ``static_per_queue`` adds static nodes to queues whose config
@@ -118,6 +129,8 @@ def plan_layout(queues: list[Queue], config: str, *, static_per_queue: int = 0,
     if not 0.001 <= time_scale <= 1:
         raise SetupError(f"--time-scale {time_scale:g} is out of range",
                          "give a factor from 0.001 to 1 (1 = ParallelCluster's own timings)")
+    if scaling not in SCALINGS:
+        raise SetupError(f"--scaling {scaling!r} is not one the twin knows", f"use one of {', '.join(SCALINGS)}")
     counts: list[tuple[Queue, int, list[int], list[int]]] = []
     total_nodes = 0
     for queue in queues:
@@ -159,4 +172,4 @@ def plan_layout(queues: list[Queue], config: str, *, static_per_queue: int = 0,
                       queues=queue_rows, nodes=nodes, time_scale=time_scale,
                       scaledown_idletime_min=scaledown_idletime_min,
                       shared_storage=[list(entry) for entry in shared_storage or []], accounting=accounting,
-                      priority=[list(entry) for entry in priority], directory=directory)
+                      priority=[list(entry) for entry in priority], directory=directory, scaling=scaling)

@@ -136,10 +136,11 @@ class ManagerService:
         return {}
 
     def pid_files(self, twin: Twin, layout: TwinLayout) -> dict[str, Path]:
-        return {"clustermgtd": pid_file(twin)} if layout.dynamic_nodes() else {}
+        return {"clustermgtd": pid_file(twin)} if layout.dynamic_nodes() and not layout.pcnode else {}
 
     def start(self, twin: Twin, layout: TwinLayout) -> list[str]:
-        if not layout.dynamic_nodes() or daemons.pid_alive(daemons.read_pid(pid_file(twin))):
+        # With --scaling parallelcluster, ParallelCluster's own clustermgtd runs instead (twin.pcnode).
+        if not layout.dynamic_nodes() or layout.pcnode or daemons.pid_alive(daemons.read_pid(pid_file(twin))):
             return []
         process = daemons.spawn([sys.executable, "-m", PROGRAM, "--home", str(twin.home)],
                                 twin.log_dir / "clustermgtd.log", env=twin.env())

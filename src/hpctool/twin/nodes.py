@@ -43,7 +43,7 @@ class Twin(Protocol):
     def addresses(self, layout: TwinLayout) -> dict[str, str]: ...
 
 
-def host_spec(twin: Twin, name: str, index: int, layout: TwinLayout) -> HostSpec:
+def host_spec(twin: Twin, name: str, index: int, layout: TwinLayout, address: str | None = None) -> HostSpec:
     """A host's namespaces and folders: the twin's files at their cluster paths, /scratch where
     the instance type has instance store, the config's shared storage at its MountDir."""
     binds = {"/etc/slurm": twin.etc,
@@ -55,7 +55,7 @@ def host_spec(twin: Twin, name: str, index: int, layout: TwinLayout) -> HostSpec
     for storage_name, mount_dir, _ in layout.shared_storage:
         binds[mount_dir] = twin.paths.home / "storage" / storage_name
     binds.update(identity.host_binds(twin, layout))  # SSSD's files, with a DirectoryService
-    return HostSpec(name=name, address=twin.network.address(index), index=index, private=binds,
+    return HostSpec(name=name, address=address or twin.network.address(index), index=index, private=binds,
                     shared=machine.shared_folders(twin.home) + (twin.shared_run,),
                     imds=bool(entry and entry.spot))
 
@@ -65,19 +65,23 @@ def slurmd_alive(twin: Twin, node: str) -> bool:
     return daemons.pid_alive(daemons.read_pid(twin.paths.slurmd_pid(node)))
 
 
-def start(twin: Twin, layout: TwinLayout, entry: TwinNode, boot: bool) -> bool:
-    """Boot the node's host when it has none (with the services of its kind) and start its
-    slurmd; ``boot``: ``slurmd -b`` reports the boot as just now. False when it already ran."""
+def start(twin: Twin, layout: TwinLayout, entry: TwinNode, boot: bool, address: str | None = None,
+          instance_id: str | None = None) -> bool:
+    """Boot the node's host when it has none (with the services of its kind; at ``address``, an
+    instance's, when given) and start its slurmd; ``boot``: ``slurmd -b`` reports the boot as just
+    now; ``instance_id``: slurmd reports it (and the instance type), as ParallelCluster's slurmd
+    service does, and clustermgtd pairs the node with its instance by it. False when it already ran."""
     if slurmd_alive(twin, entry.name):
         return False
     if not twin.hosts.alive(entry.name):
-        twin.hosts.boot(host_spec(twin, entry.name, entry.index, layout))
+        twin.hosts.boot(host_spec(twin, entry.name, entry.index, layout, address))
         for service in twin.services:
             hook = getattr(service, "host_booted", None)
             if hook is not None:
                 hook(twin, layout, entry)
     (twin.paths.spool / entry.name).mkdir(parents=True, exist_ok=True)
-    argv = twin.hosts.exec_argv(entry.name, ["slurmd", "-D", "-N", entry.name] + (["-b"] if boot else []))
+    instance = [f"--instance-id={instance_id}", f"--instance-type={entry.instance_type}"] if instance_id else []
+    argv = twin.hosts.exec_argv(entry.name, ["slurmd", "-D", "-N", entry.name, *instance] + (["-b"] if boot else []))
     log = twin.paths.slurmd_log(entry.name)
     process = daemons.spawn(argv, log, env=twin.env())
     time.sleep(0.05)

@@ -33,8 +33,8 @@ CAPACITY_TYPES = {"ONDEMAND": "on-demand", "SPOT": "spot", "CAPACITY_BLOCK": "ca
 @dataclass(frozen=True)
 class PcnodePaths:
     """Where the daemons' files go in one twin's home. ParallelCluster's daemons find the Slurm
-    configuration folder as ``$SLURM_BINARIES_DIR/../etc``: the twin's ``bin/`` and ``etc/`` are
-    siblings, so ``SLURM_BINARIES_DIR=<home>/bin`` makes ``<home>/etc`` theirs."""
+    configuration folder as ``$SLURM_BINARIES_DIR/../etc``: ``SLURM_BINARIES_DIR=<home>/pcnode/bin``
+    (links to the twin's clients) and ``<home>/pcnode/etc`` a link to ``<home>/etc``."""
 
     twin: TwinPaths
 
@@ -49,6 +49,10 @@ class PcnodePaths:
     @property
     def log_dir(self) -> Path:  # /var/log/parallelcluster
         return self.twin.log / "parallelcluster"
+
+    @property
+    def path_dir(self) -> Path:  # first on the daemons' PATH: their sudo, the fleet status scripts
+        return self.twin.home / "pcnode" / "bin"
 
     @property
     def heartbeat(self) -> Path:

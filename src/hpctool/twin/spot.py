@@ -61,7 +61,7 @@ class SpotServices:
 def control_address(twin: Twin, layout: TwinLayout, node: str) -> str:
     entry = layout.node(node)
     assert entry is not None
-    return twin.network.address(entry.index)
+    return twin.hosts.address(node) or twin.network.address(entry.index)
 
 
 @dataclass(frozen=True)

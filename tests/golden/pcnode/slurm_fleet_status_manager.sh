@@ -1,11 +1,11 @@
 #!/bin/sh
-# Written by hpctool local up: slurmctld's compute fleet stop/start, ParallelCluster's slurm_fleet_status_manager against the twin's
-# EC2 and DynamoDB. slurmctld starts it with stdin, stdout and stderr closed: open them first, or
-# the first file the program opens becomes its fd 0-2.
+# Written by hpctool local up: compute fleet stop/start, ParallelCluster's slurm_fleet_status_manager against the twin's
+# EC2 and DynamoDB. Its starter may leave stdin, stdout and stderr closed (slurmctld does): open
+# them first, or the first file the program opens becomes its fd 0-2.
 exec </dev/null >>/root/.local/share/hpctool/log/parallelcluster/slurm_fleet_status_manager.stdio.log 2>&1
 unset AWS_PROFILE AWS_DEFAULT_PROFILE AWS_SESSION_TOKEN AWS_SECURITY_TOKEN AWS_ROLE_ARN AWS_WEB_IDENTITY_TOKEN_FILE AWS_CONTAINER_CREDENTIALS_FULL_URI AWS_CONTAINER_CREDENTIALS_RELATIVE_URI AWS_CA_BUNDLE
 export CONFIG_FILE=/root/.local/share/hpctool/etc/parallelcluster/slurm_plugin/parallelcluster_slurm_fleet_status_manager.conf
-export SLURM_BINARIES_DIR=/root/.local/share/hpctool/bin
+export SLURM_BINARIES_DIR=/root/.local/share/hpctool/pcnode/bin
 export AWS_ENDPOINT_URL=http://10.210.7.1:16900
 export AWS_ACCESS_KEY_ID=hpctool-twin
 export AWS_SECRET_ACCESS_KEY=hpctool-twin
@@ -13,7 +13,7 @@ export AWS_DEFAULT_REGION=us-east-1
 export AWS_CONFIG_FILE=/dev/null
 export AWS_SHARED_CREDENTIALS_FILE=/dev/null
 export AWS_EC2_METADATA_DISABLED=true
-export PATH=/root/.local/share/hpctool/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PATH=/root/.local/share/hpctool/pcnode/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 # slurm_plugin.fleet_status_manager:main (what the venv's slurm_fleet_status_manager runs), with the twin's log as the root
 # handler first: main() logs to /var/log/parallelcluster before it reads its config.
 exec /opt/hpctool/.tools/pcnode/bin/python -c 'import logging, sys; logging.basicConfig(filename=sys.argv.pop(1), level=logging.INFO, format="%(asctime)s - %(process)d - [%(name)s:%(funcName)s] - %(levelname)s - %(message)s"); sys.argv[0] = "slurm_fleet_status_manager"; from slurm_plugin.fleet_status_manager import main; sys.exit(main())' /root/.local/share/hpctool/log/parallelcluster/slurm_fleet_status_manager.log "$@"
