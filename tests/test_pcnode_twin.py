@@ -21,7 +21,7 @@ pytestmark = pytest.mark.twin
 def pc_twin(twin):
     """The suite's twin, its scaling done by ParallelCluster's daemons; the usual twin afterwards."""
     try:
-        bring_up(twin, DEFAULT_CLUSTER_CONFIG, **SUITE_TWIN_OPTIONS, scaling="parallelcluster")
+        bring_up(twin, DEFAULT_CLUSTER_CONFIG, **{**SUITE_TWIN_OPTIONS, "scaling": "parallelcluster"})
         yield twin
     finally:
         bring_up(twin, DEFAULT_CLUSTER_CONFIG, **SUITE_TWIN_OPTIONS)

@@ -11,7 +11,7 @@ from hpctool.slurm.parse import job_active
 # The suite's twin: the default config with 2 static nodes per queue (most tests want nodes up
 # at once) and 1 dynamic node per compute resource, on a short time scale (idle nodes power down
 # after 12 s, a hung boot times out after 36 s) so that the elastic tests stay short.
-SUITE_TWIN_OPTIONS = {"static_per_queue": 2, "max_dynamic": 1, "time_scale": 0.02}
+SUITE_TWIN_OPTIONS = {"static_per_queue": 2, "max_dynamic": 1, "time_scale": 0.02, "scaling": "twin"}
 
 
 def bring_up(twin, config, **options) -> None:
