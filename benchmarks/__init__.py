@@ -7,7 +7,7 @@ from hpctool.twin import Twin
 
 # The test suite's twin (tests/support/twin.py SUITE_TWIN_OPTIONS): static nodes for jobs that must start at
 # once, one dynamic node per compute resource, a short time scale. Benchmarks measure on the same.
-TWIN_OPTIONS = {"static_per_queue": 2, "max_dynamic": 1, "time_scale": 0.02}
+TWIN_OPTIONS = {"static_per_queue": 2, "max_dynamic": 1, "time_scale": 0.02, "scaling": "twin"}
 
 
 def twin_up(twin: Twin) -> dict:

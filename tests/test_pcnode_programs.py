@@ -12,10 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hpctool.cluster.queues import load_cluster
 from hpctool.twin.conf import TwinPaths
-from hpctool.twin.hosts import Network
-from hpctool.twin.layout import plan_layout
 from hpctool.twin.pcnode_conf import HeadInstance, PcnodePaths, render_all
 from hpctool.twin.pcnode_programs import (
     ENTRY_POINTS,
@@ -27,16 +24,12 @@ from hpctool.twin.pcnode_programs import (
     stdio_log,
 )
 from support.golden import assert_golden
-from support.pcnode import PCNODE_PYTHON
+from support.pcnode import CLUSTER, LAYOUT, NETWORK, PCNODE_PYTHON
 
 GOLDEN = Path(__file__).parent / "golden" / "pcnode"
 PATHS = PcnodePaths(TwinPaths(Path("/root/.local/share/hpctool")))
 VENV = Path("/opt/hpctool/.tools/pcnode")
 ENDPOINT = "http://10.210.7.1:16900"
-NETWORK = Network(bridge="hpct-abcdef", subnet="10.210.7.0/24")
-CLUSTER = load_cluster()
-LAYOUT = plan_layout(CLUSTER.queues, "cluster-configs/default.yaml", base=16817, real_memory_mb=24000,
-                     scaledown_idletime_min=CLUSTER.scaledown_idletime_min, time_scale=0.02)
 
 
 @pytest.mark.parametrize("program", ["slurm_resume", "slurm_suspend", "slurm_fleet_status_manager", "clustermgtd"])

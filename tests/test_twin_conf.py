@@ -97,6 +97,34 @@ def test_slurmdbd_conf_matches_golden():
                   GOLDEN / "slurmdbd.conf")
 
 
+def test_under_parallelclusters_daemons_every_node_is_cloud_and_dynamic_ones_have_no_address_yet():
+    layout = default_layout(static_per_queue=2, max_dynamic=1, time_scale=0.02, scaling="parallelcluster")
+    plain = render_slurm_conf(default_layout(static_per_queue=2, max_dynamic=1, time_scale=0.02), PATHS, HEAD,
+                              addresses(layout)).splitlines()
+    nodes = {line.split()[0]: line for line in render_slurm_conf(layout, PATHS, HEAD, addresses(layout)).splitlines()
+             if line.startswith("NodeName=")}
+    assert nodes and all(line.endswith("State=CLOUD") for line in nodes.values())
+    for node in layout.nodes:
+        has_address = f"NodeAddr={addresses(layout)[node.name]}" in nodes[f"NodeName={node.name}"]
+        assert has_address is not node.dynamic  # static: its instance's (seeded) address
+    # the rest is the same slurm.conf: the same programs (bin/resume enters ParallelCluster's)
+    assert [line for line in plain if not line.startswith("NodeName=")] == [
+        line for line in render_slurm_conf(layout, PATHS, HEAD, addresses(layout)).splitlines()
+        if not line.startswith("NodeName=")]
+
+
+def test_parallelclusters_programs_are_entered_through_the_machine_anchor():
+    from hpctool.twin.pcnode_conf import PcnodePaths
+    from hpctool.twin.pcnode_programs import program_path, render_power_shim
+
+    paths = PcnodePaths(PATHS)
+    for action, program in (("resume", "slurm_resume"), ("suspend", "slurm_suspend")):
+        lines = render_power_shim(action, paths, PATHS.run / "machine.pid").splitlines()
+        assert lines[2].startswith("exec </dev/null >>") and lines[2].endswith("2>&1")
+        assert lines[3] == (f'exec nsenter -t "$(cat {PATHS.run}/machine.pid)" -m -n -u -r -w -- '
+                            f'{program_path(paths, program)} "$@"')
+
+
 def test_power_scripts_open_stdio_before_python():
     script = render_power_script("resume", "/venv/bin/python", PATHS)
     lines = script.splitlines()

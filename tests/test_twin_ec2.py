@@ -20,7 +20,7 @@ import hostlist
 import pytest
 
 from hpctool import aws
-from hpctool.cluster.queues import ComputeResource, Queue, load_cluster
+from hpctool.cluster.queues import ComputeResource, Queue
 from hpctool.errors import AwsError, SetupError, TwinError
 from hpctool.twin import daemons
 from hpctool.twin.conf import TwinPaths
@@ -42,7 +42,6 @@ from hpctool.twin.fleet_status import (
     render_fleet_status_script,
     write,
 )
-from hpctool.twin.hosts import Network
 from hpctool.twin.layout import TwinLayout, plan_layout
 from hpctool.twin.pcnode_conf import (
     REGION,
@@ -51,13 +50,8 @@ from hpctool.twin.pcnode_conf import (
     render_all,
     render_resume_conf,
 )
-from support.pcnode import PCNODE_PYTHON, aws_env, run_driver
+from support.pcnode import CLUSTER, LAYOUT, NETWORK, PCNODE_PYTHON, aws_env, run_driver
 from support.sshd_lab import free_port
-
-NETWORK = Network(bridge="hpct-abcdef", subnet="10.210.7.0/24")
-CLUSTER = load_cluster()
-LAYOUT = plan_layout(CLUSTER.queues, "cluster-configs/default.yaml", base=16817, real_memory_mb=24000,
-                     scaledown_idletime_min=CLUSTER.scaledown_idletime_min, time_scale=0.02)
 
 
 @pytest.fixture(scope="module")

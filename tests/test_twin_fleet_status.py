@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 from hpctool import aws
-from hpctool.cluster.queues import load_cluster
 from hpctool.errors import AwsError, TwinError
 from hpctool.twin.conf import TwinPaths
 from hpctool.twin.ec2 import Ec2Server, Seeded, seed
@@ -26,8 +25,6 @@ from hpctool.twin.fleet_status import (
     status_file_data,
     write,
 )
-from hpctool.twin.hosts import Network
-from hpctool.twin.layout import plan_layout
 from hpctool.twin.pcnode_conf import (
     FLEET_STATUS_KEY,
     REGION,
@@ -37,13 +34,8 @@ from hpctool.twin.pcnode_conf import (
     status_table,
 )
 from hpctool.twin.pcnode_programs import program_path, render_programs
-from support.pcnode import PCNODE_PYTHON, run_driver
+from support.pcnode import CLUSTER, LAYOUT, NETWORK, PCNODE_PYTHON, run_driver
 from support.sshd_lab import free_port
-
-NETWORK = Network(bridge="hpct-abcdef", subnet="10.210.7.0/24")
-CLUSTER = load_cluster()
-LAYOUT = plan_layout(CLUSTER.queues, "cluster-configs/default.yaml", base=16817, real_memory_mb=24000,
-                     scaledown_idletime_min=CLUSTER.scaledown_idletime_min, time_scale=0.02)
 
 
 @pytest.fixture(scope="module")

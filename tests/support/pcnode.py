@@ -38,3 +38,20 @@ def run_driver(*args: str, endpoint: str | None = None, timeout: float = 120,
     answer = json.loads(result.stdout)
     answer["log"] = result.stderr
     return answer
+
+
+# The twin every test of ParallelCluster's daemons renders for: the shipped config on a fixed
+# network and machine size, at the suite's time scale (golden files depend on it).
+def _suite_layout():
+    from hpctool.cluster.queues import load_cluster
+    from hpctool.twin.hosts import Network
+    from hpctool.twin.layout import plan_layout
+
+    cluster = load_cluster()
+    network = Network(bridge="hpct-abcdef", subnet="10.210.7.0/24")
+    layout = plan_layout(cluster.queues, "cluster-configs/default.yaml", base=16817, real_memory_mb=24000,
+                         scaledown_idletime_min=cluster.scaledown_idletime_min, time_scale=0.02)
+    return network, cluster, layout
+
+
+NETWORK, CLUSTER, LAYOUT = _suite_layout()

@@ -182,7 +182,11 @@ def cmd_capacity(args: argparse.Namespace) -> int:
         twin.paths, layout, args.target,
         insufficient_for=args.duration if args.insufficient else None,
         boot_delay_s=args.slow_boot, boot_hang=True if args.boot_hang else None, restore=args.restore)
-    if args.restore:
+    if layout.pcnode:  # EC2 (the twin's moto) answers the launches; ParallelCluster's daemons react
+        from hpctool.twin.pcnode import apply_capacity
+
+        apply_capacity(twin, layout, changed)
+    elif args.restore:
         capacity.reenable(twin, layout, list(changed))
     if args.json:
         print_json({key: vars(value) for key, value in changed.items()})

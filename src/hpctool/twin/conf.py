@@ -176,11 +176,14 @@ def render_slurm_conf(layout: TwinLayout, paths: TwinPaths, head: HeadNode, addr
     lines.append("")
     for node in layout.nodes:
         weight = DYNAMIC_WEIGHT if node.dynamic else STATIC_WEIGHT
-        # ParallelCluster's slurm.conf makes static nodes CLOUD too (kept up by SuspendExcNodes): srun
-        # then learns every node's address from slurmctld, as instances change it (--scaling parallelcluster).
+        # Under ParallelCluster's daemons (--scaling parallelcluster) static nodes are CLOUD too, kept
+        # up by SuspendExcNodes, as in ParallelCluster's slurm.conf.
         state = "CLOUD" if node.dynamic or layout.pcnode else "UNKNOWN"
+        # A dynamic node under ParallelCluster's daemons has no address until its instance does
+        # (resume's `scontrol update nodeaddr=`): clustermgtd takes a set one for a missing instance.
+        address = "" if node.dynamic and layout.pcnode else f" NodeAddr={addresses[node.name]}"
         lines.append(
-            f"NodeName={node.name} NodeHostname={node.name} NodeAddr={addresses[node.name]} "
+            f"NodeName={node.name} NodeHostname={node.name}{address} "
             f"CPUs={layout.cpus_per_node} RealMemory={layout.memory_mb_per_node} "
             f"Features={','.join(node.features)} Weight={weight} State={state}"
         )

@@ -15,11 +15,13 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from hpctool.atomic import write_atomic
 from hpctool.errors import HpctoolError
+from hpctool.twin import capacity
 from hpctool.twin.instances import HostPlan, compute_instances, node_assignments, plan_hosts
 from hpctool.twin.layout import DEFAULT_BOOT_DELAY_S, TwinLayout
 
@@ -78,11 +80,33 @@ def finalize_static(twin, node: str, timeout: float = 10) -> str:
     return f"{node}: resumed after start up"
 
 
+def boot_faults(faults: capacity.CapacityFaults) -> tuple[dict[tuple[str, str], float], set[tuple[str, str]]]:
+    """``hpctool local capacity``'s boot faults: the boot delay per (queue, compute resource), and
+    the resources whose instances never finish booting (ParallelCluster's timeouts take over)."""
+    delays, hangs = {}, set()
+    for key, fault in faults.resources.items():
+        queue, _, resource = key.partition("/")
+        delays[(queue, resource)] = capacity.boot_delay(fault)
+        if fault.boot_hang:
+            hangs.add((queue, resource))
+    return delays, hangs
+
+
+def without_hangs(plan: HostPlan, layout: TwinLayout, hangs: set[tuple[str, str]]) -> HostPlan:
+    """The plan with the boots of hanging resources left out (their instances run, no host boots)."""
+    def hangs_for(node: str) -> bool:
+        entry = layout.node(node)
+        return entry is not None and (entry.queue, entry.compute_resource) in hangs
+
+    return replace(plan, boot=tuple(boot for boot in plan.boot if not hangs_for(boot.node)))
+
+
 def run_once(twin, layout: TwinLayout, endpoint: str, hosts_path: Path) -> list[str]:
     hosts = read_hosts(hosts_path)
-    plan = plan_hosts(compute_instances(endpoint), node_assignments(endpoint), hosts, {},
+    delays, hangs = boot_faults(capacity.load(twin.paths))
+    plan = plan_hosts(compute_instances(endpoint), node_assignments(endpoint), hosts, delays,
                       default_delay=DEFAULT_BOOT_DELAY_S)
-    done = apply(twin, layout, plan, hosts, datetime.now(UTC))
+    done = apply(twin, layout, without_hangs(plan, layout, hangs), hosts, datetime.now(UTC))
     if done:
         write_atomic(hosts_path, json.dumps(hosts, indent=2, sort_keys=True) + "\n")
     return done

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from hpctool import aws, shipped
@@ -29,7 +30,7 @@ from hpctool.cluster.queues import load_cluster
 from hpctool.errors import SetupError
 from hpctool.twin import daemons
 from hpctool.twin.core import Twin
-from hpctool.twin.ec2 import Ec2Server, Seeded, seed
+from hpctool.twin.ec2 import Ec2Server, Seeded, clear_faults, mark_fault, seed
 from hpctool.twin.fleet_status import SCRIPTS, render_fleet_status_script
 from hpctool.twin.head import HEAD
 from hpctool.twin.instances import node_assignments
@@ -39,6 +40,7 @@ from hpctool.twin.pcnode_conf import (
     REGION,
     HeadInstance,
     PcnodePaths,
+    launch_template_name,
     render_all,
     slurm_table,
 )
@@ -112,6 +114,22 @@ def seed_static_instances(twin: Twin, endpoint: str, layout: TwinLayout, address
         twin.slurm.set_node_instance(node.name, instance_id, node.instance_type)
         found[node.name] = instance_id
     return found
+
+
+def apply_capacity(twin: Twin, layout: TwinLayout, changed: dict) -> None:
+    """``hpctool local capacity`` under ParallelCluster's daemons: a resource without capacity is
+    a launch template EC2 refuses (the fault front; ParallelCluster's resume and clustermgtd then
+    do what they do on EC2, capacity timeout included); slow and hung boots are the instance
+    watcher's (it reads the twin's capacity file)."""
+    faults_file = ec2_server(twin, layout).faults_file
+    now = time.time()
+    for key, fault in changed.items():
+        queue, resource = key.split("/", 1)
+        template = launch_template_name(queue, resource)
+        if fault.insufficient_until > now:
+            mark_fault(faults_file, template, seconds=fault.insufficient_until - now)
+        else:
+            clear_faults(faults_file, template)
 
 
 class PcnodeService:
