@@ -5,9 +5,6 @@ node whose instance died. Every state and reason here is written by ParallelClus
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import pytest
 
 from hpctool.cluster.queues import DEFAULT_CLUSTER_CONFIG
@@ -102,35 +99,6 @@ def test_clustermgtd_replaces_a_static_node_whose_instance_died(pc_twin, tmp_pat
                                wrap="hostname -I")
     assert wait_job(pc_twin.slurm, job, timeout=60) == "COMPLETED"
     assert (tmp_path / f"{job}.out").read_text().split()[0] == after.private_ip
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hpctool.cli", *args], capture_output=True, text=True, timeout=120,
-                          check=False)
-
-
-def test_without_capacity_parallelclusters_resume_fails_and_the_job_runs_on_the_other_resource(pc_twin, tmp_path):
-    layout = pc_twin.layout()
-    static = [n.name for n in layout.static_nodes() if n.queue == "spot"]
-    short = next(n.name for n in layout.dynamic_nodes() if n.compute_resource == "mixed16")
-    other = next(n.name for n in layout.dynamic_nodes() if n.compute_resource == "mixed16m")
-    wait_for(lambda: all(pc_twin.node_state(n) == "idle~" for n in (short, other)), timeout=90,
-             what="the spot queue's dynamic nodes powered down")
-    for name in static:  # only the dynamic nodes can take the job
-        pc_twin.slurm.update_node(name, "drain", reason="test: dynamic only")
-    try:
-        marked = run_cli("local", "capacity", "spot/mixed16", "--insufficient", "--for", "600")
-        assert marked.returncode == 0, marked.stderr
-        job = pc_twin.slurm.sbatch(["--partition=spot", "--requeue", f"--output={tmp_path}/%j.out"], wrap="hostname")
-        assert wait_job(pc_twin.slurm, job, timeout=180) == "COMPLETED"
-        assert (tmp_path / f"{job}.out").read_text().split()[-1] == other
-        resume = pc_log(pc_twin, "slurm_resume")
-        # ParallelCluster's own handling of EC2's answer (CreateFleet's errorSet from the fault front)
-        assert "InsufficientInstanceCapacity" in resume and short in resume
-    finally:
-        run_cli("local", "capacity", "spot", "--restore")
-        for name in static:
-            pc_twin.slurm.update_node(name, "resume")
 
 
 def test_down_stops_parallelclusters_daemons_and_the_twins_ec2(pc_twin):
