@@ -290,6 +290,11 @@ class Ec2Server:
         return stopped
 
 
+def twin_server(run_dir: Path, port: int) -> Ec2Server:
+    """A twin's endpoint: on the machine's loopback, its files in the twin's ``run/ec2``."""
+    return Ec2Server(run_dir / "ec2", "127.0.0.1", port)
+
+
 def _accepts(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.5):

@@ -22,6 +22,7 @@ from pathlib import Path
 from hpctool.atomic import write_atomic
 from hpctool.errors import HpctoolError
 from hpctool.twin import capacity
+from hpctool.twin.ec2 import twin_server
 from hpctool.twin.instances import HostPlan, compute_instances, node_assignments, plan_hosts
 from hpctool.twin.layout import DEFAULT_BOOT_DELAY_S, TwinLayout
 
@@ -31,6 +32,11 @@ INTERVAL_S = 0.5
 
 def _log(message: str) -> None:
     print(f"{datetime.now().isoformat(timespec='seconds')} {message}", flush=True)
+
+
+def hosts_file(run_dir: Path) -> Path:
+    """Node -> the instance id its running host was booted for (the watcher's own record)."""
+    return run_dir / "instance-hosts.json"
 
 
 def read_hosts(path: Path) -> dict[str, str]:
@@ -116,8 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog=f"python -m {PROGRAM}")
     parser.add_argument("--home", required=True)
     args = parser.parse_args(argv)
-    from hpctool.twin import Twin
-    from hpctool.twin.pcnode import ec2_server, hosts_file
+    from hpctool.twin import Twin  # the twin with its services: a booted host gets them
 
     twin = Twin(args.home)
     while True:
@@ -125,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
         if layout is None or not layout.pcnode:
             return 0
         try:
-            for line in run_once(twin, layout, ec2_server(twin, layout).endpoint, hosts_file(twin)):
+            endpoint = twin_server(twin.run_dir, layout.ports["Ec2Port"]).endpoint
+            for line in run_once(twin, layout, endpoint, hosts_file(twin.run_dir)):
                 _log(line)
         except HpctoolError as error:  # moto or slurmctld briefly away (a heal): next round
             _log(f"round failed: {error.message}")

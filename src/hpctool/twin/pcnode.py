@@ -30,9 +30,10 @@ from hpctool.cluster.queues import load_cluster
 from hpctool.errors import SetupError
 from hpctool.twin import daemons
 from hpctool.twin.core import Twin
-from hpctool.twin.ec2 import Ec2Server, Seeded, clear_faults, mark_fault, seed
+from hpctool.twin.ec2 import Ec2Server, Seeded, clear_faults, mark_fault, seed, twin_server
 from hpctool.twin.fleet_status import SCRIPTS, render_fleet_status_script
 from hpctool.twin.head import HEAD
+from hpctool.twin.instance_hosts import hosts_file, record_hosts
 from hpctool.twin.instances import node_assignments
 from hpctool.twin.layout import TwinLayout, TwinNode
 from hpctool.twin.pcnode_conf import (
@@ -69,7 +70,7 @@ def pcnode_venv() -> Path:
 
 
 def ec2_server(twin: Twin, layout: TwinLayout) -> Ec2Server:
-    return Ec2Server(twin.run_dir / "ec2", "127.0.0.1", layout.ports["Ec2Port"])
+    return twin_server(twin.run_dir, layout.ports["Ec2Port"])
 
 
 def watcher_pid_file(twin: Twin) -> Path:
@@ -78,11 +79,6 @@ def watcher_pid_file(twin: Twin) -> Path:
 
 def clustermgtd_pid_file(twin: Twin) -> Path:
     return twin.run_dir / "pcnode-clustermgtd.pid"
-
-
-def hosts_file(twin: Twin) -> Path:
-    """Node -> the instance id its running host was booted for (the watcher's own record)."""
-    return twin.run_dir / "instance-hosts.json"
 
 
 def compute_tags(node: TwinNode) -> dict[str, str]:
@@ -160,9 +156,7 @@ class PcnodeService:
         static = seed_static_instances(twin, server.endpoint, layout, addresses, seeded, head)
         self._write_files(twin, layout, seeded, head, server.endpoint)
         if not daemons.pid_alive(daemons.read_pid(watcher_pid_file(twin))):
-            from hpctool.twin.instance_hosts import record_hosts
-
-            record_hosts(hosts_file(twin), static)  # the static hosts up already run for these
+            record_hosts(hosts_file(twin.run_dir), static)  # the static hosts up already run for these
             process = daemons.spawn([sys.executable, "-m", WATCHER, "--home", str(twin.home)],
                                     twin.log_dir / "instance-hosts.log", env=twin.env())
             write_atomic(watcher_pid_file(twin), f"{process.pid}\n")
